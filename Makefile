@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test bench lint format migrate clean
+
+$(VENV)/.base: requirements/base.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/base.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base requirements/dev.txt
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $@
+
+# Starts gunicorn and the qcluster on the embedded SQLite database (DATABASE_URL overrides).
+run: $(VENV)/.base
+	DEBUG=$${DEBUG:-1} $(PY) manage.py run_platform --port $(PORT)
+
+test: $(VENV)/.dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks need PostgreSQL: DATABASE_URL, or the local server's `platform_bench` database.
+bench: $(VENV)/.dev
+	$(PY) bench/run.py
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) var

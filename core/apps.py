@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class CoreConfig(AppConfig):
+    name = "core"
+    verbose_name = "Platform"
+
+    def ready(self) -> None:
+        from core import telemetry
+        from core.runtime import registry, scheduling
+
+        registry.load()
+        telemetry.configure()
+        # Schedules are code: every migrate brings the django-q2 Schedule rows in line.
+        post_migrate.connect(scheduling.sync_after_migrate, sender=self)

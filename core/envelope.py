@@ -1,0 +1,103 @@
+"""The canonical event envelope, the one shape in which every event travels."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core import events
+from core.runtime.errors import MalformedEnvelope, TenantMismatch
+
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    event_id: uuid.UUID
+    type: str
+    tenant_id: uuid.UUID
+    trace_id: str
+    span_id: str
+    occurred_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str = ""
+    source: str = ""
+    source_id: str = ""
+
+    @property
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-01"
+
+    @classmethod
+    def from_event(cls, event) -> Envelope:
+        """Rebuild and check the envelope of a stored Event; a bad one is MalformedEnvelope."""
+        envelope = cls(
+            event_id=event.id,
+            type=event.type,
+            tenant_id=event.tenant_id,
+            trace_id=event.trace_id,
+            span_id=event.span_id,
+            occurred_at=event.occurred_at,
+            data=event.data,
+            correlation_id=event.correlation_id,
+            source=event.source,
+            source_id=event.source_id,
+        )
+        envelope.validate()
+        return envelope
+
+    def validate(self) -> None:
+        problems = []
+        if not events.is_known(self.type):
+            problems.append(f"type {self.type!r} is not in the event catalog")
+        if not _HEX32.match(self.trace_id or "") or set(self.trace_id) == {"0"}:
+            problems.append("traceId must be 32 lowercase hex digits, not all zero")
+        if not _HEX16.match(self.span_id or "") or set(self.span_id) == {"0"}:
+            problems.append("spanId must be 16 lowercase hex digits, not all zero")
+        if not isinstance(self.data, dict):
+            problems.append("data must be a JSON object")
+        if problems:
+            raise MalformedEnvelope("; ".join(problems))
+
+    def ensure_tenant(self, tenant_id: uuid.UUID | str) -> None:
+        """The tenant guard: a handler calls this with the tenant of whatever it touches."""
+        if str(tenant_id) != str(self.tenant_id):
+            raise TenantMismatch(
+                f"event {self.event_id} belongs to tenant {self.tenant_id}, "
+                f"but the handler touched data of tenant {tenant_id}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "eventId": str(self.event_id),
+            "type": self.type,
+            "tenantId": str(self.tenant_id),
+            "traceId": self.trace_id,
+            "spanId": self.span_id,
+            "correlationId": self.correlation_id,
+            "source": self.source,
+            "sourceId": self.source_id,
+            "occurredAt": self.occurred_at.isoformat(),
+            "data": self.data,
+        }
+
+
+def event_as_dict(event) -> dict[str, Any]:
+    """The envelope of a stored event as it is, even when it would not validate."""
+    return {
+        "eventId": str(event.id),
+        "type": event.type,
+        "tenantId": str(event.tenant_id),
+        "traceId": event.trace_id,
+        "spanId": event.span_id,
+        "correlationId": event.correlation_id,
+        "source": event.source,
+        "sourceId": event.source_id,
+        "occurredAt": event.occurred_at.isoformat() if event.occurred_at else None,
+        "data": event.data,
+        "toWorker": event.to_worker,
+    }

@@ -1,0 +1,214 @@
+"""Tenants, API keys, and the tables of the worker runtime.
+
+An Event is the outbox row written in the producer's transaction. A Message is that event
+addressed to one worker: its state, committed in the same transaction as the worker's writes,
+is the (eventId, handler) idempotency mark. Failures log every failed attempt; a DeadLetter
+keeps the whole story of a message that gave up, so that it can be replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Tenant(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ApiKey(models.Model):
+    """A per-tenant API key. Only a SHA-256 of the key is stored: keys are 256 random bits,
+    so a fast hash is enough, and the plain key is shown exactly once, at creation."""
+
+    PREFIX = "pk_"
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    lookup = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created = models.DateTimeField(default=timezone.now)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.PREFIX}{self.lookup}_… ({self.tenant.slug})"
+
+    @staticmethod
+    def digest_of(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, *, tenant: Tenant, name: str = "") -> tuple[ApiKey, str]:
+        """Create a key and return it with its plain text, which is never stored."""
+        lookup, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        key = cls.objects.create(
+            tenant=tenant, name=name, lookup=lookup, digest=cls.digest_of(secret)
+        )
+        return key, f"{cls.PREFIX}{lookup}_{secret}"
+
+    def matches(self, secret: str) -> bool:
+        return self.revoked is None and secrets.compare_digest(self.digest, self.digest_of(secret))
+
+
+class Event(models.Model):
+    """The canonical envelope, stored in the producer's transaction (the outbox)."""
+
+    id = models.UUIDField(primary_key=True, editable=False)  # eventId
+    type = models.CharField(max_length=100)
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)
+    correlation_id = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=200, blank=True)
+    source_id = models.CharField(max_length=200, blank=True)
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(default=timezone.now, db_index=True)
+    data = models.JSONField(default=dict)
+    # Set for a command or a schedule slot sent to one worker rather than published to all.
+    to_worker = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "type", "recorded_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+
+class Message(models.Model):
+    """One event addressed to one worker; unique per (event, worker)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        DEAD = "dead"
+
+    event = models.ForeignKey(Event, models.CASCADE, related_name="messages")
+    worker = models.CharField(max_length=64)
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    # A pending message is taken when due_at has passed. A claim pushes due_at to the end of its
+    # lease, so a consumer that dies simply lets the message come due again.
+    due_at = models.DateTimeField(default=timezone.now)
+    lease_token = models.UUIDField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)  # failed attempts
+    claims = models.PositiveIntegerField(default=0)  # claims that ended in no outcome
+    created = models.DateTimeField(default=timezone.now)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["event", "worker"], name="message_once_per_worker")
+        ]
+        indexes = [
+            models.Index(
+                fields=["worker", "due_at"],
+                name="message_due",
+                condition=Q(state="pending"),
+            ),
+            models.Index(fields=["worker", "state", "handled_at"], name="message_worker_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.worker} ← {self.event_id}"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.lease_token is not None and self.due_at > timezone.now()
+
+
+class Failure(models.Model):
+    """One failed attempt: what went wrong, and whether it was worth retrying."""
+
+    message = models.ForeignKey(Message, models.CASCADE, related_name="failures")
+    worker = models.CharField(max_length=64)
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    attempt = models.PositiveIntegerField()
+    at = models.DateTimeField(default=timezone.now)
+    permanent = models.BooleanField(default=False)
+    error = models.TextField()
+    traceback = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["message", "attempt"]
+        indexes = [models.Index(fields=["worker", "at"])]
+
+    def as_dict(self) -> dict:
+        return {
+            "attempt": self.attempt,
+            "at": self.at.isoformat(),
+            "permanent": self.permanent,
+            "error": self.error,
+            "traceback": self.traceback,
+        }
+
+
+class DeadLetter(models.Model):
+    """A message that gave up, with its full envelope and every attempt, kept for replay."""
+
+    message = models.OneToOneField(Message, models.CASCADE, related_name="dead_letter")
+    worker = models.CharField(max_length=64)
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    event_type = models.CharField(max_length=100)
+    envelope = models.JSONField()
+    reason = models.TextField()
+    attempts = models.JSONField(default=list)
+    created = models.DateTimeField(default=timezone.now)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    replays = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["worker", "created"])]
+
+    def __str__(self) -> str:
+        return f"{self.worker}: {self.event_type} {self.message.event_id}"
+
+    @property
+    def is_open(self) -> bool:
+        """Still dead: not replayed since it last died."""
+        return self.replayed_at is None
+
+
+class WorkerState(models.Model):
+    """Per worker bookkeeping that would be costly to derive on every health check."""
+
+    worker = models.CharField(max_length=64, primary_key=True)
+    # Set while a drain task is queued, so that a burst of publishes queues one task, not many.
+    kicked_at = models.DateTimeField(null=True, blank=True)
+    last_success = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.worker
+
+
+class HandledKey(models.Model):
+    """A worker's own idempotency key (e.g. (source, sourceId)), written in the same
+    transaction as the handler's effects, so that two events meaning the same thing act once."""
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    worker = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    event = models.ForeignKey(Event, models.SET_NULL, null=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "worker", "key"], name="handled_key_once")
+        ]

@@ -1,0 +1,235 @@
+"""Dispatch: claim due messages in batches and run them through their worker's handler.
+
+At-least-once, effectively once:
+- A claim is a short committed transaction that leases a batch (skip-locked on PostgreSQL):
+  it pushes due_at to the end of the lease and stamps a lease token. A consumer that dies
+  simply lets its messages come due again.
+- The batch is handled in one transaction, each message in a savepoint. The "done" mark is
+  written in that same transaction and only where the lease token is still ours, so a handler's
+  writes and its mark commit together or not at all, and a consumer whose lease was taken over
+  rolls its whole batch back instead of doubling an effect.
+- A failure is classified: transient ones come back after full-jitter backoff; permanent ones,
+  and transient ones past the worker's attempts, go to the dead letters with every attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from time import monotonic
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core import telemetry
+from core.envelope import Envelope, event_as_dict
+from core.models import DeadLetter, Failure, HandledKey, Message, WorkerState
+from core.runtime import queue, registry, shutdown
+from core.runtime.errors import (
+    LeaseLost,
+    PermanentError,
+    TenantMismatch,
+    TransientError,
+    describe,
+    is_permanent,
+)
+from core.runtime.registry import Worker
+
+log = logging.getLogger(__name__)
+PENDING, DONE, DEAD = Message.State.PENDING, Message.State.DONE, Message.State.DEAD
+
+
+class ConsumerLost(PermanentError):
+    """The message was claimed again and again without an outcome: it kills its consumer."""
+
+
+@dataclass
+class Outcome:
+    handled: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+
+    def add(self, other: Outcome) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+def drain(worker_name: str) -> dict:
+    """The django-q2 task: handle the worker's due messages for up to DISPATCH_DRAIN_SECONDS,
+    then hand over to a fresh task if work is left, so one worker cannot hog a process."""
+    worker = registry.get(worker_name)
+    queue.clear_kick(worker_name)
+    deadline = monotonic() + settings.DISPATCH_DRAIN_SECONDS
+    total = Outcome()
+    while monotonic() < deadline and not shutdown.requested():
+        batch = claim(worker, limit=settings.DISPATCH_BATCH_SIZE)
+        if not batch:
+            break
+        total.add(run_batch(worker, batch))
+    else:
+        queue.kick([worker_name])
+    return asdict(total)
+
+
+def claim(worker: Worker, *, limit: int) -> list[Message]:
+    now = timezone.now()
+    token = uuid.uuid4()
+    with transaction.atomic():
+        due = (
+            Message.objects.filter(worker=worker.name, state=PENDING, due_at__lte=now)
+            .order_by("due_at")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)
+        )
+        ids = list(due[:limit])
+        if not ids:
+            return []
+        Message.objects.filter(id__in=ids).update(
+            due_at=now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS),
+            lease_token=token,
+            claims=F("claims") + 1,
+        )
+    return list(Message.objects.filter(id__in=ids).select_related("event").order_by("id"))
+
+
+def run_batch(worker: Worker, batch: list[Message]) -> Outcome:
+    token = batch[0].lease_token
+    try:
+        with transaction.atomic():
+            return _handle_batch(worker, batch, token)
+    except LeaseLost as exc:
+        log.warning("%s: %s; the batch was rolled back and released", worker.name, exc)
+        return Outcome(released=release(batch, token))
+
+
+def _handle_batch(worker: Worker, batch: list[Message], token: uuid.UUID) -> Outcome:
+    done, failed, outcome = [], [], Outcome()
+    for index, message in enumerate(batch):
+        if shutdown.requested():
+            outcome.released = release(batch[index:], token)
+            break
+        try:
+            with transaction.atomic():
+                handle_one(worker, message)
+        except Exception as exc:  # every failure is recorded, never lost
+            failed.append((message, exc, traceback.format_exc()))
+        else:
+            done.append(message.id)
+    _mark_done(worker, done, token)
+    outcome.handled = len(done)
+    for message, exc, trace in failed:
+        dead = record_failure(worker, message, exc, trace, token=token)
+        outcome.dead += dead
+        outcome.retried += not dead
+    return outcome
+
+
+def handle_one(worker: Worker, message: Message) -> None:
+    envelope = Envelope.from_event(message.event)
+    if message.tenant_id != envelope.tenant_id:
+        raise TenantMismatch(
+            f"message is addressed to tenant {message.tenant_id}, "
+            f"envelope says {envelope.tenant_id}"
+        )
+    lost = message.claims - 1 - message.attempts
+    if lost >= settings.DISPATCH_MAX_LOST_CLAIMS:
+        raise ConsumerLost(
+            f"claimed {lost} times without an outcome (the consumer crashed, was killed or "
+            "timed out while handling it)"
+        )
+    with telemetry.handler_span(worker.name, envelope):
+        key = worker.dedup_key(envelope)
+        if key and not _first_time(worker, envelope, key):
+            log.info("%s: %s already handled under key %r", worker.name, envelope.event_id, key)
+            return
+        worker.handler(envelope)
+
+
+def _first_time(worker: Worker, envelope: Envelope, key: str) -> bool:
+    try:
+        with transaction.atomic():
+            HandledKey.objects.create(
+                tenant_id=envelope.tenant_id, worker=worker.name, key=key[:255],
+                event_id=envelope.event_id,
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _mark_done(worker: Worker, ids: list[int], token: uuid.UUID) -> None:
+    if not ids:
+        return
+    now = timezone.now()
+    marked = Message.objects.filter(id__in=ids, lease_token=token, state=PENDING).update(
+        state=DONE, handled_at=now, lease_token=None, last_error=""
+    )
+    if marked != len(ids):
+        raise LeaseLost(f"{len(ids) - marked} of {len(ids)} messages were re-claimed")
+    WorkerState.objects.filter(worker=worker.name).update(last_success=now)
+
+
+def record_failure(worker: Worker, message: Message, exc: BaseException, trace: str, *,
+                   token: uuid.UUID) -> bool:
+    """Log the attempt, then schedule the retry or dead-letter the message. True if dead."""
+    now = timezone.now()
+    attempt = message.attempts + 1
+    permanent = is_permanent(exc)
+    error = describe(exc)
+    Failure.objects.create(
+        message=message, worker=worker.name, tenant_id=message.tenant_id, attempt=attempt,
+        at=now, permanent=permanent, error=error, traceback=trace,
+    )
+    dead = permanent or worker.retry.gives_up_after(attempt)
+    mine = Message.objects.filter(id=message.id, lease_token=token, state=PENDING)
+    if dead:
+        updated = mine.update(state=DEAD, attempts=attempt, lease_token=None, last_error=error)
+    else:
+        delay = _retry_delay(worker, exc, attempt)
+        updated = mine.update(
+            due_at=now + delay, attempts=attempt, lease_token=None, last_error=error
+        )
+    if not updated:
+        raise LeaseLost(f"message {message.id} was re-claimed")
+    if dead:
+        reason = error if permanent else f"gave up after {attempt} attempts; last: {error}"
+        _dead_letter(worker, message, reason)
+    log.log(logging.ERROR if dead else logging.WARNING, "%s: attempt %s of %s failed: %s",
+            worker.name, attempt, message.event_id, error)
+    return dead
+
+
+def _retry_delay(worker: Worker, exc: BaseException, attempt: int) -> timedelta:
+    if isinstance(exc, TransientError) and exc.retry_after is not None:
+        return timedelta(seconds=exc.retry_after)
+    return worker.retry.delay(attempt)
+
+
+def _dead_letter(worker: Worker, message: Message, reason: str) -> None:
+    attempts = [f.as_dict() for f in message.failures.order_by("at", "id")]
+    DeadLetter.objects.update_or_create(
+        message=message,
+        defaults={
+            "worker": worker.name,
+            "tenant_id": message.tenant_id,
+            "event_type": message.event.type,
+            "envelope": event_as_dict(message.event),
+            "reason": reason,
+            "attempts": attempts,
+            "created": timezone.now(),
+            "replayed_at": None,
+        },
+    )
+
+
+def release(messages: list[Message], token: uuid.UUID) -> int:
+    """Give claimed messages back for immediate redelivery; the claim did not count."""
+    return Message.objects.filter(
+        id__in=[m.id for m in messages], lease_token=token, state=PENDING
+    ).update(due_at=timezone.now(), lease_token=None, claims=F("claims") - 1)

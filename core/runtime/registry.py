@@ -1,0 +1,159 @@
+"""The worker registry: each worker of the catalogs is declared once, in its own module.
+
+A declaration names the worker's trigger (event types and/or schedules), its retry policy and
+its idempotency key as the seeds give them. A worker whose handler a later issue has not built
+yet is still declared; it receives no messages and health shows it as not built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+
+from core import events
+
+WILDCARD = "*"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base·2^(n-1)))."""
+
+    max_attempts: int
+    base_seconds: float = 2.0
+    cap_seconds: float = 600.0
+    description: str = ""
+
+    def ceiling(self, attempt: int) -> float:
+        return min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1))
+
+    def delay(self, attempt: int, *, rng: random.Random | None = None) -> timedelta:
+        return timedelta(seconds=(rng or random).uniform(0, self.ceiling(attempt)))
+
+    def gives_up_after(self, attempt: int) -> bool:
+        return attempt >= self.max_attempts
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring slot. `minutes` is the cadence; the slot's window is the cadence before it."""
+
+    name: str
+    minutes: int
+
+    def window(self) -> timedelta:
+        return timedelta(minutes=self.minutes)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    events: tuple[str, ...] = ()
+    schedules: tuple[Schedule, ...] = ()
+    commands: tuple[str, ...] = ()
+    description: str = ""
+
+    def matches(self, event_type: str) -> bool:
+        if event_type in self.events or event_type in self.commands:
+            return True
+        return WILDCARD in self.events and not events.catalog()[event_type].internal
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """How redelivery is made harmless. Every message is handled once per (eventId, handler);
+    `key`, when given, also dedups distinct events that mean the same thing (e.g. the same
+    (source, sourceId)): the second is marked handled without running the handler."""
+
+    description: str
+    key: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    app: str
+    group: str  # "ingestion" or "reaction" (seed 000, "Scaling")
+    purpose: str
+    trigger: Trigger
+    retry: RetryPolicy
+    idempotency: Idempotency
+    module: str
+    handler: Callable | None = None
+
+    @property
+    def built(self) -> bool:
+        return self.handler is not None
+
+    @property
+    def cluster(self) -> str:
+        if settings.WORKER_CLUSTERS == "split":
+            return self.group
+        return settings.Q_CLUSTER_NAME
+
+    def dedup_key(self, envelope) -> str | None:
+        return self.idempotency.key(envelope) if self.idempotency.key else None
+
+
+_workers: dict[str, Worker] = {}
+
+CATALOG_MODULES = [
+    "observability.workers.trace_ingestion",
+    "observability.workers.metric_aggregation",
+    "observability.workers.alert_evaluation",
+    "observability.workers.incident_analysis",
+    "observability.workers.cost_anomaly",
+    "observability.workers.telemetry_correlation",
+    "feedback.workers.feedback_creation",
+    "feedback.workers.quality_score",
+    "integrations.workers.webhook_delivery",
+    "integrations.workers.integration_sync",
+    "integrations.workers.credential_rotation",
+    "integrations.workers.external_api_health",
+    "integrations.workers.integration_retry",
+]
+
+
+def register(worker: Worker) -> Worker:
+    unknown = [t for t in worker.trigger.events + worker.trigger.commands
+               if t != WILDCARD and not events.is_known(t)]
+    if unknown:
+        raise ValueError(f"{worker.name} subscribes to unknown event types {unknown}")
+    _workers[worker.name] = worker
+    return worker
+
+
+def unregister(name: str) -> None:
+    _workers.pop(name, None)
+
+
+def load() -> None:
+    for module in CATALOG_MODULES + list(settings.WORKER_MODULES):
+        importlib.import_module(module)
+
+
+def all_workers() -> list[Worker]:
+    return list(_workers.values())
+
+
+def catalog_workers() -> list[Worker]:
+    return [w for w in _workers.values() if w.module in CATALOG_MODULES]
+
+
+def get(name: str) -> Worker:
+    try:
+        return _workers[name]
+    except KeyError:
+        raise LookupError(f"no worker named {name!r}; known: {sorted(_workers)}") from None
+
+
+def subscribers(event_type: str, *, to_worker: str = "") -> list[Worker]:
+    """The built workers that receive an event: its addressee, or every matching subscriber."""
+    if to_worker:
+        worker = get(to_worker)
+        return [worker] if worker.built else []
+    return [w for w in _workers.values() if w.built and w.trigger.matches(event_type)]

@@ -1,0 +1,136 @@
+"""Schedules are code: the registry's schedules become django-q2 Schedule rows on every migrate.
+
+A schedule slot does not run a worker directly: `fire` sends each tenant a ScheduleFired message
+addressed to the worker, with an eventId derived from (worker, schedule, tenant, slot). The slot
+then has the same retries, dead letters, tracing and tenant guard as any event, and firing the
+same slot twice (two clusters, a restart) adds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from core.models import Event, HandledKey, Message, Tenant
+from core.runtime import queue, registry
+
+log = logging.getLogger(__name__)
+PREFIX = "platform:"
+SLOT_NAMESPACE = uuid.UUID("6f1c7d0e-3f6b-4c1e-9a57-0c2b8e5d4a10")
+
+
+def desired_schedules() -> list[queue.ScheduleSpec]:
+    specs = []
+    for worker in registry.all_workers():
+        if not worker.built:
+            continue
+        for schedule in worker.trigger.schedules:
+            specs.append(
+                queue.ScheduleSpec(
+                    name=f"{PREFIX}{worker.name}:{schedule.name}",
+                    func="core.runtime.scheduling.fire",
+                    args=(worker.name, schedule.name),
+                    minutes=schedule.minutes,
+                    cluster=_schedule_cluster(worker.cluster),
+                )
+            )
+    for cluster in sorted({w.cluster for w in registry.all_workers()}):
+        specs.append(
+            queue.ScheduleSpec(
+                name=f"{PREFIX}sweep:{cluster}",
+                func="core.runtime.scheduling.sweep",
+                args=(cluster,),
+                minutes=1,
+                cluster=_schedule_cluster(cluster),
+            )
+        )
+    specs.append(
+        queue.ScheduleSpec(
+            name=f"{PREFIX}prune", func="core.runtime.scheduling.prune", args=(), minutes=60,
+            cluster=None,
+        )
+    )
+    return specs
+
+
+def _schedule_cluster(cluster: str) -> str | None:
+    # django-q2 gives schedules without a cluster to the default cluster.
+    return None if cluster == settings.Q_CLUSTER_NAME else cluster
+
+
+def sync() -> None:
+    queue.sync_schedules(desired_schedules(), prefix=PREFIX)
+    queue.ensure_worker_states()
+
+
+def sync_after_migrate(**kwargs) -> None:
+    sync()
+
+
+def slot_of(now: datetime, minutes: int) -> datetime:
+    """The slot a firing belongs to: the latest whole multiple of `minutes` at or before now."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    elapsed = int((now - midnight).total_seconds() // 60)
+    return midnight + timedelta(minutes=elapsed // minutes * minutes)
+
+
+def fire(worker_name: str, schedule_name: str, *, now: datetime | None = None) -> int:
+    """Send the slot to every tenant. Returns the number of tenants it was sent to."""
+    from core.services import build_envelope, publish_envelopes
+
+    worker = registry.get(worker_name)
+    schedule = next(s for s in worker.trigger.schedules if s.name == schedule_name)
+    slot = slot_of(now or timezone.now(), schedule.minutes)
+    data = {
+        "schedule": schedule.name,
+        "windowStart": (slot - schedule.window()).isoformat(),
+        "windowEnd": slot.isoformat(),
+    }
+    envelopes = [
+        build_envelope(
+            tenant_id=tenant_id,
+            type="ScheduleFired",
+            data=data,
+            source=f"schedule:{worker.name}:{schedule.name}",
+            source_id=slot.isoformat(),
+            event_id=uuid.uuid5(
+                SLOT_NAMESPACE, f"{worker.name}|{schedule.name}|{tenant_id}|{slot.isoformat()}"
+            ),
+            occurred_at=slot,
+        )
+        for tenant_id in Tenant.objects.values_list("id", flat=True)
+    ]
+    publish_envelopes(envelopes, to_worker=worker.name)
+    return len(envelopes)
+
+
+def sweep(cluster: str) -> list[str]:
+    """Kick the workers of a cluster that have due messages nobody is draining: retries whose
+    backoff ran out, leases of dead consumers, kicks lost with a cluster."""
+    names = {w.name for w in registry.all_workers() if w.cluster == cluster and w.built}
+    due = set(
+        Message.objects.filter(
+            state=Message.State.PENDING, due_at__lte=timezone.now(), worker__in=names
+        ).values_list("worker", flat=True).distinct()
+    )
+    queue.kick(due)
+    return sorted(due)
+
+
+def prune(*, now: datetime | None = None) -> int:
+    """Delete events past EVENT_RETENTION_DAYS whose messages are all handled. Dead and
+    pending ones stay: they are the dead-letter store and the backlog."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    unfinished = Message.objects.filter(~Q(state=Message.State.DONE)).values("event_id")
+    old = Event.objects.filter(recorded_at__lt=cutoff).exclude(id__in=unfinished)
+    deleted = 0
+    while ids := list(old.values_list("id", flat=True)[:5000]):
+        deleted += Event.objects.filter(id__in=ids).delete()[1].get("core.Event", 0)
+    HandledKey.objects.filter(created__lt=cutoff).delete()
+    log.info("pruned %s events older than %s", deleted, cutoff)
+    return deleted

@@ -1,0 +1,182 @@
+"""Settings. Configuration comes only from environment variables (see README, "Configuration")."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+# A fixed development key is only acceptable while DEBUG is on; production must set its own.
+SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key" if DEBUG else environ.Env.NOTSET)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+PLATFORM_VERSION = "0.1.0"
+
+INSTALLED_APPS = [
+    "core",  # before django_q, so that core's `qcluster` (drain-aware) wins
+    "observability",
+    "feedback",
+    "integrations",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "core.urls"
+WSGI_APPLICATION = "core.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict:
+    db = env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'platform.sqlite3'}")
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        # Several processes (gunicorn, qcluster workers) share the file: WAL lets readers run
+        # beside the writer, IMMEDIATE takes the write lock up front instead of failing on upgrade.
+        db["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        db["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    else:
+        # django-q2's ORM broker closes "old" connections on every call; with CONN_MAX_AGE=0 that
+        # is a new PostgreSQL connection per enqueue (85/s instead of ~1,200/s, DESIGN.md).
+        db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+        db["CONN_HEALTH_CHECKS"] = True
+    return db
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Cluster stats (heartbeats) go to the cache; web and cluster must share it, so it is the database.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "platform_cache",
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+
+FERNET_KEYS = env.list("FERNET_KEYS", default=[SECRET_KEY])
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.auth.IsTenant"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- The worker runtime -------------------------------------------------------------------
+# django-q2 is the executor; retries, backoff and dead letters are the platform's own.
+Q_CLUSTER_NAME = "platform"  # also django-q2's signing salt: the same for every cluster
+Q_CLUSTER = {
+    "name": Q_CLUSTER_NAME,
+    "orm": "default",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=300),
+    # The ORM broker re-delivers a task once its lock passes: it must exceed queue wait + timeout.
+    "retry": env.int("Q_TIMEOUT", default=300) + 120,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": -1,  # successes are in the platform's own tables; failures are still saved
+    "catch_up": False,
+    "poll": env.float("Q_POLL", default=0.2),
+    "label": "Task queue",
+    "ALT_CLUSTERS": {"ingestion": {}, "reaction": {}},
+}
+# With WORKER_CLUSTERS=split, ingestion workers go to the `ingestion` cluster and reaction workers
+# to `reaction` (run `manage.py qcluster --name ingestion` and `--name reaction`); with `single`,
+# one `manage.py qcluster` runs all thirteen.
+WORKER_CLUSTERS = env.str("WORKER_CLUSTERS", default="single")
+DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=500)
+DISPATCH_LEASE_SECONDS = env.float("DISPATCH_LEASE_SECONDS", default=120)
+DISPATCH_DRAIN_SECONDS = env.float("DISPATCH_DRAIN_SECONDS", default=20)
+DISPATCH_MAX_LOST_CLAIMS = env.int("DISPATCH_MAX_LOST_CLAIMS", default=3)
+SHUTDOWN_DRAIN_TIMEOUT = env.float("SHUTDOWN_DRAIN_TIMEOUT", default=25)
+EXTRA_EVENT_TYPES = env.list("EXTRA_EVENT_TYPES", default=[])  # operator factory events
+WORKER_MODULES = env.list("WORKER_MODULES", default=[])  # extra worker declarations, by module
+EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=14)
+HEALTH_BACKLOG_DEGRADED_SECONDS = env.int("HEALTH_BACKLOG_DEGRADED_SECONDS", default=60)
+HEALTH_BACKLOG_UNHEALTHY_SECONDS = env.int("HEALTH_BACKLOG_UNHEALTHY_SECONDS", default=600)
+
+# --- OpenTelemetry -----------------------------------------------------------------------
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="worker-platform")
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"trace": {"()": "core.telemetry.TraceContextFilter"}},
+    "formatters": {
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s "
+            "trace_id=%(trace_id)s span_id=%(span_id)s %(message)s"
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["trace"]}
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")}},
+}
+
+# --- Webhooks ------------------------------------------------------------------------------
+# Full-jitter exponential backoff between delivery attempts: attempt n waits up to
+# min(MAX, BASE * 2^(n-1)), so with the defaults the last waits are up to an hour.
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=60)
+WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
