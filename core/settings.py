@@ -180,3 +180,6 @@ LOGGING = {
 # min(MAX, BASE * 2^(n-1)), so with the defaults the last waits are up to an hour.
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=60)
 WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
+
+# Admin assets are served by WhiteNoise under gunicorn; locally straight from the apps.
+WHITENOISE_USE_FINDERS = DEBUG

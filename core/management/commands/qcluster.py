@@ -1,0 +1,92 @@
+"""`manage.py qcluster`: django-q2's cluster, with a bounded drain on SIGTERM and recovery on start.
+
+django-q2 on its own waits for its workers without a limit when stopped. Here SIGTERM first
+raises the platform's shutdown flag, which drain tasks check between messages (they finish the
+message in hand, commit, and release the rest of their batch); if the cluster is still not down
+after SHUTDOWN_DRAIN_TIMEOUT, its processes are killed, and the leases of whatever they held
+run out, so every message is redelivered (seed 002: bounded drain, dead-consumer recovery).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django_q.cluster import Cluster
+from django_q.management.commands import qcluster
+
+from core import telemetry
+from core.runtime import scheduling, shutdown
+
+log = logging.getLogger(__name__)
+
+
+class Command(qcluster.Command):
+    help = "Starts a worker cluster (django-q2) that drains within SHUTDOWN_DRAIN_TIMEOUT."
+
+    def handle(self, *args, **options):
+        if options.get("cluster_name"):
+            # django-q2 reads the name from the environment when its Conf is first imported.
+            os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
+        cluster_name = os.environ.get("Q_CLUSTER_NAME", settings.Q_CLUSTER_NAME)
+        shutdown.install()  # before the forks, so every worker process shares the flag
+        scheduling.sync()
+        cluster = Cluster()
+        stop = _graceful_stop(cluster)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        cluster.start()
+        if options.get("run_once"):
+            cluster.stop()
+            return
+        telemetry.start_runtime_metrics()
+        # Whatever was left by a cluster that died is due again (or will be when its leases
+        # run out): look now instead of waiting for the first sweep.
+        scheduling.sweep(cluster_name)
+        while cluster.sentinel.is_alive():
+            time.sleep(0.5)
+
+
+def _graceful_stop(cluster: Cluster):
+    def stop(signum, frame):
+        if shutdown.requested():
+            return
+        log.info("draining: at most %ss", settings.SHUTDOWN_DRAIN_TIMEOUT)
+        shutdown.request()
+        sentinel_pid = cluster.sentinel.pid if cluster.sentinel else None
+        threading.Thread(target=_kill_after_timeout, args=(sentinel_pid,), daemon=True).start()
+        cluster.stop()
+
+    return stop
+
+
+def _kill_after_timeout(sentinel_pid: int | None) -> None:
+    time.sleep(settings.SHUTDOWN_DRAIN_TIMEOUT)
+    if sentinel_pid is None:
+        return
+    pids = _descendants(sentinel_pid) + [sentinel_pid]
+    log.warning("drain timed out after %ss; killing %s", settings.SHUTDOWN_DRAIN_TIMEOUT, pids)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Children of a process, recursively, from /proc (Linux)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            child = int(stat.parent.name)
+            children += [child, *_descendants(child)]
+    return children

@@ -1,0 +1,371 @@
+"""The worker runtime: idempotency, crash recovery, retries, dead letters, tenant guard, tracing."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from core import services
+from core.models import DeadLetter, Failure, HandledKey, Message
+from core.runtime import dispatch, replay, shutdown
+from core.runtime.errors import PermanentError, TransientError
+from core.runtime.registry import RetryPolicy
+from core.telemetry import TraceContextFilter
+from tests.effects.models import Effect
+
+pytestmark = pytest.mark.django_db
+
+
+def record(envelope) -> None:
+    Effect.objects.create(event_id=envelope.event_id, worker="TestWorker")
+
+
+def always(exc: Exception):
+    def handler(envelope) -> None:
+        Effect.objects.create(event_id=envelope.event_id, worker="failed")  # rolled back
+        raise exc
+
+    return handler
+
+
+def publish(tenant, **data):
+    return services.publish(tenant=tenant, type="DeploymentPromoted", data=data)
+
+
+def come_due(worker_name: str) -> None:
+    """Fast-forward: whatever is waiting (backoff, lease) is due now."""
+    Message.objects.filter(worker=worker_name, state="pending").update(due_at=timezone.now())
+
+
+def message_of(envelope, worker="TestWorker") -> Message:
+    return Message.objects.get(event_id=envelope.event_id, worker=worker)
+
+
+def test_it_handles_a_published_event_once(tenant, make_worker):
+    make_worker(handler=record)
+    envelope = publish(tenant, service="checkout")
+
+    assert dispatch.drain("TestWorker")["handled"] == 1
+    assert Effect.objects.filter(event_id=envelope.event_id).count() == 1
+    assert message_of(envelope).state == "done"
+
+
+def test_it_addresses_no_message_to_a_worker_that_is_not_built(tenant):
+    envelope = publish(tenant)
+    # WebhookDeliveryWorker and TelemetryCorrelationWorker subscribe to every event, but their
+    # handlers come with later issues: nothing may be queued for a handler that does not exist.
+    assert not Message.objects.filter(event_id=envelope.event_id).exists()
+
+
+def test_it_changes_nothing_when_a_handled_event_is_redelivered(tenant, make_worker):
+    make_worker(handler=record)
+    envelope = publish(tenant)
+    dispatch.drain("TestWorker")
+
+    services.publish_envelopes([envelope])  # the producer sends the same eventId again
+    Message.objects.filter(event_id=envelope.event_id).update(due_at=timezone.now())
+    dispatch.drain("TestWorker")
+
+    assert Effect.objects.filter(event_id=envelope.event_id).count() == 1
+    assert Message.objects.filter(event_id=envelope.event_id).count() == 1
+
+
+def test_it_handles_once_when_it_crashed_between_the_writes_and_the_mark(
+    tenant, make_worker, monkeypatch
+):
+    make_worker(handler=record)
+    envelope = publish(tenant)
+
+    def crash(*args, **kwargs):
+        raise SystemExit("killed after the handler's writes, before the mark")
+
+    monkeypatch.setattr(dispatch, "_mark_done", crash)
+    with pytest.raises(SystemExit):
+        dispatch.drain("TestWorker")
+    monkeypatch.undo()
+
+    assert not Effect.objects.exists()  # the writes died with their transaction
+    assert message_of(envelope).due_at > timezone.now()  # leased until the lease runs out
+    come_due("TestWorker")  # the lease of the dead consumer ran out
+    dispatch.drain("TestWorker")
+
+    assert Effect.objects.filter(event_id=envelope.event_id).count() == 1
+    assert message_of(envelope).state == "done"
+
+
+def test_it_rolls_back_a_consumer_whose_lease_was_taken_over(tenant, make_worker):
+    worker = make_worker(handler=record)
+    envelope = publish(tenant)
+    slow = dispatch.claim(worker, limit=10)
+    come_due("TestWorker")  # the slow consumer's lease ran out...
+    fast = dispatch.claim(worker, limit=10)  # ...and another consumer took the message
+
+    dispatch.run_batch(worker, fast)
+    outcome = dispatch.run_batch(worker, slow)
+
+    assert outcome.handled == 0
+    assert Effect.objects.filter(event_id=envelope.event_id).count() == 1
+
+
+def test_it_dead_letters_a_poison_event_after_the_policys_attempts(tenant, make_worker):
+    make_worker(handler=always(TransientError("upstream down")),
+                retry=RetryPolicy(max_attempts=3, base_seconds=1, cap_seconds=4))
+    envelope = publish(tenant, service="checkout")
+
+    for _ in range(3):
+        dispatch.drain("TestWorker")
+        come_due("TestWorker")
+
+    message = message_of(envelope)
+    dead = DeadLetter.objects.get(message=message)
+    assert message.state == "dead" and message.attempts == 3
+    assert dead.envelope["eventId"] == str(envelope.event_id)
+    assert dead.envelope["data"] == {"service": "checkout"}
+    assert dead.envelope["traceId"] == envelope.trace_id
+    assert [a["attempt"] for a in dead.attempts] == [1, 2, 3]
+    assert all("TransientError: upstream down" in a["traceback"] for a in dead.attempts)
+    assert "gave up after 3 attempts" in dead.reason
+    assert not Effect.objects.exists()
+
+
+def test_it_dead_letters_a_permanent_error_at_once(tenant, make_worker):
+    make_worker(handler=always(PermanentError("schema v3 is not supported")))
+    envelope = publish(tenant)
+
+    outcome = dispatch.drain("TestWorker")
+
+    assert outcome["dead"] == 1
+    assert DeadLetter.objects.get(message__event_id=envelope.event_id).reason == (
+        "PermanentError: schema v3 is not supported"
+    )
+
+
+def test_it_keeps_handling_the_rest_of_a_batch_when_one_message_fails(tenant, make_worker):
+    def picky(envelope):
+        if envelope.data["n"] == 2:
+            raise PermanentError("not this one")
+        record(envelope)
+
+    make_worker(handler=picky)
+    for n in range(5):
+        publish(tenant, n=n)
+
+    outcome = dispatch.drain("TestWorker")
+
+    assert outcome == {"handled": 4, "retried": 0, "dead": 1, "released": 0}
+    assert Effect.objects.count() == 4
+
+
+def test_it_grows_backoff_delays_as_the_policy_says(tenant, make_worker):
+    policy = RetryPolicy(max_attempts=6, base_seconds=10, cap_seconds=40)
+    make_worker(handler=always(TransientError("busy")), retry=policy)
+    envelope = publish(tenant)
+
+    for attempt in range(1, 6):
+        dispatch.drain("TestWorker")
+        failed_at = Failure.objects.get(message__event_id=envelope.event_id, attempt=attempt).at
+        waits = (message_of(envelope).due_at - failed_at).total_seconds()
+        assert 0 <= waits <= policy.ceiling(attempt) + 0.5
+        come_due("TestWorker")
+
+    assert [policy.ceiling(n) for n in range(1, 6)] == [10, 20, 40, 40, 40]
+
+
+def test_it_draws_full_jitter_up_to_the_ceiling():
+    policy = RetryPolicy(max_attempts=8, base_seconds=1, cap_seconds=30)
+    rng = random.Random(7)
+    for attempt, ceiling in [(1, 1), (3, 4), (5, 16), (6, 30), (8, 30)]:
+        delays = [policy.delay(attempt, rng=rng).total_seconds() for _ in range(2000)]
+        assert 0 <= min(delays) < ceiling * 0.05
+        assert ceiling * 0.95 < max(delays) <= ceiling
+
+
+def test_it_honours_retry_after_over_the_backoff(tenant, make_worker):
+    make_worker(handler=always(TransientError("429", retry_after=120)))
+    envelope = publish(tenant)
+
+    dispatch.drain("TestWorker")
+
+    waits = (message_of(envelope).due_at - timezone.now()).total_seconds()
+    assert 115 < waits <= 120
+
+
+def test_it_refuses_a_handler_touching_another_tenants_data(tenant, other_tenant, make_worker):
+    def nosy(envelope):
+        envelope.ensure_tenant(other_tenant.pk)
+        record(envelope)
+
+    make_worker(handler=nosy)
+    envelope = publish(tenant)
+
+    dispatch.drain("TestWorker")
+
+    dead = DeadLetter.objects.get(message__event_id=envelope.event_id)
+    assert dead.reason.startswith("TenantMismatch")
+    assert dead.attempts[0]["permanent"] is True
+    assert not Effect.objects.exists()
+
+
+def test_it_refuses_a_message_whose_tenant_differs_from_its_envelope(
+    tenant, other_tenant, make_worker
+):
+    make_worker(handler=record)
+    envelope = publish(tenant)
+    Message.objects.filter(event_id=envelope.event_id).update(tenant=other_tenant)
+
+    dispatch.drain("TestWorker")
+
+    assert DeadLetter.objects.get(message__event_id=envelope.event_id).reason.startswith(
+        "TenantMismatch"
+    )
+    assert not Effect.objects.exists()
+
+
+def test_it_dead_letters_a_malformed_envelope_without_holding_up_others(tenant, make_worker):
+    make_worker(handler=record)
+    bad, good = publish(tenant), publish(tenant)
+    # Rows written by something other than publish (an old release, a manual fix) can be bad.
+    message_of(bad).event.__class__.objects.filter(id=bad.event_id).update(
+        type="DeploymentPromotd", trace_id="nope"
+    )
+
+    dispatch.drain("TestWorker")
+
+    reason = DeadLetter.objects.get(message__event_id=bad.event_id).reason
+    assert "MalformedEnvelope" in reason and "DeploymentPromotd" in reason
+    assert "traceId" in reason
+    assert Effect.objects.filter(event_id=good.event_id).count() == 1
+
+
+def test_it_dead_letters_a_message_that_keeps_killing_its_consumer(tenant, make_worker, settings):
+    settings.DISPATCH_MAX_LOST_CLAIMS = 2
+    worker = make_worker(handler=record)
+    envelope = publish(tenant)
+    for _ in range(2):  # two consumers died holding it
+        dispatch.claim(worker, limit=1)
+        come_due("TestWorker")
+
+    dispatch.drain("TestWorker")
+
+    dead = DeadLetter.objects.get(message__event_id=envelope.event_id)
+    assert "claimed 2 times without an outcome" in dead.reason
+    assert not Effect.objects.exists()
+
+
+def test_it_replays_a_dead_letter_once_even_when_asked_twice(tenant, make_worker):
+    broken = {"yes": True}
+
+    def flaky(envelope):
+        if broken["yes"]:
+            raise PermanentError("bug")
+        record(envelope)
+
+    make_worker(handler=flaky)
+    envelope = publish(tenant)
+    dispatch.drain("TestWorker")
+    dead = DeadLetter.objects.get()
+    broken["yes"] = False  # the bug was fixed
+
+    assert replay.replay(dead) is True
+    assert replay.replay(dead) is False
+    dispatch.drain("TestWorker")
+    assert replay.replay(dead) is False  # handled now: nothing to replay
+
+    assert Effect.objects.filter(event_id=envelope.event_id).count() == 1
+    dead.refresh_from_db()
+    assert dead.replays == 1 and dead.replayed_at is not None
+
+
+def test_it_dedups_distinct_events_that_share_the_workers_key(tenant, make_worker):
+    make_worker(handler=record, key=lambda e: f"{e.source}:{e.source_id}")
+    first = services.publish(tenant=tenant, type="DeploymentPromoted", source="ci",
+                             source_id="run-7")
+    second = services.publish(tenant=tenant, type="DeploymentPromoted", source="ci",
+                              source_id="run-7")
+
+    dispatch.drain("TestWorker")
+
+    assert Effect.objects.filter(event_id=first.event_id).count() == 1
+    assert not Effect.objects.filter(event_id=second.event_id).exists()
+    assert message_of(second).state == "done"
+    assert HandledKey.objects.get().key == "ci:run-7"
+
+
+def test_it_runs_the_handler_in_a_span_whose_parent_is_the_envelopes_trace(
+    tenant, make_worker, spans
+):
+    make_worker(handler=record)
+    envelope = services.publish(
+        tenant=tenant, type="DeploymentPromoted", trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+        span_id="00f067aa0ba902b7",
+    )
+
+    dispatch.drain("TestWorker")
+
+    (span,) = [s for s in spans.get_finished_spans() if s.name.startswith("TestWorker")]
+    assert format(span.context.trace_id, "032x") == envelope.trace_id
+    assert format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
+    assert span.parent.is_remote
+    assert span.attributes["messaging.message.id"] == str(envelope.event_id)
+
+
+def test_it_stamps_log_records_in_a_handler_with_its_trace(tenant, make_worker):
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    keep = Keep()
+    keep.addFilter(TraceContextFilter())
+    logger = logging.getLogger("tests.handler")
+    logger.addHandler(keep)
+    make_worker(handler=lambda envelope: logger.warning("handling"))
+    envelope = publish(tenant)
+    try:
+        dispatch.drain("TestWorker")
+    finally:
+        logger.removeHandler(keep)
+
+    (record_,) = records
+    assert record_.trace_id == envelope.trace_id
+    assert record_.span_id not in ("-", envelope.span_id)  # the handler's own span
+
+
+def test_it_stops_between_messages_and_releases_the_rest_when_shutting_down(
+    tenant, make_worker
+):
+    seen = []
+
+    def stop_after_two(envelope):
+        record(envelope)
+        seen.append(envelope)
+        if len(seen) == 2:
+            shutdown.request()
+
+    shutdown.install()
+    make_worker(handler=stop_after_two)
+    for n in range(5):
+        publish(tenant, n=n)
+
+    outcome = dispatch.drain("TestWorker")
+
+    assert outcome["handled"] == 2 and outcome["released"] == 3
+    released = Message.objects.filter(worker="TestWorker", state="pending")
+    assert released.count() == 3
+    assert all(m.lease_token is None and m.due_at <= timezone.now() for m in released)
+    assert all(m.claims == 0 for m in released)  # a release is not a lost claim
+
+
+def test_it_takes_only_due_messages(tenant, make_worker):
+    make_worker(handler=record)
+    later = publish(tenant)
+    Message.objects.filter(event_id=later.event_id).update(
+        due_at=timezone.now() + timedelta(minutes=5)
+    )
+
+    assert dispatch.drain("TestWorker")["handled"] == 0

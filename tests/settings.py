@@ -1,0 +1,10 @@
+"""Test settings: the production settings plus a table for the effects of test handlers."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret")
+
+from core.settings import *  # noqa: E402, F403
+from core.settings import INSTALLED_APPS  # noqa: E402
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.effects"]
