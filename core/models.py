@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -102,9 +103,11 @@ class Message(models.Model):
     worker = models.CharField(max_length=64)
     tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
-    # A pending message is taken when due_at has passed. A claim pushes due_at to the end of its
-    # lease, so a consumer that dies simply lets the message come due again.
+    # A pending message is taken once due_at has passed and it is not leased. A claim leases it
+    # until leased_until, so a consumer that dies simply lets the lease run out. The lease
+    # columns are not indexed, so that taking and releasing a lease are HOT updates.
     due_at = models.DateTimeField(default=timezone.now)
+    leased_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)  # failed attempts
     claims = models.PositiveIntegerField(default=0)  # claims that ended in no outcome
@@ -122,7 +125,7 @@ class Message(models.Model):
                 name="message_due",
                 condition=Q(state="pending"),
             ),
-            models.Index(fields=["worker", "state", "handled_at"], name="message_worker_state"),
+            models.Index(fields=["worker"], name="message_dead", condition=Q(state="dead")),
         ]
 
     def __str__(self) -> str:
@@ -130,7 +133,7 @@ class Message(models.Model):
 
     @property
     def in_flight(self) -> bool:
-        return self.lease_token is not None and self.due_at > timezone.now()
+        return self.leased_until is not None and self.leased_until > timezone.now()
 
 
 class Failure(models.Model):
@@ -148,6 +151,9 @@ class Failure(models.Model):
     class Meta:
         ordering = ["message", "attempt"]
         indexes = [models.Index(fields=["worker", "at"])]
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt}: {self.error[:80]}"
 
     def as_dict(self) -> dict:
         return {
@@ -190,8 +196,10 @@ class WorkerState(models.Model):
     """Per worker bookkeeping that would be costly to derive on every health check."""
 
     worker = models.CharField(max_length=64, primary_key=True)
-    # Set while a drain task is queued, so that a burst of publishes queues one task, not many.
-    kicked_at = models.DateTimeField(null=True, blank=True)
+    # Drain tasks queued or running for this worker, so that a burst of publishes queues one
+    # task rather than one per event, and a deep backlog at most DISPATCH_CONCURRENCY.
+    drains = models.PositiveIntegerField(default=0)
+    drains_changed = models.DateTimeField(null=True, blank=True)
     last_success = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
@@ -212,3 +220,6 @@ class HandledKey(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "worker", "key"], name="handled_key_once")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.worker}: {self.key}"

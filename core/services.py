@@ -91,8 +91,9 @@ def publish_from_api(*, tenant: Tenant, type: str, **fields) -> Envelope:
     return publish(tenant=tenant, type=type, **fields)
 
 
-def send(*, tenant: Tenant, worker: str, type: str, data: dict[str, Any] | None = None,
-         **fields) -> Envelope:
+def send(
+    *, tenant: Tenant, worker: str, type: str, data: dict[str, Any] | None = None, **fields
+) -> Envelope:
     """Address a command or a schedule slot to one worker instead of every subscriber."""
     envelope = build_envelope(tenant_id=tenant.pk, type=type, data=data, **fields)
     publish_envelopes([envelope], to_worker=worker)
@@ -109,7 +110,9 @@ def publish_envelopes(envelopes: list[Envelope], *, to_worker: str = "") -> None
     for envelope in envelopes:
         for worker in registry.subscribers(envelope.type, to_worker=to_worker):
             messages.append(
-                Message(event_id=envelope.event_id, worker=worker.name, tenant_id=envelope.tenant_id)
+                Message(
+                    event_id=envelope.event_id, worker=worker.name, tenant_id=envelope.tenant_id
+                )
             )
             kicked.add(worker.name)
     Message.objects.bulk_create(messages, ignore_conflicts=True, batch_size=2000)

@@ -1,5 +1,6 @@
 """Settings. Configuration comes only from environment variables (see README, "Configuration")."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -72,7 +73,9 @@ def _database() -> dict:
             "timeout": 30,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
-        db["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+        # A file, not memory, so that the tests' other processes (a real qcluster) share it;
+        # one per run, so that two runs do not share it.
+        db["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
     else:
         # django-q2's ORM broker closes "old" connections on every call; with CONN_MAX_AGE=0 that
         # is a new PostgreSQL connection per enqueue (85/s instead of ~1,200/s, DESIGN.md).
@@ -105,6 +108,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
@@ -145,6 +149,9 @@ WORKER_CLUSTERS = env.str("WORKER_CLUSTERS", default="single")
 DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=500)
 DISPATCH_LEASE_SECONDS = env.float("DISPATCH_LEASE_SECONDS", default=120)
 DISPATCH_DRAIN_SECONDS = env.float("DISPATCH_DRAIN_SECONDS", default=20)
+# Drain tasks of one worker at a time while its backlog fills whole batches.
+DISPATCH_CONCURRENCY = env.int("DISPATCH_CONCURRENCY", default=2)
+DISPATCH_SWEEP_SECONDS = env.float("DISPATCH_SWEEP_SECONDS", default=5)
 DISPATCH_MAX_LOST_CLAIMS = env.int("DISPATCH_MAX_LOST_CLAIMS", default=3)
 SHUTDOWN_DRAIN_TIMEOUT = env.float("SHUTDOWN_DRAIN_TIMEOUT", default=25)
 EXTRA_EVENT_TYPES = env.list("EXTRA_EVENT_TYPES", default=[])  # operator factory events
@@ -172,7 +179,7 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["trace"]}
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")}},
+    "loggers": {"django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")}},
 }
 
 # --- Webhooks ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from core.runtime import registry, shutdown
 from core.runtime.registry import Idempotency, RetryPolicy, Trigger, Worker
 
 _exporter = InMemorySpanExporter()
+TEST_RETRY = RetryPolicy(max_attempts=3, base_seconds=1, cap_seconds=8)
 
 
 def pytest_configure(config):
@@ -60,18 +61,29 @@ def make_worker():
     later issues, not built), and take it away afterwards."""
     names = []
 
-    def make(name="TestWorker", *, handler=lambda envelope: None,
-             events=("DeploymentPromoted",), commands=(), schedules=(),
-             retry=RetryPolicy(max_attempts=3, base_seconds=1, cap_seconds=8), key=None,
-             group="reaction"):
+    def make(
+        name="TestWorker",
+        *,
+        handler=lambda envelope: None,
+        events=("DeploymentPromoted",),
+        commands=(),
+        schedules=(),
+        retry=TEST_RETRY,
+        key=None,
+        group="reaction",
+    ):
         worker = Worker(
             name=name,
             module=f"tests.{name}",
             app="tests",
             group=group,
             purpose="A worker for tests.",
-            trigger=Trigger(events=tuple(events), commands=tuple(commands),
-                            schedules=tuple(schedules), description="test"),
+            trigger=Trigger(
+                events=tuple(events),
+                commands=tuple(commands),
+                schedules=tuple(schedules),
+                description="test",
+            ),
             retry=retry,
             idempotency=Idempotency("test key" if key else "eventId", key=key),
             handler=handler,

@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret")
 
-from core.settings import *  # noqa: E402, F403
-from core.settings import INSTALLED_APPS  # noqa: E402
+from core.settings import *  # noqa: F403
+from core.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.effects"]

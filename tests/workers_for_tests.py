@@ -5,7 +5,6 @@ environment, as it must cross a process boundary."""
 import os
 import time
 
-from core.runtime import registry
 from core.runtime.registry import Idempotency, RetryPolicy, Trigger, Worker
 from tests.effects.models import Effect
 
@@ -15,16 +14,14 @@ def record_effect(envelope) -> None:
     time.sleep(float(os.environ.get("EFFECT_SLEEP", "0")))
 
 
-registry.register(
-    Worker(
-        name="EffectWorker",
-        module=__name__,
-        app="tests",
-        group="reaction",
-        purpose="Record one Effect row per handled event.",
-        trigger=Trigger(events=("DeploymentPromoted",), description="test"),
-        retry=RetryPolicy(max_attempts=5, base_seconds=0.1, cap_seconds=1),
-        idempotency=Idempotency("eventId"),
-        handler=record_effect,
-    )
+WORKER = Worker(
+    name="EffectWorker",
+    module=__name__,
+    app="tests",
+    group="reaction",
+    purpose="Record one Effect row per handled event.",
+    trigger=Trigger(events=("DeploymentPromoted",), description="test"),
+    retry=RetryPolicy(max_attempts=5, base_seconds=0.1, cap_seconds=1),
+    idempotency=Idempotency("eventId"),
+    handler=record_effect,
 )

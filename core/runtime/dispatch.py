@@ -23,12 +23,12 @@ from time import monotonic
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from core import telemetry
 from core.envelope import Envelope, event_as_dict
-from core.models import DeadLetter, Failure, HandledKey, Message, WorkerState
+from core.models import DeadLetter, Event, Failure, HandledKey, Message, WorkerState
 from core.runtime import queue, registry, shutdown
 from core.runtime.errors import (
     LeaseLost,
@@ -60,29 +60,46 @@ class Outcome:
             setattr(self, name, getattr(self, name) + value)
 
 
+@dataclass(slots=True)
+class Claimed:
+    """A leased message: plain values, not a model, since building models costs more per
+    message than the whole no-op handling does."""
+
+    id: int
+    tenant_id: uuid.UUID
+    attempts: int
+    claims: int
+    token: uuid.UUID
+    envelope: Envelope  # as stored; handle_one validates it
+
+
 def drain(worker_name: str) -> dict:
-    """The django-q2 task: handle the worker's due messages for up to DISPATCH_DRAIN_SECONDS,
-    then hand over to a fresh task if work is left, so one worker cannot hog a process."""
+    """The django-q2 task: handle the worker's due messages for up to DISPATCH_DRAIN_SECONDS.
+    While the backlog fills whole batches it asks for help, up to DISPATCH_CONCURRENCY drains
+    of one worker at a time; when it leaves with work still due, it hands over."""
     worker = registry.get(worker_name)
-    queue.clear_kick(worker_name)
     deadline = monotonic() + settings.DISPATCH_DRAIN_SECONDS
     total = Outcome()
-    while monotonic() < deadline and not shutdown.requested():
-        batch = claim(worker, limit=settings.DISPATCH_BATCH_SIZE)
-        if not batch:
-            break
-        total.add(run_batch(worker, batch))
-    else:
-        queue.kick([worker_name])
+    try:
+        while monotonic() < deadline and not shutdown.requested():
+            batch = claim(worker, limit=settings.DISPATCH_BATCH_SIZE)
+            if not batch:
+                break
+            if len(batch) == settings.DISPATCH_BATCH_SIZE:
+                queue.spread(worker_name)
+            total.add(run_batch(worker, batch))
+    finally:
+        queue.finish_drain(worker_name)
     return asdict(total)
 
 
-def claim(worker: Worker, *, limit: int) -> list[Message]:
+def claim(worker: Worker, *, limit: int) -> list[Claimed]:
     now = timezone.now()
     token = uuid.uuid4()
     with transaction.atomic():
         due = (
             Message.objects.filter(worker=worker.name, state=PENDING, due_at__lte=now)
+            .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
             .order_by("due_at")
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)
@@ -91,15 +108,39 @@ def claim(worker: Worker, *, limit: int) -> list[Message]:
         if not ids:
             return []
         Message.objects.filter(id__in=ids).update(
-            due_at=now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS),
+            leased_until=now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS),
             lease_token=token,
             claims=F("claims") + 1,
         )
-    return list(Message.objects.filter(id__in=ids).select_related("event").order_by("id"))
+    rows = Message.objects.filter(id__in=ids).order_by("id").values_list(*_CLAIMED)
+    return [_claimed(row, token) for row in rows]
 
 
-def run_batch(worker: Worker, batch: list[Message]) -> Outcome:
-    token = batch[0].lease_token
+_CLAIMED = [
+    "id",
+    "tenant_id",
+    "attempts",
+    "claims",
+    "event_id",
+    "event__type",
+    "event__tenant_id",
+    "event__trace_id",
+    "event__span_id",
+    "event__occurred_at",
+    "event__data",
+    "event__correlation_id",
+    "event__source",
+    "event__source_id",
+]
+
+
+def _claimed(row: tuple, token: uuid.UUID) -> Claimed:
+    id_, tenant_id, attempts, claims, *event = row
+    return Claimed(id_, tenant_id, attempts, claims, token, Envelope(*event))
+
+
+def run_batch(worker: Worker, batch: list[Claimed]) -> Outcome:
+    token = batch[0].token
     try:
         with transaction.atomic():
             return _handle_batch(worker, batch, token)
@@ -108,20 +149,19 @@ def run_batch(worker: Worker, batch: list[Message]) -> Outcome:
         return Outcome(released=release(batch, token))
 
 
-def _handle_batch(worker: Worker, batch: list[Message], token: uuid.UUID) -> Outcome:
-    done, failed, outcome = [], [], Outcome()
-    for index, message in enumerate(batch):
-        if shutdown.requested():
-            outcome.released = release(batch[index:], token)
+def _handle_batch(worker: Worker, batch: list[Claimed], token: uuid.UUID) -> Outcome:
+    done, failed, pending = [], [], list(batch)
+    while pending:
+        ran, failure = _run_together(worker, pending)
+        if failure is None:
+            done, pending = pending[:ran], pending[ran:]
             break
-        try:
-            with transaction.atomic():
-                handle_one(worker, message)
-        except Exception as exc:  # every failure is recorded, never lost
-            failed.append((message, exc, traceback.format_exc()))
-        else:
-            done.append(message.id)
-    _mark_done(worker, done, token)
+        # The savepoint took the whole group down with the failing message: record it, and
+        # run the ones before it again together with the ones after it.
+        failed.append(failure)
+        pending = pending[:ran] + pending[ran + 1 :]
+    outcome = Outcome(released=release(pending, token) if pending else 0)
+    _mark_done(worker, [m.id for m in done], token)
     outcome.handled = len(done)
     for message, exc, trace in failed:
         dead = record_failure(worker, message, exc, trace, token=token)
@@ -130,8 +170,26 @@ def _handle_batch(worker: Worker, batch: list[Message], token: uuid.UUID) -> Out
     return outcome
 
 
-def handle_one(worker: Worker, message: Message) -> None:
-    envelope = Envelope.from_event(message.event)
+def _run_together(worker: Worker, messages: list[Claimed]) -> tuple[int, tuple | None]:
+    """Run messages in one savepoint, not one each: a savepoint is two round trips, more than
+    a no-op handler costs. Returns how many ran, and (message, error, traceback) if one failed
+    (then the savepoint rolled back all of them). Stops early when a shutdown is requested."""
+    ran = 0
+    try:
+        with transaction.atomic():
+            for message in messages:
+                if shutdown.requested():
+                    break
+                handle_one(worker, message)
+                ran += 1
+    except Exception as exc:  # every failure is recorded, never lost
+        return ran, (messages[ran], exc, traceback.format_exc())
+    return ran, None
+
+
+def handle_one(worker: Worker, message: Claimed) -> None:
+    envelope = message.envelope
+    envelope.validate()
     if message.tenant_id != envelope.tenant_id:
         raise TenantMismatch(
             f"message is addressed to tenant {message.tenant_id}, "
@@ -155,7 +213,9 @@ def _first_time(worker: Worker, envelope: Envelope, key: str) -> bool:
     try:
         with transaction.atomic():
             HandledKey.objects.create(
-                tenant_id=envelope.tenant_id, worker=worker.name, key=key[:255],
+                tenant_id=envelope.tenant_id,
+                worker=worker.name,
+                key=key[:255],
                 event_id=envelope.event_id,
             )
     except IntegrityError:
@@ -168,40 +228,59 @@ def _mark_done(worker: Worker, ids: list[int], token: uuid.UUID) -> None:
         return
     now = timezone.now()
     marked = Message.objects.filter(id__in=ids, lease_token=token, state=PENDING).update(
-        state=DONE, handled_at=now, lease_token=None, last_error=""
+        state=DONE, handled_at=now, leased_until=None, lease_token=None, last_error=""
     )
     if marked != len(ids):
         raise LeaseLost(f"{len(ids) - marked} of {len(ids)} messages were re-claimed")
     WorkerState.objects.filter(worker=worker.name).update(last_success=now)
 
 
-def record_failure(worker: Worker, message: Message, exc: BaseException, trace: str, *,
-                   token: uuid.UUID) -> bool:
+def record_failure(
+    worker: Worker, message: Claimed, exc: BaseException, trace: str, *, token: uuid.UUID
+) -> bool:
     """Log the attempt, then schedule the retry or dead-letter the message. True if dead."""
     now = timezone.now()
     attempt = message.attempts + 1
     permanent = is_permanent(exc)
     error = describe(exc)
     Failure.objects.create(
-        message=message, worker=worker.name, tenant_id=message.tenant_id, attempt=attempt,
-        at=now, permanent=permanent, error=error, traceback=trace,
+        message_id=message.id,
+        worker=worker.name,
+        tenant_id=message.tenant_id,
+        attempt=attempt,
+        at=now,
+        permanent=permanent,
+        error=error,
+        traceback=trace,
     )
     dead = permanent or worker.retry.gives_up_after(attempt)
     mine = Message.objects.filter(id=message.id, lease_token=token, state=PENDING)
     if dead:
-        updated = mine.update(state=DEAD, attempts=attempt, lease_token=None, last_error=error)
+        updated = mine.update(
+            state=DEAD, attempts=attempt, leased_until=None, lease_token=None, last_error=error
+        )
     else:
         delay = _retry_delay(worker, exc, attempt)
         updated = mine.update(
-            due_at=now + delay, attempts=attempt, lease_token=None, last_error=error
+            due_at=now + delay,
+            attempts=attempt,
+            leased_until=None,
+            lease_token=None,
+            last_error=error,
         )
     if not updated:
         raise LeaseLost(f"message {message.id} was re-claimed")
     if dead:
         reason = error if permanent else f"gave up after {attempt} attempts; last: {error}"
         _dead_letter(worker, message, reason)
-    log.log(logging.ERROR if dead else logging.WARNING, "%s: attempt %s of %s failed: %s",
-            worker.name, attempt, message.event_id, error)
+    log.log(
+        logging.ERROR if dead else logging.WARNING,
+        "%s: attempt %s of %s failed: %s",
+        worker.name,
+        attempt,
+        message.envelope.event_id,
+        error,
+    )
     return dead
 
 
@@ -211,15 +290,16 @@ def _retry_delay(worker: Worker, exc: BaseException, attempt: int) -> timedelta:
     return worker.retry.delay(attempt)
 
 
-def _dead_letter(worker: Worker, message: Message, reason: str) -> None:
-    attempts = [f.as_dict() for f in message.failures.order_by("at", "id")]
+def _dead_letter(worker: Worker, message: Claimed, reason: str) -> None:
+    attempts = [f.as_dict() for f in Failure.objects.filter(message_id=message.id).order_by("at")]
+    event = Event.objects.get(id=message.envelope.event_id)
     DeadLetter.objects.update_or_create(
-        message=message,
+        message_id=message.id,
         defaults={
             "worker": worker.name,
             "tenant_id": message.tenant_id,
-            "event_type": message.event.type,
-            "envelope": event_as_dict(message.event),
+            "event_type": event.type,
+            "envelope": event_as_dict(event),
             "reason": reason,
             "attempts": attempts,
             "created": timezone.now(),
@@ -228,8 +308,8 @@ def _dead_letter(worker: Worker, message: Message, reason: str) -> None:
     )
 
 
-def release(messages: list[Message], token: uuid.UUID) -> int:
+def release(messages: list[Claimed], token: uuid.UUID) -> int:
     """Give claimed messages back for immediate redelivery; the claim did not count."""
     return Message.objects.filter(
         id__in=[m.id for m in messages], lease_token=token, state=PENDING
-    ).update(due_at=timezone.now(), lease_token=None, claims=F("claims") - 1)
+    ).update(leased_until=None, lease_token=None, claims=F("claims") - 1)

@@ -34,10 +34,25 @@ class LeaseLost(Exception):
 
 # Data and programming errors do not heal by themselves; waiting five attempts for them only
 # delays the operator. Everything not listed is assumed transient and retried up to the policy.
-_PERMANENT = (PermanentError, ValidationError, ObjectDoesNotExist, ValueError, TypeError,
-              KeyError, AttributeError, LookupError)
-_TRANSIENT = (TransientError, IntegrityError, DatabaseError, requests.ConnectionError,
-              requests.Timeout, ConnectionError, TimeoutError)
+_PERMANENT = (
+    PermanentError,
+    ValidationError,
+    ObjectDoesNotExist,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    LookupError,
+)
+_TRANSIENT = (
+    TransientError,
+    IntegrityError,
+    DatabaseError,
+    requests.ConnectionError,
+    requests.Timeout,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 def is_permanent(exc: BaseException) -> bool:

@@ -21,13 +21,14 @@ def worker_counts() -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = defaultdict(
         lambda: {"backlog": 0, "in_flight": 0, "dead_letters": 0, "oldest_due_seconds": 0}
     )
+    in_flight = Q(leased_until__gt=now)
     pending = (
         Message.objects.filter(state=Message.State.PENDING)
         .values("worker")
         .annotate(
-            backlog=Count("id", filter=Q(due_at__lte=now)),
-            in_flight=Count("id", filter=Q(due_at__gt=now, lease_token__isnull=False)),
-            oldest_due=Min("due_at", filter=Q(due_at__lte=now)),
+            backlog=Count("id", filter=Q(due_at__lte=now) & ~in_flight),
+            in_flight=Count("id", filter=in_flight),
+            oldest_due=Min("due_at", filter=Q(due_at__lte=now) & ~in_flight),
         )
     )
     for row in pending:
@@ -46,7 +47,8 @@ def report() -> dict:
     counts = worker_counts()
     failures = dict(
         Failure.objects.filter(at__gte=now - timedelta(hours=1))
-        .values_list("worker").annotate(n=Count("id"))
+        .values_list("worker")
+        .annotate(n=Count("id"))
     )
     last_success = dict(WorkerState.objects.values_list("worker", "last_success"))
     beats = queue.cluster_beats()

@@ -1,9 +1,8 @@
 """The one place that talks to django-q2.
 
-django-q2 is only the executor here: a task drains one worker's due messages in batches.
-A burst of publishes queues one drain task per worker, not one task per event: `kick` claims
-the worker's kick flag with a conditional UPDATE (as healthchecks' sendalerts claims checks),
-and only the caller that flips it enqueues.
+django-q2 is only the executor here: a task drains one worker's due messages in batches, and
+the number of drain tasks queued or running per worker is counted, so that a burst of
+publishes costs one task, not one per event.
 """
 
 from __future__ import annotations
@@ -12,43 +11,78 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.conf import settings
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.status import Stat
 from django_q.tasks import async_task
 
-from core.models import WorkerState
-from core.runtime import registry
+from core.models import Message, WorkerState
+from core.runtime import registry, shutdown
 
 log = logging.getLogger(__name__)
 
-# A kick older than this is assumed lost (its task died with a cluster) and may be redone.
-KICK_STALE_AFTER = timedelta(seconds=60)
+# Drains counted longer ago than this are assumed lost (their tasks died with a cluster).
+DRAINS_STALE_AFTER = timedelta(seconds=120)
 DRAIN_TASK = "core.runtime.dispatch.drain"
 
 
 def kick(names: list[str] | set[str]) -> None:
+    """Make sure a drain is queued or running for each worker."""
     for name in names:
-        if _claim_kick(name):
-            worker = registry.get(name)
-            async_task(DRAIN_TASK, name, cluster=worker.cluster, task_name=f"drain {name}")
+        if _take_drain_slot(name, limit=1):
+            _enqueue_drain(name)
 
 
-def _claim_kick(name: str) -> bool:
+def spread(name: str) -> None:
+    """A drain found a full batch: queue another one beside it, up to the concurrency cap."""
+    if _take_drain_slot(name, limit=settings.DISPATCH_CONCURRENCY):
+        _enqueue_drain(name)
+
+
+def finish_drain(name: str) -> None:
+    """Called by a drain as it leaves. It looks for due work only after giving up its slot, so
+    an event committed meanwhile is seen either here or by the kick of its publisher."""
+    WorkerState.objects.filter(worker=name).update(drains=Greatest(F("drains") - 1, 0))
+    if not shutdown.requested() and _has_due(name):
+        kick([name])
+
+
+def forget_drains(names: set[str]) -> None:
+    """On a cluster's start: drains counted before may have died with an old cluster."""
+    WorkerState.objects.filter(worker__in=names).update(drains=0, drains_changed=None)
+
+
+def _enqueue_drain(name: str) -> None:
+    worker = registry.get(name)
+    async_task(DRAIN_TASK, name, cluster=worker.cluster, task_name=f"drain {name}")
+
+
+def _take_drain_slot(name: str, *, limit: int) -> bool:
+    """A conditional UPDATE, as healthchecks' sendalerts claims checks: of all the processes
+    that try at once, only as many as there are free slots succeed."""
     now = timezone.now()
-    idle = Q(kicked_at__isnull=True) | Q(kicked_at__lt=now - KICK_STALE_AFTER)
-    claimed = WorkerState.objects.filter(idle, worker=name).update(kicked_at=now)
-    if claimed:
+    stale = Q(drains_changed__isnull=True) | Q(drains_changed__lt=now - DRAINS_STALE_AFTER)
+    taken = WorkerState.objects.filter(Q(drains__lt=limit) | stale, worker=name).update(
+        drains=Case(When(stale, then=Value(1)), default=F("drains") + 1), drains_changed=now
+    )
+    if taken:
         return True
-    _, created = WorkerState.objects.get_or_create(worker=name, defaults={"kicked_at": now})
+    _, created = WorkerState.objects.get_or_create(
+        worker=name, defaults={"drains": 1, "drains_changed": now}
+    )
     return created
 
 
-def clear_kick(name: str) -> None:
-    """Called by a drain task before it looks for work, so that no publish can fall between
-    the moment it found the queue empty and the moment it let the next kick through."""
-    WorkerState.objects.filter(worker=name).update(kicked_at=None)
+def _has_due(name: str) -> bool:
+    now = timezone.now()
+    return (
+        Message.objects.filter(worker=name, state=Message.State.PENDING, due_at__lte=now)
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
+        .exists()
+    )
 
 
 def ensure_worker_states() -> None:

@@ -119,8 +119,11 @@ CATALOG_MODULES = [
 
 
 def register(worker: Worker) -> Worker:
-    unknown = [t for t in worker.trigger.events + worker.trigger.commands
-               if t != WILDCARD and not events.is_known(t)]
+    unknown = [
+        t
+        for t in worker.trigger.events + worker.trigger.commands
+        if t != WILDCARD and not events.is_known(t)
+    ]
     if unknown:
         raise ValueError(f"{worker.name} subscribes to unknown event types {unknown}")
     _workers[worker.name] = worker
@@ -132,8 +135,9 @@ def unregister(name: str) -> None:
 
 
 def load() -> None:
+    """Register the WORKER declared by each catalog module (and by WORKER_MODULES)."""
     for module in CATALOG_MODULES + list(settings.WORKER_MODULES):
-        importlib.import_module(module)
+        register(importlib.import_module(module).WORKER)
 
 
 def all_workers() -> list[Worker]:

@@ -45,8 +45,15 @@ def replay(dead_letter: DeadLetter) -> bool:
     """Send one dead letter back to its worker. False if it was already replayed."""
     now = timezone.now()
     with transaction.atomic():
-        revived = Message.objects.filter(id=dead_letter.message_id, state=Message.State.DEAD).update(
-            state=Message.State.PENDING, due_at=now, attempts=0, claims=0, lease_token=None
+        revived = Message.objects.filter(
+            id=dead_letter.message_id, state=Message.State.DEAD
+        ).update(
+            state=Message.State.PENDING,
+            due_at=now,
+            attempts=0,
+            claims=0,
+            leased_until=None,
+            lease_token=None,
         )
         if revived:
             DeadLetter.objects.filter(id=dead_letter.id).update(

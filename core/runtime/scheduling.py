@@ -39,19 +39,12 @@ def desired_schedules() -> list[queue.ScheduleSpec]:
                     cluster=_schedule_cluster(worker.cluster),
                 )
             )
-    for cluster in sorted({w.cluster for w in registry.all_workers()}):
-        specs.append(
-            queue.ScheduleSpec(
-                name=f"{PREFIX}sweep:{cluster}",
-                func="core.runtime.scheduling.sweep",
-                args=(cluster,),
-                minutes=1,
-                cluster=_schedule_cluster(cluster),
-            )
-        )
     specs.append(
         queue.ScheduleSpec(
-            name=f"{PREFIX}prune", func="core.runtime.scheduling.prune", args=(), minutes=60,
+            name=f"{PREFIX}prune",
+            func="core.runtime.scheduling.prune",
+            args=(),
+            minutes=60,
             cluster=None,
         )
     )
@@ -109,17 +102,30 @@ def fire(worker_name: str, schedule_name: str, *, now: datetime | None = None) -
     return len(envelopes)
 
 
+def _cluster_workers(cluster: str) -> set[str]:
+    return {w.name for w in registry.all_workers() if w.cluster == cluster and w.built}
+
+
 def sweep(cluster: str) -> list[str]:
     """Kick the workers of a cluster that have due messages nobody is draining: retries whose
     backoff ran out, leases of dead consumers, kicks lost with a cluster."""
-    names = {w.name for w in registry.all_workers() if w.cluster == cluster and w.built}
+    names = _cluster_workers(cluster)
     due = set(
         Message.objects.filter(
             state=Message.State.PENDING, due_at__lte=timezone.now(), worker__in=names
-        ).values_list("worker", flat=True).distinct()
+        )
+        .values_list("worker", flat=True)
+        .distinct()
     )
     queue.kick(due)
     return sorted(due)
+
+
+def recover(cluster: str) -> list[str]:
+    """On a cluster's start: drain tasks queued before may have died with an old cluster (the
+    broker would only give them back after its retry period), so count afresh and kick."""
+    queue.forget_drains(_cluster_workers(cluster))
+    return sweep(cluster)
 
 
 def prune(*, now: datetime | None = None) -> int:

@@ -8,3 +8,6 @@ class Effect(models.Model):
     worker = models.CharField(max_length=64)
     pid = models.IntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.worker} handled {self.event_id}"

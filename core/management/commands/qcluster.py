@@ -9,6 +9,7 @@ run out, so every message is redelivered (seed 002: bounded drain, dead-consumer
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from django import db
 from django.conf import settings
 from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
@@ -40,16 +42,30 @@ class Command(qcluster.Command):
         stop = _graceful_stop(cluster)
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # The forks must not share this process's database connection (a child closing it
+        # would close it for the parent too).
+        db.connections.close_all()
         cluster.start()
         if options.get("run_once"):
             cluster.stop()
             return
         telemetry.start_runtime_metrics()
-        # Whatever was left by a cluster that died is due again (or will be when its leases
-        # run out): look now instead of waiting for the first sweep.
-        scheduling.sweep(cluster_name)
-        while cluster.sentinel.is_alive():
-            time.sleep(0.5)
+        scheduling.recover(cluster_name)
+        _sweep_while_alive(cluster, cluster_name)
+
+
+def _sweep_while_alive(cluster: Cluster, cluster_name: str) -> None:
+    """Retries whose backoff ran out and leases of dead consumers come due without anyone
+    publishing; the main process looks for them every DISPATCH_SWEEP_SECONDS."""
+    next_sweep = 0.0
+    while cluster.sentinel.is_alive():
+        if time.monotonic() >= next_sweep and not shutdown.requested():
+            next_sweep = time.monotonic() + settings.DISPATCH_SWEEP_SECONDS
+            try:
+                scheduling.sweep(cluster_name)
+            except Exception:  # the database may be away for a moment; the next sweep retries
+                log.exception("sweep failed")
+        time.sleep(0.5)
 
 
 def _graceful_stop(cluster: Cluster):
@@ -69,13 +85,11 @@ def _kill_after_timeout(sentinel_pid: int | None) -> None:
     time.sleep(settings.SHUTDOWN_DRAIN_TIMEOUT)
     if sentinel_pid is None:
         return
-    pids = _descendants(sentinel_pid) + [sentinel_pid]
+    pids = [*_descendants(sentinel_pid), sentinel_pid]
     log.warning("drain timed out after %ss; killing %s", settings.SHUTDOWN_DRAIN_TIMEOUT, pids)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _descendants(pid: int) -> list[int]:

@@ -45,8 +45,20 @@ class Command(BaseCommand):
         call_command("createcachetable", verbosity=0)
         password, key = local_credentials()
         processes = [
-            _spawn([sys.executable, "-m", "gunicorn", "core.wsgi:application",
-                    "--bind", f"{host}:{port}", "--workers", "2", "--access-logfile", "-"]),
+            _spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "core.wsgi:application",
+                    "--bind",
+                    f"{host}:{port}",
+                    "--workers",
+                    "2",
+                    "--access-logfile",
+                    "-",
+                ]
+            ),
             _spawn([sys.executable, "manage.py", "qcluster"]),
         ]
         _wait_for_port(host, port)
@@ -75,8 +87,12 @@ def local_credentials() -> tuple[str, str]:
 
 def banner(*, host: str, port: int, password: str, key: str) -> str:
     base = f"http://{host}:{port}"
-    body = json.dumps({"type": "DeploymentPromoted",
-                       "data": {"service": "checkout", "version": "1.4.2", "env": "prod"}})
+    body = json.dumps(
+        {
+            "type": "DeploymentPromoted",
+            "data": {"service": "checkout", "version": "1.4.2", "env": "prod"},
+        }
+    )
     return f"""
   The platform is running at {base}
 
