@@ -97,7 +97,8 @@ def banner(*, host: str, port: int, password: str, key: str) -> str:
   The platform is running at {base}
 
   Admin console   {base}/admin/   user: admin   password: {password}
-  Worker health   {base}/admin/core/health/   (JSON: {base}/api/health/workers)
+  Worker health   {base}/admin/core/deadletter/health/
+                  (JSON: {base}/api/health/workers)
   Demo API key    {key}
                   (tenant "{DEMO_TENANT}"; shown once; each `make run` issues a new one)
 
