@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +17,11 @@ def exception_handler(exc, context):
     """Every API error is {"error": <what to do>, "details": ...} with the right status."""
     if isinstance(exc, DjangoValidationError):
         return Response({"error": " ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, exceptions.NotAuthenticated):
+        exc = exceptions.NotAuthenticated(
+            "No API key: send the header 'Authorization: Bearer <API key>'. "
+            "Create a key with 'manage.py create_api_key --tenant <slug>'."
+        )
     response = drf_exception_handler(exc, context)
     if response is not None:
         data = response.data

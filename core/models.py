@@ -223,3 +223,18 @@ class HandledKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.worker}: {self.key}"
+
+
+class ClusterHeartbeat(models.Model):
+    """Written by each `manage.py qcluster` every sweep: which clusters are alive, by name.
+    (django-q2's own stats in the cache do not say which queue a cluster serves.)"""
+
+    cluster_id = models.UUIDField(primary_key=True)
+    name = models.CharField(max_length=64)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    started = models.DateTimeField(default=timezone.now)
+    beat_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.host} ({self.pid})"

@@ -8,6 +8,8 @@ publishes costs one task, not one per event.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +21,7 @@ from django_q.models import Schedule
 from django_q.status import Stat
 from django_q.tasks import async_task
 
-from core.models import Message, WorkerState
+from core.models import ClusterHeartbeat, Message, WorkerState
 from core.runtime import registry, shutdown
 
 log = logging.getLogger(__name__)
@@ -102,21 +104,41 @@ class ClusterBeat:
     uptime_seconds: float
 
 
+def beat(*, cluster_id, name: str, started: datetime) -> None:
+    ClusterHeartbeat.objects.update_or_create(
+        cluster_id=cluster_id,
+        defaults={
+            "name": name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": started,
+            "beat_at": timezone.now(),
+        },
+    )
+
+
+def forget_beat(cluster_id) -> None:
+    ClusterHeartbeat.objects.filter(cluster_id=cluster_id).delete()
+
+
 def cluster_beats() -> list[ClusterBeat]:
-    """Live clusters, from the stats django-q2 keeps in the shared cache (they expire within
-    seconds of a cluster's last guard cycle)."""
+    """Live clusters: those whose heartbeat is recent, with the status and pool size that
+    django-q2 keeps for them in the shared cache."""
+    now = timezone.now()
+    alive_since = now - timedelta(seconds=max(15, 3 * settings.DISPATCH_SWEEP_SECONDS))
+    stats = {str(stat.cluster_id): stat for stat in Stat.get_all()}
     beats = []
-    for stat in Stat.get_all():
-        broker = getattr(stat, "broker", None)
+    for row in ClusterHeartbeat.objects.filter(beat_at__gte=alive_since).order_by("name"):
+        stat = stats.get(str(row.cluster_id))
         beats.append(
             ClusterBeat(
-                name=getattr(broker, "list_key", None) or "?",
-                cluster_id=str(stat.cluster_id),
-                host=stat.host,
-                status=stat.status,
-                workers=len(stat.workers),
-                last_beat=stat.timestamp,
-                uptime_seconds=stat.uptime() if stat.tob else 0.0,
+                name=row.name,
+                cluster_id=str(row.cluster_id),
+                host=row.host,
+                status=stat.status if stat else "Unknown",
+                workers=len(stat.workers) if stat else 0,
+                last_beat=row.beat_at,
+                uptime_seconds=(now - row.started).total_seconds(),
             )
         )
     return beats

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from core.models import Event, HandledKey, Message, Tenant
+from core.models import ClusterHeartbeat, Event, HandledKey, Message, Tenant
 from core.runtime import queue, registry
 
 log = logging.getLogger(__name__)
@@ -138,5 +138,6 @@ def prune(*, now: datetime | None = None) -> int:
     while ids := list(old.values_list("id", flat=True)[:5000]):
         deleted += Event.objects.filter(id__in=ids).delete()[1].get("core.Event", 0)
     HandledKey.objects.filter(created__lt=cutoff).delete()
+    ClusterHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
     log.info("pruned %s events older than %s", deleted, cutoff)
     return deleted

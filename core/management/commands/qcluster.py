@@ -19,11 +19,12 @@ from pathlib import Path
 
 from django import db
 from django.conf import settings
+from django.utils import timezone
 from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
 
 from core import telemetry
-from core.runtime import scheduling, shutdown
+from core.runtime import queue, scheduling, shutdown
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,22 @@ class Command(qcluster.Command):
             return
         telemetry.start_runtime_metrics()
         scheduling.recover(cluster_name)
-        _sweep_while_alive(cluster, cluster_name)
+        try:
+            _sweep_while_alive(cluster, cluster_name)
+        finally:
+            queue.forget_beat(cluster.cluster_id)
 
 
 def _sweep_while_alive(cluster: Cluster, cluster_name: str) -> None:
     """Retries whose backoff ran out and leases of dead consumers come due without anyone
-    publishing; the main process looks for them every DISPATCH_SWEEP_SECONDS."""
-    next_sweep = 0.0
+    publishing; the main process looks for them every DISPATCH_SWEEP_SECONDS, and says it is
+    alive at the same time."""
+    started, next_sweep = timezone.now(), 0.0
     while cluster.sentinel.is_alive():
         if time.monotonic() >= next_sweep and not shutdown.requested():
             next_sweep = time.monotonic() + settings.DISPATCH_SWEEP_SECONDS
             try:
+                queue.beat(cluster_id=cluster.cluster_id, name=cluster_name, started=started)
                 scheduling.sweep(cluster_name)
             except Exception:  # the database may be away for a moment; the next sweep retries
                 log.exception("sweep failed")
