@@ -5,6 +5,7 @@ and no subscriber will ever read. Operators may add their own factory events thr
 EXTRA_EVENT_TYPES.
 """
 
+import functools
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -57,8 +58,14 @@ _CATALOG = [
 
 
 def catalog() -> dict[str, EventType]:
+    return _catalog(tuple(getattr(settings, "EXTRA_EVENT_TYPES", ())))
+
+
+@functools.cache
+def _catalog(extra: tuple[str, ...]) -> dict[str, EventType]:
+    # Asked for every event published and handled: built once per setting's value.
     types = {t.name: t for t in _CATALOG}
-    for name in getattr(settings, "EXTRA_EVENT_TYPES", []):
+    for name in extra:
         types.setdefault(name, EventType(name, "Operator-defined factory event."))
     return types
 

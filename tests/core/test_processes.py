@@ -72,11 +72,12 @@ def publish_many(tenant, n: int) -> list:
     return envelopes
 
 
-def wait_until(condition, *, timeout: float, what: str) -> None:
+def wait_until(condition, *, timeout: float, what: str, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
         time.sleep(0.2)
 
 
@@ -117,7 +118,12 @@ def test_it_drains_within_the_timeout_on_sigterm_and_loses_nothing(tenant, effec
     cluster = qcluster(
         tmp_path, EFFECT_SLEEP="0.02", DISPATCH_BATCH_SIZE="100", SHUTDOWN_DRAIN_TIMEOUT="8"
     )
-    wait_until(lambda: Effect.objects.count() >= 20, timeout=60, what="the cluster to start")
+    wait_until(
+        lambda: Effect.objects.count() >= 20,
+        timeout=60,
+        what="the cluster to start",
+        log=tmp_path / "cluster.log",
+    )
 
     os.kill(cluster.pid, signal.SIGTERM)
     started = time.monotonic()
@@ -142,7 +148,12 @@ def test_it_loses_nothing_when_the_cluster_is_killed_mid_batch(tenant, effect_wo
         "DISPATCH_SWEEP_SECONDS": "1",
     }
     cluster = qcluster(tmp_path, **env)
-    wait_until(lambda: Effect.objects.count() >= 50, timeout=60, what="the cluster to start")
+    wait_until(
+        lambda: Effect.objects.count() >= 50,
+        timeout=60,
+        what="the cluster to start",
+        log=tmp_path / "cluster.log",
+    )
 
     os.killpg(cluster.pid, signal.SIGKILL)  # the whole cluster, in the middle of a batch
     cluster.wait(timeout=10)
@@ -159,4 +170,51 @@ def test_it_loses_nothing_when_the_cluster_is_killed_mid_batch(tenant, effect_wo
         os.kill(restarted.pid, signal.SIGTERM)
         restarted.wait(timeout=60)
 
+    assert_each_handled_once(envelopes)
+
+
+def test_it_never_doubles_an_effect_with_two_clusters_on_one_database(
+    postgres, tenant, effect_worker, tmp_path
+):
+    envelopes = publish_many(tenant, 2000)
+    env = {"DISPATCH_BATCH_SIZE": "50", "EFFECT_SLEEP": "0.001"}
+    clusters = [qcluster(tmp_path, **env), qcluster(tmp_path, **env)]
+    try:
+        wait_until(
+            lambda: not Message.objects.filter(state="pending").exists(),
+            timeout=120,
+            what="two clusters to finish",
+            log=tmp_path / "cluster.log",
+        )
+    finally:
+        for cluster in clusters:
+            os.kill(cluster.pid, signal.SIGTERM)
+        for cluster in clusters:
+            cluster.wait(timeout=60)
+
+    assert_each_handled_once(envelopes)
+
+
+def test_it_kills_a_cluster_that_does_not_drain_in_time_and_loses_nothing(
+    tenant, effect_worker, tmp_path
+):
+    envelopes = publish_many(tenant, 20)
+    cluster = qcluster(
+        tmp_path, EFFECT_SLEEP="60", DISPATCH_LEASE_SECONDS="3", SHUTDOWN_DRAIN_TIMEOUT="2"
+    )
+    wait_until(
+        lambda: Message.objects.filter(leased_until__isnull=False).exists(),
+        timeout=60,
+        what="the cluster to take a batch",
+        log=tmp_path / "cluster.log",
+    )
+
+    os.kill(cluster.pid, signal.SIGTERM)
+    started = time.monotonic()
+    cluster.wait(timeout=30)
+    assert time.monotonic() - started < 2 + 4  # the handler would have slept for a minute
+
+    time.sleep(3)  # the lease of the killed drain runs out
+    while Message.objects.filter(state="pending").exists():
+        dispatch.drain("EffectWorker")  # here EFFECT_SLEEP is unset: no sleeping
     assert_each_handled_once(envelopes)
