@@ -51,27 +51,27 @@ class Command(qcluster.Command):
             cluster.stop()
             return
         telemetry.start_runtime_metrics()
-        scheduling.recover(cluster_name)
-        try:
-            _sweep_while_alive(cluster, cluster_name)
-        finally:
-            queue.forget_beat(cluster.cluster_id)
+        # The sweeper has a thread of its own, so that the main thread, which handles SIGTERM,
+        # is never stuck in a database call (on SQLite a writer can wait for a long batch).
+        threading.Thread(target=_sweep, args=(cluster, cluster_name), daemon=True).start()
+        while cluster.sentinel.is_alive():
+            time.sleep(0.5)
+        queue.forget_beat(cluster.cluster_id)
 
 
-def _sweep_while_alive(cluster: Cluster, cluster_name: str) -> None:
+def _sweep(cluster: Cluster, cluster_name: str) -> None:
     """Retries whose backoff ran out and leases of dead consumers come due without anyone
-    publishing; the main process looks for them every DISPATCH_SWEEP_SECONDS, and says it is
-    alive at the same time."""
-    started, next_sweep = timezone.now(), 0.0
-    while cluster.sentinel.is_alive():
-        if time.monotonic() >= next_sweep and not shutdown.requested():
-            next_sweep = time.monotonic() + settings.DISPATCH_SWEEP_SECONDS
-            try:
-                queue.beat(cluster_id=cluster.cluster_id, name=cluster_name, started=started)
-                scheduling.sweep(cluster_name)
-            except Exception:  # the database may be away for a moment; the next sweep retries
-                log.exception("sweep failed")
-        time.sleep(0.5)
+    publishing: look for them every DISPATCH_SWEEP_SECONDS, and say the cluster is alive."""
+    started = timezone.now()
+    scheduling.recover(cluster_name)
+    while cluster.sentinel.is_alive() and not shutdown.requested():
+        try:
+            queue.beat(cluster_id=cluster.cluster_id, name=cluster_name, started=started)
+            scheduling.sweep(cluster_name)
+        except Exception:  # the database may be away for a moment; the next sweep retries
+            log.exception("sweep failed")
+        time.sleep(settings.DISPATCH_SWEEP_SECONDS)
+    db.connections.close_all()
 
 
 def _graceful_stop(cluster: Cluster):
