@@ -104,13 +104,19 @@ def start_runtime_metrics() -> None:
 
 
 def register_gauges(meter: metrics.Meter, counts) -> None:
-    """`counts()` returns {worker: {"backlog": n, "in_flight": n, "dead_letters": n}}."""
+    """`counts()` returns {worker: {"backlog": n, "in_flight": n, "dead_letters": n}}; it is
+    asked once per collection, not once per gauge."""
+    latest: dict = {"counts": {}, "served": set()}
 
     def observe(field: str):
         def callback(_options):
+            # A gauge asked again means a new collection: read the database once for all three.
+            if not latest["served"] or field in latest["served"]:
+                latest.update(counts=counts(), served=set())
+            latest["served"].add(field)
             return [
                 metrics.Observation(values[field], {"worker": worker})
-                for worker, values in counts().items()
+                for worker, values in latest["counts"].items()
             ]
 
         return callback

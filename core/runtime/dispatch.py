@@ -232,7 +232,8 @@ def _mark_done(worker: Worker, ids: list[int], token: uuid.UUID) -> None:
     )
     if marked != len(ids):
         raise LeaseLost(f"{len(ids) - marked} of {len(ids)} messages were re-claimed")
-    WorkerState.objects.filter(worker=worker.name).update(last_success=now)
+    if not WorkerState.objects.filter(worker=worker.name).update(last_success=now):
+        WorkerState.objects.get_or_create(worker=worker.name, defaults={"last_success": now})
 
 
 def record_failure(

@@ -158,27 +158,15 @@ def sync_schedules(specs: list[ScheduleSpec], *, prefix: str) -> None:
     created once, updated when the code changes, deleted when no longer declared."""
     wanted = {spec.name: spec for spec in specs}
     Schedule.objects.filter(name__startswith=prefix).exclude(name__in=wanted).delete()
+    existing = {s.name: s for s in Schedule.objects.filter(name__in=wanted)}
     for spec in specs:
-        Schedule.objects.update_or_create(
-            name=spec.name,
-            defaults={
-                "func": spec.func,
-                "args": repr(spec.args),
-                "schedule_type": Schedule.MINUTES,
-                "minutes": spec.minutes,
-                "repeats": -1,
-                "cluster": spec.cluster,
-            },
-            create_defaults={
-                "func": spec.func,
-                "args": repr(spec.args),
-                "schedule_type": Schedule.MINUTES,
-                "minutes": spec.minutes,
-                "repeats": -1,
-                "cluster": spec.cluster,
-                "next_run": next_boundary(timezone.now(), spec.minutes),
-            },
-        )
+        row = existing.get(spec.name) or Schedule(name=spec.name)
+        if row.pk is None or row.minutes != spec.minutes:
+            # A new cadence starts at its next boundary, not at the old cadence's next run.
+            row.next_run = next_boundary(timezone.now(), spec.minutes)
+        row.func, row.args, row.cluster = spec.func, repr(spec.args), spec.cluster
+        row.schedule_type, row.minutes, row.repeats = Schedule.MINUTES, spec.minutes, -1
+        row.save()
 
 
 def next_boundary(now: datetime, minutes: int) -> datetime:

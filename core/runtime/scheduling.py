@@ -39,13 +39,15 @@ def desired_schedules() -> list[queue.ScheduleSpec]:
                     cluster=_schedule_cluster(worker.cluster),
                 )
             )
+    # Split clusters leave the default cluster, which alone runs cluster-less schedules, idle.
+    maintenance = "reaction" if settings.WORKER_CLUSTERS == "split" else None
     specs.append(
         queue.ScheduleSpec(
             name=f"{PREFIX}prune",
             func="core.runtime.scheduling.prune",
             args=(),
             minutes=60,
-            cluster=None,
+            cluster=maintenance,
         )
     )
     return specs
@@ -77,7 +79,12 @@ def fire(worker_name: str, schedule_name: str, *, now: datetime | None = None) -
     from core.services import build_envelope, publish_envelopes
 
     worker = registry.get(worker_name)
-    schedule = next(s for s in worker.trigger.schedules if s.name == schedule_name)
+    schedule = next((s for s in worker.trigger.schedules if s.name == schedule_name), None)
+    if schedule is None:  # a Schedule row left behind by an older release
+        declared = [s.name for s in worker.trigger.schedules]
+        raise LookupError(
+            f"{worker_name} declares no schedule {schedule_name!r}; it has {declared}"
+        )
     slot = slot_of(now or timezone.now(), schedule.minutes)
     data = {
         "schedule": schedule.name,
