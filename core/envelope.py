@@ -35,7 +35,14 @@ class Envelope:
     @classmethod
     def from_event(cls, event) -> Envelope:
         """Rebuild and check the envelope of a stored Event; a bad one is MalformedEnvelope."""
-        envelope = cls(
+        envelope = cls.of(event)
+        envelope.validate()
+        return envelope
+
+    @classmethod
+    def of(cls, event) -> Envelope:
+        """The envelope of a stored Event as it is, even one that would not validate."""
+        return cls(
             event_id=event.id,
             type=event.type,
             tenant_id=event.tenant_id,
@@ -47,8 +54,6 @@ class Envelope:
             source=event.source,
             source_id=event.source_id,
         )
-        envelope.validate()
-        return envelope
 
     def validate(self) -> None:
         problems = []
@@ -87,17 +92,5 @@ class Envelope:
 
 
 def event_as_dict(event) -> dict[str, Any]:
-    """The envelope of a stored event as it is, even when it would not validate."""
-    return {
-        "eventId": str(event.id),
-        "type": event.type,
-        "tenantId": str(event.tenant_id),
-        "traceId": event.trace_id,
-        "spanId": event.span_id,
-        "correlationId": event.correlation_id,
-        "source": event.source,
-        "sourceId": event.source_id,
-        "occurredAt": event.occurred_at.isoformat() if event.occurred_at else None,
-        "data": event.data,
-        "toWorker": event.to_worker,
-    }
+    """What the dead-letter store keeps: the stored envelope as it is, and its addressee."""
+    return {**Envelope.of(event).as_dict(), "toWorker": event.to_worker}
