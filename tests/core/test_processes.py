@@ -102,6 +102,7 @@ def test_it_handles_each_event_once_with_two_consumer_processes(
             [sys.executable, "-m", "tests.consume"],
             tmp_path / f"consumer{i}.log",
             DISPATCH_BATCH_SIZE="50",
+            EFFECT_SLEEP="0.001",  # long enough that neither finishes before the other starts
         )
         for i in range(2)
     ]
