@@ -15,6 +15,7 @@ At-least-once, effectively once:
 from __future__ import annotations
 
 import logging
+import math
 import traceback
 import uuid
 from dataclasses import asdict, dataclass
@@ -87,7 +88,7 @@ def drain(worker_name: str) -> dict:
                 break
             if len(batch) == settings.DISPATCH_BATCH_SIZE:
                 queue.spread(worker_name)
-            total.add(run_batch(worker, batch))
+            total.add(run_batch(worker, batch, deadline=deadline))
     finally:
         queue.finish_drain(worker_name)
     return asdict(total)
@@ -139,20 +140,25 @@ def _claimed(row: tuple, token: uuid.UUID) -> Claimed:
     return Claimed(id_, tenant_id, attempts, claims, token, Envelope(*event))
 
 
-def run_batch(worker: Worker, batch: list[Claimed]) -> Outcome:
+def run_batch(worker: Worker, batch: list[Claimed], *, deadline: float = math.inf) -> Outcome:
+    """Handle a claimed batch. Past the deadline, or on shutdown, it stops between messages
+    and releases the rest: so a batch of slow messages cannot outlive django-q2's timeout
+    (which would kill it and count every message in it as a lost claim)."""
     token = batch[0].token
     try:
         with transaction.atomic():
-            return _handle_batch(worker, batch, token)
+            return _handle_batch(worker, batch, token, deadline)
     except LeaseLost as exc:
         log.warning("%s: %s; the batch was rolled back and released", worker.name, exc)
         return Outcome(released=release(batch, token))
 
 
-def _handle_batch(worker: Worker, batch: list[Claimed], token: uuid.UUID) -> Outcome:
+def _handle_batch(
+    worker: Worker, batch: list[Claimed], token: uuid.UUID, deadline: float
+) -> Outcome:
     done, failed, pending = [], [], list(batch)
     while pending:
-        ran, failure = _run_together(worker, pending)
+        ran, failure = _run_together(worker, pending, deadline)
         if failure is None:
             done, pending = pending[:ran], pending[ran:]
             break
@@ -170,15 +176,17 @@ def _handle_batch(worker: Worker, batch: list[Claimed], token: uuid.UUID) -> Out
     return outcome
 
 
-def _run_together(worker: Worker, messages: list[Claimed]) -> tuple[int, tuple | None]:
+def _run_together(
+    worker: Worker, messages: list[Claimed], deadline: float
+) -> tuple[int, tuple | None]:
     """Run messages in one savepoint, not one each: a savepoint is two round trips, more than
     a no-op handler costs. Returns how many ran, and (message, error, traceback) if one failed
-    (then the savepoint rolled back all of them). Stops early when a shutdown is requested."""
+    (then the savepoint rolled back all of them). Stops early on shutdown or past the deadline."""
     ran = 0
     try:
         with transaction.atomic():
             for message in messages:
-                if shutdown.requested():
+                if shutdown.requested() or monotonic() > deadline:
                     break
                 handle_one(worker, message)
                 ran += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from datetime import timedelta
 
 import pytest
@@ -374,3 +375,21 @@ def test_it_takes_only_due_messages(tenant, make_worker):
     )
 
     assert dispatch.drain("TestWorker")["handled"] == 0
+
+
+def test_it_stops_a_batch_at_the_drain_deadline_and_releases_the_rest(tenant, make_worker):
+    def slow(envelope):
+        record(envelope)
+        time.sleep(0.2)
+
+    worker = make_worker(handler=slow)
+    for n in range(5):
+        publish(tenant, n=n)
+    batch = dispatch.claim(worker, limit=10)
+
+    outcome = dispatch.run_batch(worker, batch, deadline=time.monotonic() + 0.3)
+
+    assert (outcome.handled, outcome.released) == (2, 3)
+    assert Effect.objects.count() == 2
+    released = Message.objects.filter(worker="TestWorker", state="pending")
+    assert all(m.lease_token is None and m.claims == 0 for m in released)
