@@ -190,3 +190,10 @@ WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3
 
 # Admin assets are served by WhiteNoise under gunicorn; locally straight from the apps.
 WHITENOISE_USE_FINDERS = DEBUG
+
+# --- OTLP ingestion ------------------------------------------------------------------------
+OTLP_MAX_BODY_BYTES = env.int("OTLP_MAX_BODY_BYTES", default=16 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = OTLP_MAX_BODY_BYTES  # Django's own cap on request.body
+OTLP_TENANT_REQUESTS_PER_SECOND = env.int("OTLP_TENANT_REQUESTS_PER_SECOND", default=500)
+OTLP_BACKLOG_CEILING = env.int("OTLP_BACKLOG_CEILING", default=20000)  # batches waiting
+TRACE_SLOW_SPAN_MS = env.int("TRACE_SLOW_SPAN_MS", default=1000)

@@ -2,9 +2,11 @@ from django.contrib import admin
 from django.urls import path
 
 from core import api
+from observability.api import OtlpView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/events", api.EventCreateView.as_view(), name="api-events"),
+    path("v1/traces", OtlpView.as_view(signal="traces"), name="otlp-traces"),
     path("api/health/workers", api.WorkerHealthView.as_view(), name="api-health-workers"),
 ]

@@ -1,10 +1,12 @@
 """TraceIngestionWorker: normalise and project incoming spans into correlated TraceRecord views.
 
-Declared from the seed catalog. Its handler comes with the telemetry ingestion issue; until then
-it receives no messages and the health view shows it as not built.
+One message per accepted OTLP request (TelemetryBatchReceived, sent by POST /v1/traces); the
+handler is observability.services.ingest. Metrics and logs come with the rest of the telemetry
+ingestion issue.
 """
 
 from core.runtime.registry import Idempotency, RetryPolicy, Trigger, Worker
+from observability import services
 
 WORKER = Worker(
     name="TraceIngestionWorker",
@@ -23,4 +25,5 @@ WORKER = Worker(
         description="Exponential backoff; DLQ after 5",
     ),
     idempotency=Idempotency("Dedup on span+traceId; upsert by traceId"),
+    handler=services.ingest,
 )

@@ -103,9 +103,9 @@ def test_it_puts_the_ingestion_workers_in_their_own_group():
     assert set(groups.values()) == {"ingestion", "reaction"}
 
 
-def test_it_builds_none_of_the_thirteen_yet():
-    assert [w.name for w in registry.catalog_workers() if w.built] == []
-    assert all(w.handler is None for w in registry.catalog_workers())
+def test_it_builds_only_the_workers_whose_handlers_exist():
+    # TraceIngestionWorker came with the telemetry ingestion issue; the rest are declared only.
+    assert [w.name for w in registry.catalog_workers() if w.built] == ["TraceIngestionWorker"]
 
 
 def test_it_describes_every_worker_for_the_health_page():
@@ -326,7 +326,7 @@ def test_it_keeps_internal_events_from_a_wildcard_subscriber(tenant, make_worker
     services.publish(tenant=tenant, type=internal)
 
     assert Event.objects.filter(type=internal).exists()
-    assert not Message.objects.exists()
+    assert not Message.objects.filter(worker="TestWorker").exists()
 
 
 def test_it_delivers_an_internal_event_to_a_worker_that_names_it(tenant, make_worker):
@@ -334,7 +334,7 @@ def test_it_delivers_an_internal_event_to_a_worker_that_names_it(tenant, make_wo
 
     envelope = services.publish(tenant=tenant, type="TelemetryBatchReceived")
 
-    assert Message.objects.get(event_id=envelope.event_id).worker == "TestWorker"
+    assert Message.objects.filter(event_id=envelope.event_id, worker="TestWorker").exists()
 
 
 def test_it_delivers_a_command_only_to_its_addressee(tenant, make_worker):

@@ -1,0 +1,96 @@
+"""OTLP/HTTP ingestion (opentelemetry-proto docs/specification.md, "OTLP/HTTP").
+
+A plain Django view rather than DRF: the body is protobuf or JSON by Content-Type, maybe
+gzipped, and every reply, errors included, must be in the request's encoding.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework.exceptions import AuthenticationFailed
+
+from core.auth import ApiKeyAuthentication
+from observability import load, otlp, services
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class OtlpView(View):
+    """POST /v1/traces. Bearer API key, as every OTLP exporter can send in its headers."""
+
+    signal = "traces"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        media = otlp.JSON
+        try:
+            media = otlp.media_type(request.headers.get("Content-Type", ""))
+            tenant = _tenant(request)
+            load.admit(tenant)
+            body = _body(request)
+            payload = otlp.decode(self.signal, body, media)
+        except otlp.OtlpError as exc:
+            return _status(media, 400, str(exc))
+        except load.Refused as exc:
+            return _status(media, exc.code, str(exc), retry_after=exc.retry_after)
+        rejections = otlp.validate(self.signal, payload)
+        services.accept_batch(
+            tenant=tenant, signal=self.signal, request=payload, rejections=rejections
+        )
+        return HttpResponse(otlp.response(self.signal, rejections, media), content_type=media)
+
+
+def _tenant(request: HttpRequest):
+    try:
+        found = ApiKeyAuthentication().authenticate(request)
+    except AuthenticationFailed as exc:
+        raise load.Refused(401, str(exc.detail)) from None
+    if found is None:
+        raise load.Refused(401, "No API key: send the header 'Authorization: Bearer <API key>'.")
+    return found[0].tenant
+
+
+def _body(request: HttpRequest) -> bytes:
+    """The request body, gunzipped when Content-Encoding says so; the cap applies after
+    decompression, so that a small bomb cannot expand past it."""
+    cap = settings.OTLP_MAX_BODY_BYTES
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise load.Refused(413, f"The body is over the limit of {cap} bytes.") from None
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding == "identity":
+        body = raw
+    elif encoding == "gzip":
+        body = _gunzip(raw, cap)
+    else:
+        raise load.Refused(415, f"Unsupported Content-Encoding {encoding!r}: use gzip or none.")
+    if len(body) > cap:
+        raise load.Refused(413, f"The body is over the limit of {cap} bytes after decompression.")
+    return body
+
+
+def _gunzip(raw: bytes, cap: int) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, cap + 1)
+    except zlib.error as exc:
+        raise otlp.OtlpError(f"The body is not valid gzip: {exc}.") from None
+    if len(body) > cap or inflater.unconsumed_tail:
+        raise load.Refused(413, f"The body is over the limit of {cap} bytes after decompression.")
+    return body
+
+
+def _status(media: str, code: int, message: str, *, retry_after: int | None = None):
+    response = HttpResponse(otlp.status_body(message, media, code), status=code, content_type=media)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    if code == 401:
+        response["WWW-Authenticate"] = "Bearer"
+    return response

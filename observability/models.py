@@ -1,0 +1,105 @@
+"""Telemetry as received (TelemetryBatch) and as projected (Span, TraceRecord)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from core.models import Tenant
+
+
+class TelemetryBatch(models.Model):
+    """One accepted OTLP/HTTP request, stored as decoded and validated, before any parsing
+    into views: the request returns once this row and its message are committed."""
+
+    class Signal(models.TextChoices):
+        TRACES = "traces"
+        METRICS = "metrics"
+        LOGS = "logs"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    signal = models.CharField(max_length=8, choices=Signal.choices)
+    # The valid part of the request, as OTLP protobuf whatever the request's encoding was:
+    # one format for the worker to read, and the smaller of the two.
+    payload = models.BinaryField()
+    items = models.PositiveIntegerField()
+    rejected = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.signal} batch of {self.items} ({self.tenant_id})"
+
+
+class Span(models.Model):
+    """One span, normalised; unique per (tenant, traceId, spanId), so a re-sent batch adds
+    nothing."""
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)
+    parent_span_id = models.CharField(max_length=16, blank=True)
+    name = models.CharField(max_length=500)
+    kind = models.PositiveSmallIntegerField(default=0)
+    service = models.CharField(max_length=200, blank=True)
+    start_ns = models.BigIntegerField()
+    end_ns = models.BigIntegerField()
+    status_code = models.PositiveSmallIntegerField(default=0)  # 0 unset, 1 ok, 2 error
+    status_message = models.TextField(blank=True)
+    attributes = models.JSONField(default=dict)
+    resource = models.JSONField(default=dict)
+    scope = models.CharField(max_length=200, blank=True)
+    events = models.JSONField(default=list)
+    links = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "trace_id", "span_id"], name="span_once_per_trace"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.trace_id}/{self.span_id})"
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code == 2
+
+
+class TraceRecord(models.Model):
+    """The view of one trace, recomputed from its spans whenever a batch touches it."""
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    root_name = models.CharField(max_length=500, blank=True)
+    root_service = models.CharField(max_length=200, blank=True)
+    services = models.JSONField(default=list)
+    span_count = models.PositiveIntegerField()
+    error_count = models.PositiveIntegerField()
+    start_ns = models.BigIntegerField()
+    end_ns = models.BigIntegerField()
+    status = models.CharField(max_length=8)  # "ok" or "error"
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "trace_id"], name="trace_record_once")
+        ]
+        indexes = [models.Index(fields=["tenant", "start_ns"])]
+
+    def __str__(self) -> str:
+        return f"{self.root_name or '?'} ({self.trace_id})"
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6

@@ -1,0 +1,287 @@
+"""OTLP/HTTP trace ingestion end to end: the HTTP edge, the stored batch, TraceIngestionWorker."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+from core import services
+from core.models import Event, Message
+from core.runtime import dispatch
+from observability import otlp
+from observability.models import Span, TelemetryBatch, TraceRecord
+
+pytestmark = pytest.mark.django_db
+NOW_NS = time.time_ns()
+TRACE = "5b8efff798038103d269b633813fc60c"
+
+
+def span(
+    span_id: str,
+    name: str,
+    *,
+    parent: str = "",
+    trace: str = TRACE,
+    error=False,
+    duration_ms: float = 5,
+) -> dict:
+    return {
+        "traceId": trace,
+        "spanId": span_id,
+        "parentSpanId": parent,
+        "name": name,
+        "kind": 2,
+        "startTimeUnixNano": str(NOW_NS),
+        "endTimeUnixNano": str(NOW_NS + int(duration_ms * 1_000_000)),
+        "status": {"code": 2 if error else 1},
+        "attributes": [{"key": "http.route", "value": {"stringValue": "/cart"}}],
+    }
+
+
+def batch(*spans: dict, service: str = "checkout") -> bytes:
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {
+                        "attributes": [{"key": "service.name", "value": {"stringValue": service}}]
+                    },
+                    "scopeSpans": [{"scope": {"name": "tests"}, "spans": list(spans)}],
+                }
+            ]
+        }
+    ).encode()
+
+
+@pytest.fixture
+def key(tenant):
+    return services.issue_api_key(tenant=tenant)
+
+
+def post(client, key, body: bytes, *, content_type=otlp.JSON, **headers):
+    return client.post(
+        "/v1/traces",
+        data=body,
+        content_type=content_type,
+        headers={"Authorization": f"Bearer {key}", **headers},
+    )
+
+
+def ingest() -> None:
+    while Message.objects.filter(worker="TraceIngestionWorker", state="pending").exists():
+        dispatch.drain("TraceIngestionWorker")
+
+
+def test_it_projects_a_batch_into_a_trace_record(client, key, tenant):
+    body = batch(
+        span("eee19b7ec3c1b174", "GET /cart"),
+        span("eee19b7ec3c1b175", "SELECT cart", parent="eee19b7ec3c1b174", error=True),
+    )
+
+    response = post(client, key, body)
+    ingest()
+
+    assert response.status_code == 200 and response.json() == {}
+    record = TraceRecord.objects.get(tenant=tenant, trace_id=TRACE)
+    assert (record.span_count, record.error_count, record.status) == (2, 1, "error")
+    assert (record.root_name, record.root_service, record.services) == (
+        "GET /cart",
+        "checkout",
+        ["checkout"],
+    )
+    stored = Span.objects.get(span_id="eee19b7ec3c1b175")
+    assert stored.attributes == {"http.route": "/cart"}
+    assert stored.parent_span_id == "eee19b7ec3c1b174"
+
+
+def test_it_changes_nothing_when_a_batch_is_sent_again(client, key):
+    body = batch(span("eee19b7ec3c1b174", "GET /cart"))
+    post(client, key, body)
+    ingest()
+    events = Event.objects.filter(type="TraceRecorded").count()
+
+    post(client, key, body)
+    ingest()
+
+    assert Span.objects.count() == 1
+    assert TraceRecord.objects.get().span_count == 1
+    assert Event.objects.filter(type="TraceRecorded").count() == events == 1
+
+
+def test_it_merges_spans_of_one_trace_from_several_batches(client, key):
+    post(
+        client,
+        key,
+        batch(span("eee19b7ec3c1b175", "SELECT", parent="eee19b7ec3c1b174"), service="db"),
+    )
+    post(client, key, batch(span("eee19b7ec3c1b174", "GET /cart", duration_ms=50)))
+    ingest()
+
+    record = TraceRecord.objects.get()
+    assert (record.span_count, record.root_name) == (2, "GET /cart")
+    assert record.services == ["checkout", "db"]
+    assert record.duration_ms == pytest.approx(50)
+
+
+def test_it_publishes_one_trace_recorded_per_trace_not_per_span(client, key):
+    other = "0af7651916cd43dd8448eb211c80319c"
+    post(
+        client,
+        key,
+        batch(
+            span("eee19b7ec3c1b174", "a"),
+            span("eee19b7ec3c1b175", "b"),
+            span("eee19b7ec3c1b176", "c", trace=other),
+        ),
+    )
+    ingest()
+
+    recorded = Event.objects.filter(type="TraceRecorded")
+    assert sorted(e.data["traceId"] for e in recorded) == sorted([TRACE, other])
+
+
+def test_it_raises_runtime_signals_for_error_and_slow_spans(client, key, settings):
+    settings.TRACE_SLOW_SPAN_MS = 100
+    post(
+        client,
+        key,
+        batch(
+            span("eee19b7ec3c1b174", "slow", duration_ms=250),
+            span("eee19b7ec3c1b175", "broken", error=True),
+        ),
+    )
+    ingest()
+
+    signals = {e.data["signal"]: e.data for e in Event.objects.filter(type="RuntimeSignalDetected")}
+    assert signals["slow"]["spanIds"] == ["eee19b7ec3c1b174"]
+    assert signals["error"]["spanIds"] == ["eee19b7ec3c1b175"]
+    assert signals["error"]["traceId"] == TRACE
+
+
+def test_it_answers_partial_success_and_keeps_the_valid_spans(client, key):
+    bad = span("0000000000000000", "no id")
+    response = post(client, key, batch(span("eee19b7ec3c1b174", "good"), bad))
+    ingest()
+
+    partial = response.json()["partialSuccess"]
+    assert int(partial["rejectedSpans"]) == 1
+    assert "spanId" in partial["errorMessage"]
+    assert list(Span.objects.values_list("name", flat=True)) == ["good"]
+
+
+def test_it_answers_protobuf_in_protobuf(client, key):
+    request = otlp.decode("traces", batch(span("eee19b7ec3c1b174", "GET /")), otlp.JSON)
+
+    response = post(client, key, request.SerializeToString(), content_type=otlp.PROTOBUF)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == otlp.PROTOBUF
+    assert ExportTraceServiceResponse.FromString(response.content) == ExportTraceServiceResponse()
+
+
+def test_it_accepts_a_gzipped_body(client, key):
+    body = gzip.compress(batch(span("eee19b7ec3c1b174", "GET /")))
+
+    response = post(client, key, body, **{"Content-Encoding": "gzip"})
+    ingest()
+
+    assert response.status_code == 200
+    assert Span.objects.count() == 1
+
+
+def test_it_refuses_a_body_over_the_cap_after_decompression(client, key, settings):
+    settings.OTLP_MAX_BODY_BYTES = 10_000
+    bomb = gzip.compress(b" " * 1_000_000)  # a kilobyte that inflates to a megabyte
+
+    response = post(client, key, bomb, **{"Content-Encoding": "gzip"})
+
+    assert response.status_code == 413
+    assert "10000 bytes" in response.json()["message"]
+    assert not TelemetryBatch.objects.exists()
+
+
+def test_it_refuses_an_undecodable_body_with_a_clear_message(client, key):
+    response = post(client, key, b'{"resourceSpans": [')
+
+    assert response.status_code == 400
+    assert response.json()["message"]
+    assert not TelemetryBatch.objects.exists()
+
+
+def test_it_refuses_garbage_protobuf(client, key):
+    response = post(client, key, b"\xff\xff\xff", content_type=otlp.PROTOBUF)
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == otlp.PROTOBUF
+
+
+def test_it_refuses_a_request_without_a_key(client):
+    response = client.post("/v1/traces", data=b"{}", content_type=otlp.JSON)
+
+    assert response.status_code == 401
+    assert "Authorization: Bearer" in response.json()["message"]
+
+
+def test_it_sheds_load_over_the_tenants_rate_with_retry_after(client, key, settings):
+    settings.OTLP_TENANT_REQUESTS_PER_SECOND = 1
+    # Three requests span at most two one-second windows: one of them is over the rate.
+    responses = [post(client, key, b"{}") for _ in range(3)]
+
+    refused = [r for r in responses if r.status_code == 429]
+    assert refused and refused[0]["Retry-After"] == "1"
+    assert "per second" in refused[0].json()["message"]
+
+
+def test_it_sheds_load_when_ingestion_is_too_far_behind(client, key, settings):
+    settings.OTLP_BACKLOG_CEILING = 1
+    post(client, key, batch(span("eee19b7ec3c1b174", "a")))
+    post(client, key, batch(span("eee19b7ec3c1b175", "b")))
+
+    response = post(client, key, batch(span("eee19b7ec3c1b176", "c")))
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+
+
+def test_it_keeps_each_tenants_traces_apart(client, key, tenant, other_tenant):
+    other_key = services.issue_api_key(tenant=other_tenant)
+    post(client, key, batch(span("eee19b7ec3c1b174", "mine")))
+    post(client, other_key, batch(span("eee19b7ec3c1b174", "theirs")))
+    ingest()
+
+    assert TraceRecord.objects.get(tenant=tenant).root_name == "mine"
+    assert TraceRecord.objects.get(tenant=other_tenant).root_name == "theirs"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_ingests_what_the_real_sdk_exporter_sends(live_server, tenant):
+    key = services.issue_api_key(tenant=tenant)
+    exporter = OTLPSpanExporter(
+        endpoint=f"{live_server.url}/v1/traces", headers={"Authorization": f"Bearer {key}"}
+    )
+    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests")
+    with (
+        tracer.start_as_current_span("GET /cart") as root,
+        tracer.start_as_current_span("SELECT cart") as child,
+    ):
+        child.set_status(Status(StatusCode.ERROR, "timeout"))
+    provider.shutdown()
+
+    ingest()
+
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    record = TraceRecord.objects.get(tenant=tenant, trace_id=trace_id)
+    assert (record.span_count, record.error_count, record.root_name) == (2, 1, "GET /cart")
+    assert record.services == ["checkout"]
+    assert Span.objects.get(name="SELECT cart").status_message == "timeout"
