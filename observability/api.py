@@ -28,9 +28,11 @@ class OtlpView(View):
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        media = otlp.JSON
         try:
             media = otlp.media_type(request.headers.get("Content-Type", ""))
+        except otlp.OtlpError as exc:  # no encoding of the client's to answer in: JSON
+            return _status(otlp.JSON, 415, str(exc))
+        try:
             tenant = _tenant(request)
             load.admit(tenant)
             body = _body(request)

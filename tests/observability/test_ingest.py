@@ -285,3 +285,10 @@ def test_it_ingests_what_the_real_sdk_exporter_sends(live_server, tenant):
     assert (record.span_count, record.error_count, record.root_name) == (2, 1, "GET /cart")
     assert record.services == ["checkout"]
     assert Span.objects.get(name="SELECT cart").status_message == "timeout"
+
+
+def test_it_refuses_a_content_type_it_does_not_speak(client, key):
+    response = post(client, key, b"spans", content_type="text/plain")
+
+    assert response.status_code == 415
+    assert "application/x-protobuf" in response.json()["message"]
