@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core import services
+from core import services, since
 from core.runtime import health
 
 
@@ -30,6 +31,19 @@ def exception_handler(exc, context):
         else:
             response.data = {"error": "The request is invalid; see details.", "details": data}
     return response
+
+
+class SinceField(serializers.Field):
+    """An ISO datetime, or a duration back from now such as 2h or 7d."""
+
+    def to_internal_value(self, data):
+        try:
+            return since.parse_since(str(data), now=timezone.now())
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def to_representation(self, value):
+        return value.isoformat()
 
 
 class EventCreateView(APIView):

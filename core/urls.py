@@ -2,11 +2,13 @@ from django.contrib import admin
 from django.urls import path
 
 from core import api
-from observability.api import OtlpView
+from observability.api import OtlpView, TraceDetailView, TraceListView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/events", api.EventCreateView.as_view(), name="api-events"),
     path("v1/traces", OtlpView.as_view(signal="traces"), name="otlp-traces"),
+    path("api/traces", TraceListView.as_view(), name="api-traces"),
+    path("api/traces/<str:trace_id>", TraceDetailView.as_view(), name="api-trace"),
     path("api/health/workers", api.WorkerHealthView.as_view(), name="api-health-workers"),
 ]

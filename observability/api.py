@@ -7,6 +7,7 @@ gzipped, and every reply, errors included, must be in the request's encoding.
 from __future__ import annotations
 
 import zlib
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -14,10 +15,14 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions, pagination, serializers
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from core.api import SinceField
 from core.auth import ApiKeyAuthentication
-from observability import load, otlp, services
+from observability import load, otlp, selectors, services
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -96,3 +101,87 @@ def _status(media: str, code: int, message: str, *, retry_after: int | None = No
     if code == 401:
         response["WWW-Authenticate"] = "Bearer"
     return response
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat()
+
+
+class TraceOutput(serializers.Serializer):
+    traceId = serializers.CharField(source="trace_id")
+    rootName = serializers.CharField(source="root_name")
+    rootService = serializers.CharField(source="root_service")
+    services = serializers.ListField(child=serializers.CharField())
+    spanCount = serializers.IntegerField(source="span_count")
+    errorCount = serializers.IntegerField(source="error_count")
+    status = serializers.CharField()
+    start = serializers.SerializerMethodField()
+    end = serializers.SerializerMethodField()
+    durationMs = serializers.FloatField(source="duration_ms")
+
+    def get_start(self, record) -> str:
+        return _iso(record.start_ns)
+
+    def get_end(self, record) -> str:
+        return _iso(record.end_ns)
+
+
+class SpanOutput(serializers.Serializer):
+    spanId = serializers.CharField(source="span_id")
+    parentSpanId = serializers.CharField(source="parent_span_id")
+    name = serializers.CharField()
+    kind = serializers.IntegerField()
+    service = serializers.CharField()
+    scope = serializers.CharField()
+    start = serializers.SerializerMethodField()
+    end = serializers.SerializerMethodField()
+    durationMs = serializers.FloatField(source="duration_ms")
+    status = serializers.SerializerMethodField()
+    attributes = serializers.DictField()
+    resource = serializers.DictField()
+    events = serializers.ListField()
+    links = serializers.ListField()
+
+    def get_start(self, span) -> str:
+        return _iso(span.start_ns)
+
+    def get_end(self, span) -> str:
+        return _iso(span.end_ns)
+
+    def get_status(self, span) -> dict:
+        return {"code": span.status_code, "message": span.status_message}
+
+
+class TracePage(pagination.CursorPagination):
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+    ordering = ("-start_ns", "-id")
+
+
+class TraceListView(APIView):
+    """GET /api/traces?service=&status=&since=: the caller's traces, newest first, paged."""
+
+    class FilterSerializer(serializers.Serializer):
+        service = serializers.CharField(required=False, default="")
+        status = serializers.ChoiceField(choices=["ok", "error"], required=False, default="")
+        since = SinceField(required=False, default=None)
+
+    def get(self, request):
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = selectors.traces(tenant=request.user.tenant, **query.validated_data)
+        pager = TracePage()
+        page = pager.paginate_queryset(found, request, view=self)
+        return pager.get_paginated_response(TraceOutput(page, many=True).data)
+
+
+class TraceDetailView(APIView):
+    """GET /api/traces/<traceId>: the TraceRecord with its spans."""
+
+    def get(self, request, trace_id: str):
+        record = selectors.trace(tenant=request.user.tenant, trace_id=trace_id)
+        if record is None:
+            raise exceptions.NotFound(f"No trace {trace_id} for this tenant (yet).")
+        spans = SpanOutput(selectors.spans_of(record), many=True).data
+        return Response({**TraceOutput(record).data, "spans": spans})

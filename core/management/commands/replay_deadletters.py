@@ -6,11 +6,10 @@ running this twice, or beside someone replaying from the admin, replays each let
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.utils import timezone
@@ -19,28 +18,18 @@ from core.management.commands.create_tenant import tenant_by_slug
 from core.models import DeadLetter
 from core.runtime import registry
 from core.runtime.replay import ReplayFilter, open_dead_letters, replay
+from core.since import parse_since as parse_iso_or_duration
 
-_DURATION = re.compile(r"^(\d+)([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # Below this many letters a run is over before a bar would tell anything.
 PROGRESS_MIN_ITEMS = 20
 PAGE_SIZE = 500
 
 
 def parse_since(value: str, *, now: datetime) -> datetime:
-    """An ISO 8601 date or datetime (naive means the server's time zone), or a duration
-    back from now such as 30m, 2h, 7d or 1w."""
-    if match := _DURATION.match(value.strip()):
-        amount, unit = match.groups()
-        return now - timedelta(**{_UNITS[unit]: int(amount)})
     try:
-        since = datetime.fromisoformat(value)
-    except ValueError:
-        raise CommandError(
-            f"--since {value!r} is neither an ISO datetime (e.g. 2025-01-31T14:00:00Z) "
-            "nor a duration back from now (e.g. 30m, 2h, 7d, 1w)."
-        ) from None
-    return since if timezone.is_aware(since) else timezone.make_aware(since)
+        return parse_iso_or_duration(value, now=now)
+    except ValueError as exc:
+        raise CommandError(f"--since {exc}") from None
 
 
 class ProgressBar:

@@ -1,0 +1,35 @@
+"""Reads of the observability app; every one is scoped to a tenant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from core.models import Tenant
+from observability.models import Span, TraceRecord
+
+
+def traces(
+    *, tenant: Tenant, service: str = "", status: str = "", since: datetime | None = None
+) -> QuerySet[TraceRecord]:
+    found = TraceRecord.objects.filter(tenant=tenant)
+    if service:
+        # Any span of the trace, not just its root: a trace "touches" every service it crossed.
+        with_service = Span.objects.filter(tenant=tenant, service=service).values("trace_id")
+        found = found.filter(trace_id__in=with_service)
+    if status:
+        found = found.filter(status=status)
+    if since:
+        found = found.filter(start_ns__gte=int(since.timestamp() * 1e9))
+    return found
+
+
+def trace(*, tenant: Tenant, trace_id: str) -> TraceRecord | None:
+    return TraceRecord.objects.filter(tenant=tenant, trace_id=trace_id.lower()).first()
+
+
+def spans_of(record: TraceRecord) -> QuerySet[Span]:
+    return Span.objects.filter(tenant_id=record.tenant_id, trace_id=record.trace_id).order_by(
+        "start_ns", "span_id"
+    )
