@@ -26,6 +26,7 @@ test: $(VENV)/.dev
 # Benchmarks need PostgreSQL: DATABASE_URL, or the local server's `platform_bench` database.
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
+	$(PY) bench/ingest.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,268 @@
+"""Span ingestion end to end: HTTP POST of 512-span OTLP JSON batches to a real gunicorn, until
+every TraceRecord is committed by a real qcluster, on PostgreSQL; beside COPY of the same span
+rows into PostgreSQL (the physical limit of the store), measured in the same run.
+
+Also the accept latency (p50/p99) of those requests while the workers are busy.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+SPANS_PER_BATCH = 512
+PORT = 8391
+
+
+def span_batch(rng: random.Random, now_ns: int) -> bytes:
+    """512 spans: 64 traces of 8 spans, 8 attributes each, like an instrumented web service."""
+    spans = []
+    for _ in range(SPANS_PER_BATCH // 8):
+        trace_id = f"{rng.getrandbits(128):032x}"
+        root = f"{rng.getrandbits(64):016x}"
+        for i in range(8):
+            span_id = root if i == 0 else f"{rng.getrandbits(64):016x}"
+            start = now_ns + i * 1_000_000
+            spans.append(
+                {
+                    "traceId": trace_id,
+                    "spanId": span_id,
+                    "parentSpanId": "" if i == 0 else root,
+                    "name": "GET /cart" if i == 0 else f"SELECT cart_{i}",
+                    "kind": 2 if i == 0 else 3,
+                    "startTimeUnixNano": str(start),
+                    "endTimeUnixNano": str(start + rng.randint(1, 50) * 1_000_000),
+                    "status": {"code": 2 if rng.random() < 0.02 else 1},
+                    "attributes": [
+                        {"key": f"attr.{k}", "value": {"stringValue": f"value-{k}"}}
+                        for k in range(6)
+                    ]
+                    + [
+                        {"key": "http.status_code", "value": {"intValue": "200"}},
+                        {"key": "db.rows", "value": {"intValue": str(rng.randint(0, 100))}},
+                    ],
+                }
+            )
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {
+                        "attributes": [
+                            {"key": "service.name", "value": {"stringValue": "checkout"}},
+                            {"key": "host.name", "value": {"stringValue": "web-1"}},
+                        ]
+                    },
+                    "scopeSpans": [{"scope": {"name": "bench"}, "spans": spans}],
+                }
+            ]
+        }
+    ).encode()
+
+
+def serve(env: dict, log: Path) -> list[subprocess.Popen]:
+    with log.open("ab") as out:
+        web = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "core.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{PORT}",
+                "--workers",
+                "2",
+                "--threads",
+                "2",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        cluster = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    time.sleep(5)
+    return [web, cluster]
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for p in processes:
+        os.kill(p.pid, signal.SIGTERM)
+    for p in processes:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def post_all(batches: list[bytes], key: str, clients: int) -> list[float]:
+    latencies, lock, todo = [], threading.Lock(), list(batches)
+
+    def client() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                if not todo:
+                    return
+                body = todo.pop()
+            started = time.perf_counter()
+            response = session.post(
+                f"http://127.0.0.1:{PORT}/v1/traces",
+                data=body,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+                timeout=60,
+            )
+            response.raise_for_status()
+            with lock:
+                latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies
+
+
+def wait_ingested(timeout: float) -> float:
+    from django.db.models import Max
+
+    from core.models import Message
+
+    pending = Message.objects.filter(worker="TraceIngestionWorker", state="pending")
+    deadline = time.monotonic() + timeout
+    while pending.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"ingestion not done after {timeout}s")
+        time.sleep(0.2)
+    done = Message.objects.filter(worker="TraceIngestionWorker", state="done")
+    return done.aggregate(last=Max("handled_at"))["last"]
+
+
+def copy_anchor(tenant_id, batches: list[bytes]) -> float:
+    """COPY the same span rows into a scratch copy of the span table: spans per second."""
+    from django.db import connection
+
+    from observability import otlp, traces
+
+    rows = []
+    for body in batches:
+        rows += traces.spans_of(tenant_id, otlp.decode("traces", body, otlp.JSON))
+    columns = [
+        "tenant_id",
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "name",
+        "kind",
+        "service",
+        "start_ns",
+        "end_ns",
+        "status_code",
+        "status_message",
+        "attributes",
+        "resource",
+        "scope",
+        "events",
+        "links",
+    ]
+    buffer = io.StringIO()
+    for row in rows:
+        values = [getattr(row, c) for c in columns]
+        buffer.write("\t".join(_copy_text(v) for v in values) + "\n")
+    data = buffer.getvalue()
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_span_copy")
+        cursor.execute("CREATE TABLE bench_span_copy (LIKE observability_span INCLUDING ALL)")
+        started = time.perf_counter()
+        with cursor.copy(f"COPY bench_span_copy ({', '.join(columns)}) FROM STDIN") as copy:
+            copy.write(data)
+        elapsed = time.perf_counter() - started
+        cursor.execute("DROP TABLE bench_span_copy")
+    return len(rows) / elapsed
+
+
+def _copy_text(value) -> str:
+    if isinstance(value, dict | list):
+        value = json.dumps(value)
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.run import configure_environment, ensure_database
+
+    batches_n = int(os.environ.get("BENCH_BATCHES", "200"))
+    env = configure_environment()
+    env.pop("WORKER_MODULES", None)
+    os.environ.pop("WORKER_MODULES", None)
+    ensure_database(env["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.utils import timezone
+
+    from core import services
+    from core.models import Tenant
+
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("createcachetable", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE core_event, core_message, core_failure, core_deadletter, "
+            "observability_span, observability_tracerecord, "
+            "observability_telemetrybatch, django_q_ormq CASCADE"
+        )
+    tenant = Tenant.objects.get_or_create(slug="bench")[0]
+    key = services.issue_api_key(tenant=tenant, name="bench")
+    rng, now_ns = random.Random(1), time.time_ns()
+    batches = [span_batch(rng, now_ns) for _ in range(batches_n)]
+    spans = batches_n * SPANS_PER_BATCH
+    processes = serve(
+        {**os.environ, **env, "OTLP_TENANT_REQUESTS_PER_SECOND": "0"},
+        ROOT / "var" / "bench-ingest.log",
+    )
+    try:
+        started = timezone.now()
+        latencies = post_all(batches, key, clients=4)
+        finished = wait_ingested(timeout=900)
+    finally:
+        stop(processes)
+    end_to_end = spans / (finished - started).total_seconds()
+    anchor = copy_anchor(tenant.pk, batches[:50])
+    p50, p99 = statistics.median(latencies), statistics.quantiles(latencies, n=100)[98]
+    print(f"""
+spans: {batches_n} OTLP JSON requests of {SPANS_PER_BATCH} spans, 4 clients, gunicorn (2x2) and
+one qcluster (2 workers) on PostgreSQL, on the same machine
+  end to end (POST -> TraceRecords)  {end_to_end:10,.0f} spans/s
+  COPY of the same rows (anchor)     {anchor:10,.0f} spans/s
+  ratio                              {end_to_end / anchor:10.2f}       (goal: >= 25,000 spans/s)
+  accept latency                     p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms  (goal p99 < 100 ms)
+""")
+
+
+if __name__ == "__main__":
+    main()
