@@ -139,11 +139,15 @@ def insert_spans(rows: list[Span]) -> None:
     if connection.vendor != "postgresql":
         Span.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
         return
-    with connection.cursor() as cursor:
-        sql = f"COPY {Span._meta.db_table} ({', '.join(SPAN_COLUMNS)}) FROM STDIN"
-        with cursor.cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row([_copy_value(row, c) for c in SPAN_COLUMNS])
+    sql = f"COPY {Span._meta.db_table} ({', '.join(SPAN_COLUMNS)}) FROM STDIN"
+    # wrap_database_errors: psycopg's UniqueViolation becomes Django's IntegrityError.
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(sql) as copy,
+    ):
+        for row in rows:
+            copy.write_row([_copy_value(row, c) for c in SPAN_COLUMNS])
 
 
 def _copy_value(row: Span, column: str):

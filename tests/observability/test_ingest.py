@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from django.utils import timezone
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.resources import Resource
@@ -15,9 +16,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from core import services
-from core.models import Event, Message
+from core.models import Event, Failure, Message
 from core.runtime import dispatch
-from observability import otlp
+from observability import otlp, traces
 from observability.models import Span, TelemetryBatch, TraceRecord
 
 pytestmark = pytest.mark.django_db
@@ -292,3 +293,24 @@ def test_it_refuses_a_content_type_it_does_not_speak(client, key):
 
     assert response.status_code == 415
     assert "application/x-protobuf" in response.json()["message"]
+
+
+def test_it_retries_a_batch_whose_span_a_concurrent_batch_stored_first(
+    client, key, postgres, monkeypatch
+):
+    body = batch(span("eee19b7ec3c1b174", "GET /cart"))
+    post(client, key, body)
+    ingest()
+    # The same span again, and a concurrent batch stores it between the check and the COPY.
+    post(client, key, body)
+    monkeypatch.setattr(traces, "_not_stored", lambda tenant_id, rows: rows)
+    dispatch.drain("TraceIngestionWorker")
+    monkeypatch.undo()
+
+    failure = Failure.objects.get(worker="TraceIngestionWorker")
+    assert "IntegrityError" in failure.error and not failure.permanent
+    Message.objects.filter(state="pending").update(due_at=timezone.now())
+    ingest()
+
+    assert Span.objects.count() == 1
+    assert not Message.objects.exclude(state="done").exists()
