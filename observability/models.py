@@ -30,6 +30,7 @@ class TelemetryBatch(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "telemetry batches"
         indexes = [models.Index(fields=["tenant", "received_at"])]
 
     def __str__(self) -> str:

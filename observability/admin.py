@@ -1,0 +1,424 @@
+"""The operator's console for telemetry: batches as received, spans, and traces.
+
+Everything here is read-only: these rows are written by ingestion, and an edit by hand would make
+a TraceRecord disagree with its spans. A trace's page draws its spans as a waterfall, in inline
+SVG built on the server (no JavaScript): `waterfall` computes the geometry, a template draws it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.db.models import F, OuterRef, Subquery
+from django.db.models.functions import Length
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from core.admin import ReadOnlyMixin, pretty_json
+from observability.models import Span, TelemetryBatch, TraceRecord
+
+MAX_SPANS = 2000  # spans drawn on one trace's page; the rest are counted, not drawn
+CHART_WIDTH = 720  # px of the time axis
+LABEL_WIDTH = 400  # px of the label column, left of the axis
+RIGHT_PADDING = 40  # px, so that the last tick label fits
+ROW_HEIGHT = 20
+AXIS_HEIGHT = 24
+INDENT = 12  # px per level of depth, up to MAX_INDENT_DEPTH levels
+MAX_INDENT_DEPTH = 16
+LABEL_CHAR_WIDTH = 7.2  # px of a character of the labels' monospace font (12px)
+MIN_BAR_WIDTH = 1.0  # px, so that an instantaneous span is still seen
+TITLE_ATTRIBUTES_CHARS = 2000
+TABLE_ATTRIBUTES_CHARS = 500
+
+SPAN_KINDS = {
+    0: "UNSPECIFIED",
+    1: "INTERNAL",
+    2: "SERVER",
+    3: "CLIENT",
+    4: "PRODUCER",
+    5: "CONSUMER",
+}
+STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
+ERROR = 2
+# Fills by service, in order of first appearance; none of them is red, which means "error".
+PALETTE = ["#4e79a7", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#bab0ac", "#f28e2b"]
+
+
+def ns_to_datetime(ns: int | None) -> datetime | None:
+    """A Unix time in nanoseconds as an aware datetime, to the microsecond; None when it does not
+    fit in one (a client may send anything)."""
+    if ns is None:
+        return None
+    try:
+        seconds, rest = divmod(ns, 1_000_000_000)
+        return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=rest // 1000)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def format_time(ns: int | None) -> str:
+    """A span's or trace's time to the millisecond, in the site's time zone: the admin's own
+    date format stops at the minute, too coarse for a trace."""
+    moment = ns_to_datetime(ns)
+    if moment is None:
+        return f"{ns} ns (out of range)"
+    moment = timezone.localtime(moment)
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d} {moment:%Z}"
+
+
+def format_ms(ms: float) -> str:
+    """A duration for a person: three significant figures are plenty on a waterfall."""
+    if ms == 0:
+        return "0 ms"
+    if abs(ms) >= 100:
+        return f"{ms:,.0f} ms"
+    if abs(ms) >= 10:
+        return f"{ms:.1f} ms"
+    return f"{ms:.2f} ms"
+
+
+def compact_json(value, limit: int | None = None) -> str:
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return Truncator(text).chars(limit) if limit else text
+
+
+@dataclass(frozen=True)
+class Row:
+    """One span on the waterfall. x and width are in px along the time axis (0..chart width);
+    y is the row's top in px below the axis."""
+
+    span: Span
+    depth: int
+    x: float
+    width: float
+    y: int
+    offset_ms: float
+    duration_ms: float
+    indent: int
+    label: str
+    fill: str
+
+    @property
+    def is_error(self) -> bool:
+        return self.span.status_code == ERROR
+
+    @property
+    def kind(self) -> str:
+        return SPAN_KINDS.get(self.span.kind, str(self.span.kind))
+
+    @property
+    def status(self) -> str:
+        return STATUS_CODES.get(self.span.status_code, str(self.span.status_code))
+
+    @property
+    def tooltip(self) -> str:
+        span = self.span
+        lines = [
+            f"{span.name} ({span.service or 'no service'})",
+            f"span {span.span_id}, {self.kind}, {self.status}",
+            f"start +{format_ms(self.offset_ms)}, duration {format_ms(self.duration_ms)}",
+        ]
+        if span.status_message:
+            lines.append(f"status message: {span.status_message}")
+        if span.attributes:
+            lines.append(compact_json(span.attributes, TITLE_ATTRIBUTES_CHARS))
+        return "\n".join(lines)
+
+    @property
+    def attributes_json(self) -> str:
+        return compact_json(self.span.attributes, TABLE_ATTRIBUTES_CHARS)
+
+
+@dataclass(frozen=True)
+class Tick:
+    x: float
+    label: str
+
+
+def tree_order(spans: list[Span]) -> list[tuple[Span, int]]:
+    """Spans with their depth, parents before children, siblings by start time.
+
+    A span whose parent is not among `spans` (not arrived yet, or past the cap) is a root. Spans
+    caught in a parent cycle (bad data) are not lost: the earliest of them becomes a root.
+    Iterative, so that a deep chain cannot reach the recursion limit.
+    """
+
+    def by_start(span: Span):
+        return (span.start_ns, span.end_ns, span.span_id)
+
+    ids = {span.span_id for span in spans}
+    children: dict[str, list[Span]] = defaultdict(list)
+    roots = []
+    for span in spans:
+        parent = span.parent_span_id
+        if parent and parent in ids and parent != span.span_id:
+            children[parent].append(span)
+        else:
+            roots.append(span)
+    for siblings in children.values():
+        siblings.sort(key=by_start)
+
+    ordered: list[tuple[Span, int]] = []
+    seen: set[int] = set()
+
+    def walk(root: Span) -> None:
+        stack = [(root, 0)]
+        while stack:
+            span, depth = stack.pop()
+            if id(span) in seen:
+                continue
+            seen.add(id(span))
+            ordered.append((span, depth))
+            stack.extend((child, depth + 1) for child in reversed(children[span.span_id]))
+
+    for root in sorted(roots, key=by_start):
+        walk(root)
+    for span in sorted(spans, key=by_start):  # only spans in a cycle are left
+        if id(span) not in seen:
+            walk(span)
+    return ordered
+
+
+def bounds(spans: list[Span], start_ns: int | None = None, end_ns: int | None = None):
+    """The time axis: start_ns..end_ns, widened to every span's start and end (a client may send
+    a span that ends before it starts)."""
+    times = [t for s in spans for t in (s.start_ns, s.end_ns)]
+    times += [t for t in (start_ns, end_ns) if t is not None]
+    return min(times), max(times)
+
+
+def waterfall(
+    spans: list[Span],
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    chart_width: float = CHART_WIDTH,
+) -> list[Row]:
+    """The geometry of a trace's waterfall: one row per span in tree order, its bar from the
+    span's start to its end on a time axis of `chart_width` px spanning start_ns..end_ns (by
+    default, and at least, the spans' own extent)."""
+    if not spans:
+        return []
+    t0, t1 = bounds(spans, start_ns, end_ns)
+    total = max(t1 - t0, 1)
+    scale = chart_width / total
+    fills: dict[str, str] = {}
+    rows = []
+    for index, (span, depth) in enumerate(tree_order(spans)):
+        duration = max(span.end_ns - span.start_ns, 0)
+        x = (span.start_ns - t0) * scale
+        width = max(duration * scale, MIN_BAR_WIDTH)
+        indent = min(depth, MAX_INDENT_DEPTH) * INDENT
+        fill = fills.setdefault(span.service, PALETTE[len(fills) % len(PALETTE)])
+        rows.append(
+            Row(
+                span=span,
+                depth=depth,
+                x=round(x, 2),
+                width=round(width, 2),
+                y=index * ROW_HEIGHT,
+                offset_ms=(span.start_ns - t0) / 1e6,
+                duration_ms=duration / 1e6,
+                indent=indent,
+                label=_label(span, duration / 1e6, LABEL_WIDTH - indent - 16),
+                fill=fill,
+            )
+        )
+    return rows
+
+
+def _label(span: Span, duration_ms: float, width_px: float) -> str:
+    """name · service · duration, the name shortened to fit the label column."""
+    suffix = f" · {span.service} · {format_ms(duration_ms)}" if span.service else ""
+    suffix = suffix or f" · {format_ms(duration_ms)}"
+    room = max(int(width_px / LABEL_CHAR_WIDTH) - len(suffix), 8)
+    return Truncator(span.name or "(no name)").chars(room) + suffix
+
+
+def ticks(total_ms: float, chart_width: float = CHART_WIDTH, count: int = 5) -> list[Tick]:
+    """`count` evenly spaced ticks, from 0 ms to the trace's duration."""
+    return [
+        Tick(x=round(chart_width * i / (count - 1), 2), label=format_ms(total_ms * i / (count - 1)))
+        for i in range(count)
+    ]
+
+
+def waterfall_context(record: TraceRecord, *, limit: int | None = None) -> dict:
+    """What the trace page's template draws: the spans of the record's trace, of the record's
+    tenant only (another tenant may well have a trace with the same id)."""
+    limit = MAX_SPANS if limit is None else limit
+    found = Span.objects.filter(tenant=record.tenant_id, trace_id=record.trace_id)
+    spans = list(
+        found.order_by("start_ns", "span_id").only(
+            "tenant_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "service",
+            "start_ns", "end_ns", "status_code", "status_message", "attributes",
+        )[: limit + 1]
+    )  # fmt: skip
+    truncated = len(spans) > limit
+    spans = spans[:limit]
+    rows = waterfall(spans, start_ns=record.start_ns, end_ns=record.end_ns)
+    t0, t1 = bounds(spans, record.start_ns, record.end_ns)
+    height = AXIS_HEIGHT + len(rows) * ROW_HEIGHT
+    return {
+        "rows": rows,
+        "ticks": ticks((t1 - t0) / 1e6),
+        "truncated": truncated,
+        "shown": len(spans),
+        "total": found.count() if truncated else len(spans),
+        "svg_width": LABEL_WIDTH + CHART_WIDTH + RIGHT_PADDING,
+        "svg_height": height + 1,
+        "chart_x": LABEL_WIDTH,
+        "chart_width": CHART_WIDTH,
+        "chart_height": len(rows) * ROW_HEIGHT,
+        "axis_height": AXIS_HEIGHT,
+        "row_height": ROW_HEIGHT,
+        "row_width": LABEL_WIDTH + CHART_WIDTH,
+    }
+
+
+class StatusCodeFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status_code"
+
+    def lookups(self, request, model_admin):
+        return [(str(code), label) for code, label in STATUS_CODES.items()]
+
+    def queryset(self, request, queryset):
+        if self.value() in {str(code) for code in STATUS_CODES}:
+            return queryset.filter(status_code=int(self.value()))
+        return queryset
+
+
+@admin.register(TraceRecord)
+class TraceRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "trace_id", "root_name", "root_service", "services_list", "span_count", "error_count",
+        "status", "duration", "start_time",
+    ]  # fmt: skip
+    list_filter = ["status", "tenant", "root_service"]
+    list_select_related = ["tenant"]
+    search_fields = ["=trace_id", "root_name"]
+    ordering = ["-start_ns"]
+    show_full_result_count = False
+    fields = [
+        "trace_id", "tenant", "root_name", "root_service", "services_list", "span_count",
+        "error_count", "status", "duration", "start_time", "end_time", "updated",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="services")
+    def services_list(self, record: TraceRecord) -> str:
+        return ", ".join(record.services)
+
+    @admin.display(description="duration (ms)", ordering=F("end_ns") - F("start_ns"))
+    def duration(self, record: TraceRecord) -> str:
+        return f"{record.duration_ms:,.3f}"
+
+    @admin.display(description="start", ordering="start_ns")
+    def start_time(self, record: TraceRecord) -> str:
+        return format_time(record.start_ns)
+
+    @admin.display(description="end", ordering="end_ns")
+    def end_time(self, record: TraceRecord) -> str:
+        return format_time(record.end_ns)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        record = self.get_object(request, unquote(object_id))
+        if record is not None and self.has_view_permission(request, record):
+            extra_context = {**(extra_context or {}), "waterfall": waterfall_context(record)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(Span)
+class SpanAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["name", "service", "trace", "duration", "status"]
+    list_filter = [StatusCodeFilter, "service", "tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["=trace_id", "=span_id", "name"]
+    ordering = ["-start_ns"]
+    show_full_result_count = False
+    fields = [
+        "name", "tenant", "trace", "span_id", "parent_span_id", "kind_name", "service", "scope",
+        "start_time", "end_time", "duration", "status", "status_message", "attributes_json",
+        "resource_json", "events_json", "links_json",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        record = TraceRecord.objects.filter(
+            tenant=OuterRef("tenant"), trace_id=OuterRef("trace_id")
+        ).values("pk")[:1]
+        return super().get_queryset(request).annotate(record_pk=Subquery(record))
+
+    @admin.display(description="trace id", ordering="trace_id")
+    def trace(self, span: Span) -> str:
+        if span.record_pk is None:
+            return span.trace_id
+        url = reverse("admin:observability_tracerecord_change", args=[span.record_pk])
+        return format_html('<a href="{}">{}</a>', url, span.trace_id)
+
+    @admin.display(description="duration (ms)", ordering=F("end_ns") - F("start_ns"))
+    def duration(self, span: Span) -> str:
+        return f"{span.duration_ms:,.3f}"
+
+    @admin.display(description="status", ordering="status_code")
+    def status(self, span: Span) -> str:
+        return STATUS_CODES.get(span.status_code, str(span.status_code))
+
+    @admin.display(description="kind")
+    def kind_name(self, span: Span) -> str:
+        return SPAN_KINDS.get(span.kind, str(span.kind))
+
+    @admin.display(description="start", ordering="start_ns")
+    def start_time(self, span: Span) -> str:
+        return format_time(span.start_ns)
+
+    @admin.display(description="end", ordering="end_ns")
+    def end_time(self, span: Span) -> str:
+        return format_time(span.end_ns)
+
+    @admin.display(description="attributes")
+    def attributes_json(self, span: Span) -> str:
+        return pretty_json(span.attributes)
+
+    @admin.display(description="resource")
+    def resource_json(self, span: Span) -> str:
+        return pretty_json(span.resource)
+
+    @admin.display(description="events")
+    def events_json(self, span: Span) -> str:
+        return pretty_json(span.events)
+
+    @admin.display(description="links")
+    def links_json(self, span: Span) -> str:
+        return pretty_json(span.links)
+
+
+@admin.register(TelemetryBatch)
+class TelemetryBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    # The payload is binary protobuf: never shown, only measured (in the database, so that the
+    # list does not even load it).
+    list_display = ["id", "tenant", "signal", "items", "rejected", "size", "received_at"]
+    list_filter = ["signal", "tenant"]
+    list_select_related = ["tenant"]
+    ordering = ["-received_at"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    fields = ["id", "tenant", "signal", "items", "rejected", "size", "received_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return (
+            super().get_queryset(request).defer("payload").annotate(payload_bytes=Length("payload"))
+        )
+
+    @admin.display(description="payload size", ordering="payload_bytes")
+    def size(self, batch: TelemetryBatch) -> str:
+        return f"{batch.payload_bytes:,} bytes"
