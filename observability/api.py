@@ -27,7 +27,7 @@ from observability import load, otlp, selectors, services
 
 @method_decorator(csrf_exempt, name="dispatch")
 class OtlpView(View):
-    """POST /v1/traces. Bearer API key, as every OTLP exporter can send in its headers."""
+    """POST /v1/traces and /v1/metrics. A Bearer API key, as every OTLP exporter can send."""
 
     signal = "traces"
     http_method_names = ["post"]

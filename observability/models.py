@@ -104,3 +104,58 @@ class TraceRecord(models.Model):
     @property
     def duration_ms(self) -> float:
         return (self.end_ns - self.start_ns) / 1e6
+
+
+class MetricPoint(models.Model):
+    """One OTLP data point as received, unique per (tenant, series, time), so a re-sent batch
+    adds nothing. MetricAggregationWorker rolls these into MetricSeries."""
+
+    class Kind(models.IntegerChoices):
+        GAUGE = 1
+        SUM = 2
+        HISTOGRAM = 3
+        EXPONENTIAL_HISTOGRAM = 4
+        SUMMARY = 5
+
+    class Temporality(models.IntegerChoices):
+        UNSPECIFIED = 0
+        DELTA = 1
+        CUMULATIVE = 2
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    name = models.CharField(max_length=255)
+    unit = models.CharField(max_length=64, blank=True)
+    kind = models.PositiveSmallIntegerField(choices=Kind.choices)
+    temporality = models.PositiveSmallIntegerField(choices=Temporality.choices, default=0)
+    monotonic = models.BooleanField(default=False)
+    # sha256 of (name, resource attributes, scope, point attributes): one time series.
+    series_key = models.CharField(max_length=64)
+    resource = models.JSONField(default=dict)
+    scope = models.CharField(max_length=200, blank=True)
+    attributes = models.JSONField(default=dict)
+    start_ns = models.BigIntegerField(default=0)
+    time_ns = models.BigIntegerField()
+    value = models.FloatField(null=True)  # gauge and sum points
+    count = models.BigIntegerField(null=True)  # histograms and summaries
+    sum = models.FloatField(null=True)
+    min = models.FloatField(null=True)
+    max = models.FloatField(null=True)
+    # Histogram: {"bounds": [...], "counts": [...]}; exponential: {"scale", "zeroCount",
+    # "positive": {"offset", "counts"}, "negative": {...}}; summary: {"quantiles": [[q, v]]}.
+    buckets = models.JSONField(null=True)
+    exemplars = models.JSONField(default=list)  # [{"traceId", "spanId", "value", "timeUnixNano"}]
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "series_key", "time_ns"], name="metric_point_once"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "time_ns"]),
+            models.Index(fields=["received_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.time_ns}"

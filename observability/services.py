@@ -7,7 +7,7 @@ from django.db import transaction
 from core import services as core_services
 from core.envelope import Envelope
 from core.models import Tenant
-from observability import otlp, traces
+from observability import metrics, otlp, traces
 from observability.models import TelemetryBatch
 
 INGESTION_WORKER = "TraceIngestionWorker"
@@ -16,6 +16,14 @@ INGESTION_WORKER = "TraceIngestionWorker"
 def count_items(signal: str, request) -> int:
     if signal == "traces":
         return sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+    if signal == "metrics":
+        return sum(
+            len(getattr(m, m.WhichOneof("data")).data_points)
+            for r in request.resource_metrics
+            for s in r.scope_metrics
+            for m in s.metrics
+            if m.WhichOneof("data")
+        )
     raise ValueError(f"ingestion of {signal} is not built yet")
 
 
@@ -44,9 +52,13 @@ def accept_batch(
 
 
 def ingest(envelope: Envelope) -> None:
-    """TraceIngestionWorker's handler: project one stored batch."""
+    """TraceIngestionWorker's handler: one stored batch into spans and traces, or into raw
+    metric points for MetricAggregationWorker."""
     batch = TelemetryBatch.objects.get(id=envelope.data["batchId"], tenant_id=envelope.tenant_id)
     request = otlp.decode(batch.signal, bytes(batch.payload), otlp.PROTOBUF)
+    if batch.signal == "metrics":
+        metrics.store(batch.tenant_id, request)
+        return
     projected = traces.project(batch.tenant_id, request)
     core_services.publish_envelopes(_events_of(envelope, batch, projected))
 

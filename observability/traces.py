@@ -6,16 +6,15 @@ stored, one bulk insert, three aggregate queries and one bulk upsert for the tra
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, Max, Min, Q
 
+from core import bulk
 from observability.models import Span, TraceRecord
 
 ERROR = 2
@@ -100,7 +99,7 @@ def _link(link) -> dict:
 def project(tenant_id, request) -> Projected:
     rows = _dedup(spans_of(tenant_id, request))
     new = _not_stored(tenant_id, rows)
-    insert_spans(new)
+    bulk.insert(Span, new, columns=SPAN_COLUMNS)
     touched = {row.trace_id for row in new}
     refresh_trace_records(tenant_id, touched)
     slow_ns = settings.TRACE_SLOW_SPAN_MS * 1_000_000
@@ -129,30 +128,6 @@ SPAN_COLUMNS = [
     "events",
     "links",
 ]
-_JSON_COLUMNS = {"attributes", "resource", "events", "links"}
-
-
-def insert_spans(rows: list[Span]) -> None:
-    """COPY on PostgreSQL: a bulk INSERT of 512 spans spends most of its time having psycopg
-    bind 8,000 parameters into SQL text. A span stored meanwhile by a concurrent batch makes
-    the COPY fail on the unique constraint: a transient error, and the retry skips it."""
-    if connection.vendor != "postgresql":
-        Span.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
-        return
-    sql = f"COPY {Span._meta.db_table} ({', '.join(SPAN_COLUMNS)}) FROM STDIN"
-    # wrap_database_errors: psycopg's UniqueViolation becomes Django's IntegrityError.
-    with (
-        connection.cursor() as cursor,
-        connection.wrap_database_errors,
-        cursor.cursor.copy(sql) as copy,
-    ):
-        for row in rows:
-            copy.write_row([_copy_value(row, c) for c in SPAN_COLUMNS])
-
-
-def _copy_value(row: Span, column: str):
-    value = getattr(row, column)
-    return json.dumps(value) if column in _JSON_COLUMNS else value
 
 
 def _dedup(rows: list[Span]) -> list[Span]:
