@@ -31,7 +31,7 @@ def insert(model: type[models.Model], rows: list[models.Model], *, columns: list
 
 
 def _is_json(model: type[models.Model], column: str) -> bool:
-    field = model._meta.get_field(column.removesuffix("_id"))
+    field = model._meta.get_field(column)  # a column name, or a foreign key's attname
     return isinstance(field, models.JSONField)
 
 

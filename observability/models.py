@@ -159,3 +159,70 @@ class MetricPoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.time_ns}"
+
+
+class MetricSeries(models.Model):
+    """One series (MetricPoint.series_key: tenant + metric + resource + scope + attributes)
+    rolled up over one window of 1m, 5m or 1h by MetricAggregationWorker.
+
+    Unique per (tenant, series_key, window, window_start): re-running a window upserts the same
+    rows. `computed_at` is when the window was last aggregated; a point received after it
+    (MetricPoint.received_at) makes the window aggregate again. See observability.aggregation.
+    """
+
+    class Window(models.TextChoices):
+        MINUTE = "1m"
+        FIVE_MINUTES = "5m"
+        HOUR = "1h"
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    series_key = models.CharField(max_length=64)
+    window = models.CharField(max_length=2, choices=Window.choices)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    # The series' identity, as its newest point in the window has it.
+    name = models.CharField(max_length=255)
+    unit = models.CharField(max_length=64, blank=True)
+    kind = models.PositiveSmallIntegerField(choices=MetricPoint.Kind.choices)
+    temporality = models.PositiveSmallIntegerField(choices=MetricPoint.Temporality.choices)
+    monotonic = models.BooleanField(default=False)
+    resource = models.JSONField(default=dict)
+    scope = models.CharField(max_length=200, blank=True)
+    attributes = models.JSONField(default=dict)
+    points = models.PositiveIntegerField()  # raw points with a time in the window
+    # Sums: the increase over the window (cumulative points turned into deltas); `last` is the
+    # newest value of a gauge or of a cumulative sum.
+    delta = models.FloatField(null=True)
+    last = models.FloatField(null=True)
+    # Gauges: over the points' values. Histograms and summaries: observations in the window.
+    count = models.BigIntegerField(null=True)
+    sum = models.FloatField(null=True)
+    min = models.FloatField(null=True)
+    max = models.FloatField(null=True)
+    mean = models.FloatField(null=True)
+    # Histograms: {"bounds": [...], "counts": [...]} merged; summaries: {"quantiles": [[q, v]]}.
+    buckets = models.JSONField(null=True)
+    p50 = models.FloatField(null=True)
+    p95 = models.FloatField(null=True)
+    p99 = models.FloatField(null=True)
+    exemplars = models.JSONField(default=list)  # up to 10, newest first
+    resets = models.PositiveIntegerField(default=0)  # cumulative runs that (re)started
+    notes = models.JSONField(default=dict)  # {"gaps": n, "overlaps": n, "boundsChanged": n}
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "metric series"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "series_key", "window", "window_start"],
+                name="metric_series_once_per_window",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "window", "window_start"]),
+            models.Index(fields=["tenant", "name", "window", "window_start"]),
+            models.Index(fields=["tenant", "window", "computed_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.window} @ {self.window_start:%Y-%m-%d %H:%M}"

@@ -104,8 +104,12 @@ def test_it_puts_the_ingestion_workers_in_their_own_group():
 
 
 def test_it_builds_only_the_workers_whose_handlers_exist():
-    # TraceIngestionWorker came with the telemetry ingestion issue; the rest are declared only.
-    assert [w.name for w in registry.catalog_workers() if w.built] == ["TraceIngestionWorker"]
+    # Trace ingestion and metric aggregation came with the telemetry ingestion issue; the rest
+    # are declared only.
+    assert [w.name for w in registry.catalog_workers() if w.built] == [
+        "TraceIngestionWorker",
+        "MetricAggregationWorker",
+    ]
 
 
 def test_it_describes_every_worker_for_the_health_page():

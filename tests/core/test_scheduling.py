@@ -144,9 +144,24 @@ def test_it_leaves_schedules_it_does_not_own_alone(make_worker):
 def test_it_schedules_no_worker_that_is_not_built(db):
     scheduling.sync()
 
-    scheduled = [w.name for w in registry.catalog_workers() if w.trigger.schedules]
-    assert "MetricAggregationWorker" in scheduled  # they do declare schedules...
-    assert set(platform_schedules()) == {"platform:prune"}  # ...but have no handler yet
+    unbuilt = [w for w in registry.catalog_workers() if w.trigger.schedules and not w.built]
+    assert any(w.name == "AlertEvaluationWorker" for w in unbuilt)  # they declare schedules...
+    for worker in unbuilt:  # ...but have no handler yet
+        assert not any(name.startswith(f"platform:{worker.name}:") for name in platform_schedules())
+
+
+def test_it_schedules_a_built_worker_at_each_of_its_cadences(db):
+    scheduling.sync()
+
+    assert {
+        name: row.minutes
+        for name, row in platform_schedules().items()
+        if name.startswith("platform:MetricAggregationWorker:")
+    } == {
+        "platform:MetricAggregationWorker:1m": 1,
+        "platform:MetricAggregationWorker:5m": 5,
+        "platform:MetricAggregationWorker:1h": 60,
+    }
 
 
 def test_it_schedules_the_pruning_of_old_events(db):
