@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+import re
 from pathlib import Path
 
 import pytest
@@ -647,6 +649,481 @@ def test_it_refuses_garbage_protobuf(body):
 def test_it_refuses_to_decode_a_media_type_it_does_not_know():
     with pytest.raises(OtlpError, match="unsupported content type text/plain"):
         otlp.decode("traces", b"{}", "text/plain")
+
+
+# --- decoding: the fast JSON path for traces ----------------------------------------------------
+
+
+def both_ways(tree: dict) -> ExportTraceServiceRequest:
+    """``tree`` decoded by the fast path, checked to be what ParseDict makes of it (field by field
+    and byte for byte, which also compares the presence of empty sub-messages) and what decode
+    returns; the fast path must not fall back to ParseDict, nor change ``tree``."""
+    before = copy.deepcopy(tree)
+    fast = otlp._traces_from_json(tree)
+    assert tree == before
+    reference = otlp._parse_dict("traces", copy.deepcopy(tree))
+    assert fast == reference
+    assert fast.SerializeToString(deterministic=True) == reference.SerializeToString(
+        deterministic=True
+    )
+    assert otlp.decode("traces", json.dumps(tree).encode(), JSON) == fast
+    return fast
+
+
+def snake_case(tree):
+    """``tree`` with every key in snake_case (the proto field names)."""
+    if isinstance(tree, list):
+        return [snake_case(item) for item in tree]
+    if isinstance(tree, dict):
+        return {
+            re.sub(r"[A-Z]", lambda m: "_" + m.group().lower(), key): snake_case(value)
+            for key, value in tree.items()
+        }
+    return tree
+
+
+def every_kind_value(i: int) -> list[dict]:
+    """Attributes of every AnyValue kind, in each of the forms OTLP JSON allows."""
+    return [
+        {"key": "string", "value": {"stringValue": f"value {i} ü ✓"}},
+        {"key": "empty.string", "value": {"stringValue": ""}},
+        {"key": "bool", "value": {"boolValue": i % 2 == 0}},
+        {"key": "int.string", "value": {"intValue": str(i * 1_000_003 - 2**40)}},
+        {"key": "int.number", "value": {"intValue": i - 7}},
+        {"key": "int64.max", "value": {"intValue": str(2**63 - 1)}},
+        {"key": "double", "value": {"doubleValue": i / 8 - 0.1}},
+        {"key": "double.integral", "value": {"doubleValue": i}},
+        {"key": "bytes", "value": {"bytesValue": "3q2+7w=="}},
+        {"key": "bytes.unpadded.urlsafe", "value": {"bytesValue": "-_8"}},
+        {
+            "key": "array",
+            "value": {
+                "arrayValue": {
+                    "values": [
+                        {"stringValue": "a"},
+                        {"intValue": "2"},
+                        {"doubleValue": 3.5},
+                        {"boolValue": False},
+                        {"arrayValue": {}},
+                        {},
+                    ]
+                }
+            },
+        },
+        {"key": "array.empty", "value": {"arrayValue": {"values": []}}},
+        {
+            "key": "kvlist",
+            "value": {
+                "kvlistValue": {
+                    "values": [
+                        {"key": "id", "value": {"stringValue": f"u-{i}"}},
+                        {"key": "nested", "value": {"kvlistValue": {"values": []}}},
+                        {"key": "no value"},
+                    ]
+                }
+            },
+        },
+        {"key": "empty", "value": {}},
+    ]
+
+
+def every_kind_span(i: int) -> dict:
+    trace_id = f"{i * 7919 + 1:032x}"
+    fields = {
+        "traceId": trace_id.upper() if i % 5 == 0 else trace_id,
+        "spanId": f"{i + 1:016x}",
+        "parentSpanId": f"{i:016x}" if i % 3 else "",
+        "traceState": f"vendor={i}" if i % 4 == 0 else None,
+        "flags": 1 if i % 2 else "257",
+        "name": f"span {i}",
+        "kind": i % 6,
+        "startTimeUnixNano": str(T + i) if i % 2 else T + i,
+        "endTimeUnixNano": str(T + i + 10**6),
+        "attributes": every_kind_value(i),
+        "droppedAttributesCount": i % 3 if i % 2 else str(i % 3),
+        "events": [
+            {
+                "timeUnixNano": str(T + i + e),
+                "name": f"event {e}",
+                "attributes": [{"key": "event.n", "value": {"intValue": e}}],
+                "droppedAttributesCount": e,
+            }
+            for e in range(i % 3)
+        ],
+        "droppedEventsCount": str(i % 2),
+        "links": [
+            {
+                "traceId": f"{i + k + 1:032X}",
+                "spanId": f"{i + k + 1:016x}",
+                "traceState": "congo=t61rcWkgMzE",
+                "attributes": [{"key": "link.n", "value": {"stringValue": str(k)}}],
+                "droppedAttributesCount": k,
+                "flags": 256 + k,
+            }
+            for k in range(i % 3)
+        ],
+        "droppedLinksCount": 2,
+        "status": [None, {}, {"code": 1}, {"code": 2, "message": f"error {i}"}][i % 4],
+    }
+    return present(fields)
+
+
+def every_kind_batch(spans: int = 512) -> dict:
+    """``spans`` spans in two resources of two scopes each, with every kind of value."""
+    per_scope = spans // 4
+    resources = []
+    for r in range(2):
+        resource = {
+            "attributes": [
+                {"key": "service.name", "value": {"stringValue": f"service-{r}"}},
+                {"key": "host.cpu.count", "value": {"intValue": "8"}},
+            ],
+            "droppedAttributesCount": r,
+        }
+        if r:
+            resource["entityRefs"] = [
+                {
+                    "schemaUrl": "https://opentelemetry.io/schemas/1.26.0",
+                    "type": "service",
+                    "idKeys": ["service.name"],
+                    "descriptionKeys": ["host.cpu.count", "service.version"],
+                }
+            ]
+        scopes = [
+            {
+                "scope": {
+                    "name": f"scope-{s}",
+                    "version": "1.0" if s else "",
+                    "attributes": [{"key": "scope.attr", "value": {"boolValue": True}}],
+                    "droppedAttributesCount": s,
+                },
+                "schemaUrl": "https://opentelemetry.io/schemas/1.26.0" if s else "",
+                "spans": [every_kind_span((r * 2 + s) * per_scope + i) for i in range(per_scope)],
+            }
+            for s in range(2)
+        ]
+        resources.append({"resource": resource, "schemaUrl": "", "scopeSpans": scopes})
+    return {"resourceSpans": resources}
+
+
+@pytest.mark.parametrize("name", ["traces.json", "invalid_traces.json"])
+def test_the_fast_json_path_decodes_the_golden_traces_as_parse_dict_does(name):
+    request = both_ways(json.loads(golden(name)))
+    assert request.ByteSize() > 0
+
+
+def test_the_fast_json_path_decodes_a_batch_with_every_kind_of_value_as_parse_dict_does():
+    request = both_ways(every_kind_batch())
+
+    spans = spans_of(request)
+    assert len(spans) == 512
+    values = attributes(spans[9].attributes)
+    assert {key: value.WhichOneof("value") for key, value in values.items()} == {
+        "string": "string_value",
+        "empty.string": "string_value",
+        "bool": "bool_value",
+        "int.string": "int_value",
+        "int.number": "int_value",
+        "int64.max": "int_value",
+        "double": "double_value",
+        "double.integral": "double_value",
+        "bytes": "bytes_value",
+        "bytes.unpadded.urlsafe": "bytes_value",
+        "array": "array_value",
+        "array.empty": "array_value",
+        "kvlist": "kvlist_value",
+        "empty": None,
+    }
+    assert values["int.string"].int_value == 9 * 1_000_003 - 2**40
+    assert values["int64.max"].int_value == 2**63 - 1
+    assert values["double.integral"].double_value == 9.0
+    assert values["bytes.unpadded.urlsafe"].bytes_value == b"\xfb\xff"
+    assert spans[9].HasField("status") and not spans[8].HasField("status")
+    assert [len(s.events) for s in spans[:3]] == [0, 1, 2]
+    assert spans[5].links[1].trace_id == bytes.fromhex(f"{5 + 2:032x}")
+    assert spans[1].flags == 1 and spans[2].flags == 257
+    entity = request.resource_spans[1].resource.entity_refs[0]
+    assert list(entity.description_keys) == ["host.cpu.count", "service.version"]
+
+
+def test_the_fast_json_path_takes_snake_case_keys_and_enum_names():
+    tree = every_kind_batch(64)
+    camel = both_ways(tree)
+    snake = snake_case(tree)
+    assert "resource_spans" in snake and "string_value" in json.dumps(snake)
+    assert both_ways(snake) == camel
+
+    kinds = {value.number: value.name for value in Span.SpanKind.DESCRIPTOR.values}
+    codes = {value.number: value.name for value in Status.StatusCode.DESCRIPTOR.values}
+    named = copy.deepcopy(tree)
+    for scope in named["resourceSpans"][0]["scopeSpans"]:
+        for item in scope["spans"]:
+            item["kind"] = kinds[item["kind"]]
+            if "code" in item.get("status", {}):
+                item["status"]["code"] = codes[item["status"]["code"]]
+    assert named != tree
+    assert both_ways(named) == camel
+    assert both_ways(snake_case(named)) == camel
+
+
+def test_the_fast_json_path_ignores_unknown_fields_and_nulls_as_parse_dict_does():
+    value = {"stringValue": "kept", "futureKind": {"x": 1}, "intValue": None}
+    tree = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": None, "entityGuess": [1]},
+                "scopeSpans": [
+                    {
+                        "scope": None,
+                        "spans": [
+                            dict(
+                                span(),
+                                shinyNewId="ab",
+                                traceState=None,
+                                parentSpanId=None,
+                                status=None,
+                                attributes=[
+                                    {"key": "a", "value": value},
+                                    {"key": "b", "value": None},
+                                    {"key": "c", "value": {"stringValue": None}},
+                                    {"key": "d", "value": {"string_value": "snake"}},
+                                    {"key": None, "value": {"boolValue": True}, "extra": 1},
+                                    {"key": "e", "value": {"unknownKind": 1}},
+                                ],
+                                links=[
+                                    {"traceId": TRACE, "spanId": SPAN, "parentSpanId": SPAN},
+                                ],
+                                events=[{"name": "e", "future": True, "attributes": None}],
+                            )
+                        ],
+                    },
+                    {"spans": None, "schemaUrl": None},
+                ],
+            }
+        ],
+        "brandNewTopLevel": True,
+    }
+    request = both_ways(tree)
+    found = spans_of(request)[0].attributes
+    assert [a.value.WhichOneof("value") for a in found] == [
+        "string_value",
+        None,
+        None,
+        "string_value",
+        "bool_value",
+        None,
+    ]
+    assert [a.HasField("value") for a in found] == [True, False, True, True, True, True]
+
+
+@pytest.mark.parametrize(
+    ("tree", "expected"),
+    [
+        ({"resourceSpans": {}}, "resourceSpans: repeated field resourceSpans must be in []"),
+        (traces_of_tree("x"), "resourceSpans.scopeSpans.spans: repeated field spans must be"),
+        (
+            traces_of_tree([span(), span(startTimeUnixNano="soon")]),
+            "resourceSpans.scopeSpans.spans.startTimeUnixNano: invalid literal for int()",
+        ),
+        (
+            traces_of_tree([span(startTimeUnixNano="-1")]),
+            "resourceSpans.scopeSpans.spans.startTimeUnixNano: Value out of range: -1",
+        ),
+        (
+            traces_of_tree([span(droppedAttributesCount=2**32)]),
+            "resourceSpans.scopeSpans.spans.droppedAttributesCount: Value out of range",
+        ),
+        (traces_of_tree([span(name=5)]), "resourceSpans.scopeSpans.spans.name: expected string"),
+        (traces_of_tree([span(name="a\ud800")]), "spans.name: Unpaired surrogate"),
+        (traces_of_tree([span(status=1)]), "resourceSpans.scopeSpans.spans.status: "),
+        (
+            traces_of_tree([span(attributes=[None])]),
+            "resourceSpans.scopeSpans.spans.attributes: null is not allowed to be used as an "
+            "element in a repeated field",
+        ),
+        (
+            traces_of_tree([span(attributes=[{"key": "a", "value": {"boolValue": "true"}}])]),
+            "spans.attributes.value: Expected true or false without quotes",
+        ),
+        (
+            traces_of_tree([span(attributes=[{"key": "a", "value": {"intValue": "1.5"}}])]),
+            'spans.attributes.value: Couldn\'t parse non-integer string: "1.5"',
+        ),
+        (
+            traces_of_tree([span(attributes=[{"key": "a", "value": {"doubleValue": "x"}}])]),
+            "spans.attributes.value: Couldn't parse float: x",
+        ),
+        (
+            traces_of_tree([span(attributes=[{"key": "a", "value": {"bytesValue": "a"}}])]),
+            "spans.attributes.value.bytesValue: Invalid base64-encoded string",
+        ),
+        (
+            traces_of_tree(
+                [span(attributes=[{"key": "a", "value": {"boolValue": True, "intValue": 1}}])]
+            ),
+            'spans.attributes.value: Message type "opentelemetry.proto.common.v1.AnyValue" should '
+            'not have multiple "value" oneof fields',
+        ),
+        (
+            traces_of_tree([span(attributes=[{"key": "a", "value": {"doubleValue": 10**400}}])]),
+            "int too large to convert to float",  # an OverflowError in json_format
+        ),
+        (
+            traces_of_tree([span(), span(), span(), span(traceId="zz" * 16)]),
+            "traceId of span 3 of scopeSpans 0 of resourceSpans 0 is not hex: '" + "z" * 32 + "'",
+        ),
+        (
+            traces_of_tree([span(links=[{"traceId": TRACE, "parentSpanId": "abc"}])]),
+            "parentSpanId of link 0 of span 0 of scopeSpans 0 of resourceSpans 0 has an odd number",
+        ),
+        (traces_of_tree([span(**{"[ext.field]": 1})]), "does not have extensions"),
+        (
+            {"resourceSpans": ["a\ud800"]},  # upb raises SystemError on this key
+            "ExportTraceServiceRequest: 'utf-8' codec can't encode character '\\ud800'",
+        ),
+    ],
+)
+def test_the_fast_json_path_leaves_shape_errors_to_parse_dict_and_its_messages(tree, expected):
+    with pytest.raises(otlp._UNSURE):
+        otlp._traces_from_json(copy.deepcopy(tree))
+    with pytest.raises(OtlpError) as reference:
+        otlp._parse_dict("traces", copy.deepcopy(tree))
+
+    message = refusal("traces", json.dumps(tree).encode())
+
+    assert message == str(reference.value)
+    assert expected in message
+
+
+def nested(depth: int) -> dict:
+    value = {"stringValue": "leaf"}
+    for _ in range(depth):
+        value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+    return traces_of_tree([span(attributes=[{"key": "deep", "value": value}])])
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        traces_of_tree([span(kind="SPAN_KIND_FUTURE")]),  # an unknown name: ignored
+        traces_of_tree([span(kind="3", status={"code": 2.0})]),
+        traces_of_tree([span(startTimeUnixNano=float(T), flags="1e3")]),
+        traces_of_tree([span(attributes=[{"key": "n", "value": {"intValue": 2.0}}])]),
+        traces_of_tree([span(attributes=[{"key": "x", "value": {"doubleValue": "Infinity"}}])]),
+        traces_of_tree([span(attributes=[{"key": "x", "value": {"doubleValue": "1.5"}}])]),
+        traces_of_tree([span(traceId="00" * 16, trace_id=TRACE)]),  # spelled twice: the last
+        {"resourceSpans": traces_of_tree([span()])["resourceSpans"], "resource_spans": []},
+        nested(30),  # near ParseDict's depth limit: ParseDict decides
+    ],
+)
+def test_the_fast_json_path_leaves_unusual_forms_to_parse_dict(tree):
+    with pytest.raises(otlp._UNSURE):
+        otlp._traces_from_json(copy.deepcopy(tree))
+    assert otlp.decode("traces", json.dumps(tree).encode(), JSON) == otlp._parse_dict(
+        "traces", copy.deepcopy(tree)
+    )
+
+
+def test_the_fast_json_path_refuses_what_parse_dict_refuses_as_too_deep():
+    assert "Message too deep" in refusal("traces", json.dumps(nested(40)).encode())
+
+
+MUTANTS = [
+    None, 0, 1, -1, 2**64, 1.0, 1.5, 1e300, float("nan"), True, "", "1", " 1", "\t7", "1e3",
+    "-5", "1_000", "NaN", "Infinity", "zz", "00" * 8, "AB" * 8, "3q2+7w==", "a\ud800", [], [None],
+    [{}], {}, {"x": 1}, {"stringValue": "s"}, {"values": [None]}, "SPAN_KIND_CLIENT", 2**31,
+]  # fmt: skip
+
+
+def mutate(tree, rng: random.Random) -> None:
+    """Change one thing in ``tree``: a value, a key's spelling, a key more or less."""
+    nodes = []
+
+    def walk(node):
+        if isinstance(node, dict | list):
+            nodes.append(node)
+            for child in node.values() if isinstance(node, dict) else node:
+                walk(child)
+
+    walk(tree)
+    node = rng.choice(nodes)
+    if isinstance(node, list) or not node:
+        if isinstance(node, list) and node:
+            node[rng.randrange(len(node))] = copy.deepcopy(rng.choice(MUTANTS))
+        return
+    key = rng.choice(list(node))
+    choice = rng.randrange(6)
+    if choice == 0:
+        node[key] = copy.deepcopy(rng.choice(MUTANTS))
+    elif choice == 1:
+        node[snake_case({key: 0}).popitem()[0]] = node.pop(key)
+    elif choice == 2:
+        node[snake_case({key: 0}).popitem()[0]] = copy.deepcopy(rng.choice([node[key], None]))
+    elif choice == 3:
+        del node[key]
+    elif choice == 4:
+        node[rng.choice(["future", "[x]", "parentSpanId", "keyStrindex", "intValue"])] = 1
+    else:
+        node[key] = None
+
+
+def test_the_fast_json_path_agrees_with_parse_dict_on_mutated_payloads():
+    """Whatever a payload holds, decode gives what ParseDict gives: the same message, or an
+    OtlpError with the same words."""
+    rng = random.Random(20260615)
+    bases = [json.loads(golden("traces.json")), every_kind_batch(8)]
+    fast = 0
+    for _ in range(200):
+        tree = copy.deepcopy(rng.choice(bases))
+        for _ in range(rng.randint(1, 3)):
+            mutate(tree, rng)
+        body = json.dumps(tree).encode()
+        try:
+            reference = otlp._parse_dict("traces", json.loads(body))
+        except OtlpError as error:
+            assert refusal("traces", body) == str(error)
+            continue
+        decoded = otlp.decode("traces", body, JSON)
+        assert decoded == reference
+        assert decoded.SerializeToString(deterministic=True) == reference.SerializeToString(
+            deterministic=True
+        )
+        try:
+            otlp._traces_from_json(json.loads(body))
+            fast += 1
+        except otlp._UNSURE:
+            pass
+    assert fast > 60  # many of them did take the fast path
+
+
+def test_the_fast_json_path_reads_every_field_of_the_trace_protos():
+    # A field added by a newer opentelemetry-proto would make the fast path fall back for every
+    # payload that has it (it must not drop it): this says to teach the fast path about it.
+    for fields in (
+        otlp._REQUEST_FIELDS,
+        otlp._RESOURCE_SPANS_FIELDS,
+        otlp._RESOURCE_FIELDS,
+        otlp._ENTITY_REF_FIELDS,
+        otlp._SCOPE_SPANS_FIELDS,
+        otlp._SCOPE_FIELDS,
+        otlp._SPAN_FIELDS,
+        otlp._EVENT_FIELDS,
+        otlp._LINK_FIELDS,
+        otlp._STATUS_FIELDS,
+        otlp._KEY_VALUE_FIELDS,
+        otlp._ANY_VALUE_FIELDS,
+        otlp._VALUES_FIELDS,
+    ):
+        assert fields.known == set(fields.spellings)
+    assert not Span.SpanKind.DESCRIPTOR.is_closed and not Status.StatusCode.DESCRIPTOR.is_closed
+
+
+def test_an_overflowing_double_is_bad_data_not_a_crash():
+    point = {"asInt": None, "asDouble": 10**400}
+    metrics = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [gauge(**point)]}]}]}
+    assert refusal("metrics", json.dumps(metrics).encode()) == (
+        "invalid OTLP JSON for an ExportMetricsServiceRequest: int too large to convert to float"
+    )
 
 
 # --- encoding ----------------------------------------------------------------------------------

@@ -1,0 +1,227 @@
+"""OTLP/HTTP trace decoding: µs per span of ``otlp.decode("traces", body, JSON)`` (json.loads and
+the fast path that builds the protobuf messages from the dicts) beside the json_format.ParseDict
+path it replaces and beside protobuf ParseFromString of the same batch, measured in the same run.
+
+    .venv/bin/python bench/otlp_decode.py [--repeat 30] [--spans 512]
+
+Two batches of 512 spans: "typical" (64 traces of 8 spans, 8 attributes each, like
+bench/ingest.py sends) and "every kind" (every AnyValue kind, events and links). Each figure is
+the best of --repeat runs over the whole batch, the median beside it, the rows taking turns:
+these machines are shared and noisy, so compare the ratios. No database, no Django.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from observability import otlp
+
+NOW = 1_750_000_000_000_000_000
+
+
+def typical_batch(spans: int, rng: random.Random) -> dict:
+    """64 traces of 8 spans (for 512), 8 attributes each: 6 strings and 2 ints (as strings)."""
+    items = []
+    for _ in range(spans // 8):
+        trace_id = f"{rng.getrandbits(128):032x}"
+        root = f"{rng.getrandbits(64):016x}"
+        for i in range(8):
+            start = NOW + i * 1_000_000
+            items.append(
+                {
+                    "traceId": trace_id,
+                    "spanId": root if i == 0 else f"{rng.getrandbits(64):016x}",
+                    "parentSpanId": "" if i == 0 else root,
+                    "name": "GET /cart" if i == 0 else f"SELECT cart_{i}",
+                    "kind": 2 if i == 0 else 3,
+                    "startTimeUnixNano": str(start),
+                    "endTimeUnixNano": str(start + rng.randint(1, 50) * 1_000_000),
+                    "status": {"code": 2 if rng.random() < 0.02 else 1},
+                    "attributes": [
+                        {"key": f"attr.{k}", "value": {"stringValue": f"value-{k}"}}
+                        for k in range(6)
+                    ]
+                    + [
+                        {"key": "http.status_code", "value": {"intValue": "200"}},
+                        {"key": "db.rows", "value": {"intValue": str(rng.randint(0, 100))}},
+                    ],
+                }
+            )
+    return envelope(items)
+
+
+def every_kind_batch(spans: int, rng: random.Random) -> dict:
+    """Spans with every AnyValue kind (ints as strings and numbers), events and links."""
+    items = []
+    for i in range(spans):
+        start = NOW + i * 1_000
+        attributes = [
+            {"key": "http.request.method", "value": {"stringValue": "GET"}},
+            {"key": "http.response.status_code", "value": {"intValue": "200"}},
+            {"key": "retries", "value": {"intValue": i % 4}},
+            {"key": "sampled", "value": {"boolValue": i % 2 == 0}},
+            {"key": "load", "value": {"doubleValue": rng.random()}},
+            {"key": "payload", "value": {"bytesValue": "3q2+7w=="}},
+            {
+                "key": "tags",
+                "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": "2"}]}},
+            },
+            {
+                "key": "user",
+                "value": {
+                    "kvlistValue": {
+                        "values": [
+                            {"key": "id", "value": {"stringValue": f"u-{i}"}},
+                            {"key": "vip", "value": {"boolValue": True}},
+                        ]
+                    }
+                },
+            },
+        ]
+        items.append(
+            {
+                "traceId": f"{rng.getrandbits(128):032x}",
+                "spanId": f"{rng.getrandbits(64):016x}",
+                "parentSpanId": f"{rng.getrandbits(64):016x}",
+                "flags": 1,
+                "name": f"span {i % 16}",
+                "kind": 1 + i % 5,
+                "startTimeUnixNano": str(start),
+                "endTimeUnixNano": start + 500_000,
+                "attributes": attributes,
+                "events": [
+                    {
+                        "timeUnixNano": str(start + 100),
+                        "name": "exception",
+                        "attributes": [
+                            {"key": "exception.type", "value": {"stringValue": "KeyError"}}
+                        ],
+                    }
+                ]
+                if i % 4 == 0
+                else [],
+                "links": [
+                    {
+                        "traceId": f"{rng.getrandbits(128):032x}",
+                        "spanId": f"{rng.getrandbits(64):016x}",
+                        "attributes": [{"key": "link.reason", "value": {"stringValue": "retry"}}],
+                    }
+                ]
+                if i % 8 == 0
+                else [],
+                "status": {"code": 2, "message": "boom"} if i % 10 == 0 else {"code": 1},
+            }
+        )
+    return envelope(items)
+
+
+def envelope(spans: list[dict]) -> dict:
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [
+                        {"key": "service.name", "value": {"stringValue": "checkout"}},
+                        {"key": "host.name", "value": {"stringValue": "web-1"}},
+                    ]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "io.opentelemetry.django", "version": "0.66b2"},
+                        "spans": spans,
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def timed(rows: list, repeat: int, slow_runs: int) -> dict[str, list[float]]:
+    """Seconds of each of ``repeat`` calls of each row's function, the rows taking turns so that
+    the machine's noise falls on all of them alike (rows marked slow: ``slow_runs`` calls)."""
+    times: dict[str, list[float]] = {label: [] for label, _, _ in rows}
+    for run in range(repeat):
+        for label, function, slow in rows:
+            if slow and run >= slow_runs:
+                continue
+            started = time.perf_counter()
+            function()
+            times[label].append(time.perf_counter() - started)
+    return times
+
+
+JSON, PROTOBUF = otlp.JSON, otlp.PROTOBUF
+
+
+def parse_dict_decode(body: bytes):
+    """decode() as it was: json.loads, hex ids to base64, json_format.ParseDict."""
+    return otlp._parse_dict("traces", json.loads(body.decode("utf-8-sig")))
+
+
+def run(name: str, tree: dict, repeat: int) -> None:
+    body = json.dumps(tree, separators=(",", ":")).encode()
+    spans = sum(len(s["spans"]) for r in tree["resourceSpans"] for s in r["scopeSpans"])
+    fast = otlp.decode("traces", body, otlp.JSON)
+    reference = parse_dict_decode(body)
+    if fast != reference or fast.SerializeToString(
+        deterministic=True
+    ) != reference.SerializeToString(deterministic=True):
+        raise SystemExit(f"{name}: the fast path and ParseDict disagree")
+    pb = fast.SerializeToString()
+    loaded = json.loads(body)
+
+    rows = [
+        ("decode JSON (json.loads + fast path)", lambda: otlp.decode("traces", body, JSON), False),
+        ("  of which json.loads", lambda: json.loads(body), False),
+        ("  of which the fast path", lambda: otlp._traces_from_json(loaded), False),
+        ("decode JSON before (json.loads + ParseDict)", lambda: parse_dict_decode(body), True),
+        ("decode protobuf (ParseFromString)", lambda: otlp.decode("traces", pb, PROTOBUF), False),
+    ]
+    try:
+        import orjson
+    except ImportError:
+        pass
+    else:
+        rows.insert(3, ("  (orjson.loads, not used)", lambda: orjson.loads(body), False))
+
+    print(
+        f"\n{name}: {spans} spans, {len(body) // spans} bytes of JSON and "
+        f"{len(pb) // spans} of protobuf a span"
+    )
+    print(f"  {'':44} {'µs/span best':>12} {'median':>8} {'spans/s':>10}")
+    figures = {}
+    for label, times in timed(rows, repeat, slow_runs=3).items():
+        best, median = min(times), statistics.median(times)
+        figures[label] = best / spans * 1e6
+        print(
+            f"  {label:44} {best / spans * 1e6:12.2f} {median / spans * 1e6:8.2f} "
+            f"{spans / best:10,.0f}"
+        )
+    new = figures["decode JSON (json.loads + fast path)"]
+    old = figures["decode JSON before (json.loads + ParseDict)"]
+    print(
+        f"  fast JSON decode: {old / new:.0f}x faster than ParseDict, "
+        f"{new / figures['decode protobuf (ParseFromString)']:.0f}x protobuf's time"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=30, help="runs per figure (ParseDict: 3)")
+    parser.add_argument("--spans", type=int, default=512, help="spans per batch")
+    args = parser.parse_args()
+    rng = random.Random(42)
+    run("typical", typical_batch(args.spans, rng), args.repeat)
+    run("every kind", every_kind_batch(args.spans, rng), args.repeat)
+
+
+if __name__ == "__main__":
+    main()
