@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from core import api
-from observability.api import OtlpView, TraceDetailView, TraceListView
+from observability.api import MetricSeriesView, OtlpView, TraceDetailView, TraceListView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,5 +11,6 @@ urlpatterns = [
     path("v1/metrics", OtlpView.as_view(signal="metrics"), name="otlp-metrics"),
     path("api/traces", TraceListView.as_view(), name="api-traces"),
     path("api/traces/<str:trace_id>", TraceDetailView.as_view(), name="api-trace"),
+    path("api/metrics/series", MetricSeriesView.as_view(), name="api-metric-series"),
     path("api/health/workers", api.WorkerHealthView.as_view(), name="api-health-workers"),
 ]

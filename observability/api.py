@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from core.api import SinceField
 from core.auth import ApiKeyAuthentication
 from observability import load, otlp, selectors, services
+from observability.models import MetricSeries
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -185,3 +186,44 @@ class TraceDetailView(APIView):
             raise exceptions.NotFound(f"No trace {trace_id} for this tenant (yet).")
         spans = SpanOutput(selectors.spans_of(record), many=True).data
         return Response({**TraceOutput(record).data, "spans": spans})
+
+
+class SeriesOutput(serializers.ModelSerializer):
+    seriesKey = serializers.CharField(source="series_key")
+    windowStart = serializers.DateTimeField(source="window_start")
+    windowEnd = serializers.DateTimeField(source="window_end")
+    kind = serializers.CharField(source="get_kind_display")
+    temporality = serializers.CharField(source="get_temporality_display")
+
+    class Meta:
+        model = MetricSeries
+        fields = [
+            "name", "unit", "seriesKey", "window", "windowStart", "windowEnd", "kind",
+            "temporality", "monotonic", "resource", "scope", "attributes", "points", "delta",
+            "last", "count", "sum", "min", "max", "mean", "buckets", "p50", "p95", "p99",
+            "exemplars", "resets", "notes",
+        ]  # fmt: skip
+
+
+class SeriesPage(pagination.CursorPagination):
+    page_size = 200
+    page_size_query_param = "limit"
+    max_page_size = 1000
+    ordering = ("-window_start", "-id")
+
+
+class MetricSeriesView(APIView):
+    """GET /api/metrics/series?name=&window=1m|5m|1h&since=: rolled-up windows, newest first."""
+
+    class FilterSerializer(serializers.Serializer):
+        name = serializers.CharField(required=False, default="")
+        window = serializers.ChoiceField(choices=MetricSeries.Window.values, default="1m")
+        since = SinceField(required=False, default=None)
+
+    def get(self, request):
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = selectors.metric_series(tenant=request.user.tenant, **query.validated_data)
+        pager = SeriesPage()
+        page = pager.paginate_queryset(found, request, view=self)
+        return pager.get_paginated_response(SeriesOutput(page, many=True).data)

@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from core.models import Tenant
-from observability.models import Span, TraceRecord
+from observability.models import MetricSeries, Span, TraceRecord
 
 
 def traces(
@@ -33,3 +33,14 @@ def spans_of(record: TraceRecord) -> QuerySet[Span]:
     return Span.objects.filter(tenant_id=record.tenant_id, trace_id=record.trace_id).order_by(
         "start_ns", "span_id"
     )
+
+
+def metric_series(
+    *, tenant: Tenant, name: str = "", window: str = "1m", since: datetime | None = None
+) -> QuerySet[MetricSeries]:
+    found = MetricSeries.objects.filter(tenant=tenant, window=window)
+    if name:
+        found = found.filter(name=name)
+    if since:
+        found = found.filter(window_start__gte=since)
+    return found
