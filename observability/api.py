@@ -28,7 +28,7 @@ from observability.models import MetricSeries
 
 @method_decorator(csrf_exempt, name="dispatch")
 class OtlpView(View):
-    """POST /v1/traces and /v1/metrics. A Bearer API key, as every OTLP exporter can send."""
+    """POST /v1/traces, /v1/metrics, /v1/logs. A Bearer API key, as OTLP exporters can send."""
 
     signal = "traces"
     http_method_names = ["post"]

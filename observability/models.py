@@ -226,3 +226,37 @@ class MetricSeries(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.window} @ {self.window_start:%Y-%m-%d %H:%M}"
+
+
+class LogRecord(models.Model):
+    """One OTLP log record. Records carry no id of their own: `record_key` is a digest of the
+    whole record with its resource and scope, unique per tenant, so a re-sent batch adds
+    nothing."""
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    record_key = models.CharField(max_length=64)
+    time_ns = models.BigIntegerField(default=0)
+    observed_ns = models.BigIntegerField(default=0)
+    severity_number = models.PositiveSmallIntegerField(default=0)
+    severity_text = models.CharField(max_length=32, blank=True)
+    body = models.JSONField(null=True)
+    attributes = models.JSONField(default=dict)
+    resource = models.JSONField(default=dict)
+    service = models.CharField(max_length=200, blank=True)
+    scope = models.CharField(max_length=200, blank=True)
+    event_name = models.CharField(max_length=200, blank=True)
+    trace_id = models.CharField(max_length=32, blank=True)
+    span_id = models.CharField(max_length=16, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "record_key"], name="log_record_once")
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "trace_id"]),
+            models.Index(fields=["tenant", "time_ns"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.severity_text or self.severity_number} {str(self.body)[:60]}"

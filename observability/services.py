@@ -7,7 +7,7 @@ from django.db import transaction
 from core import services as core_services
 from core.envelope import Envelope
 from core.models import Tenant
-from observability import metrics, otlp, traces
+from observability import logs, metrics, otlp, traces
 from observability.models import TelemetryBatch
 
 INGESTION_WORKER = "TraceIngestionWorker"
@@ -24,7 +24,7 @@ def count_items(signal: str, request) -> int:
             for m in s.metrics
             if m.WhichOneof("data")
         )
-    raise ValueError(f"ingestion of {signal} is not built yet")
+    return sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs)
 
 
 @transaction.atomic
@@ -52,12 +52,15 @@ def accept_batch(
 
 
 def ingest(envelope: Envelope) -> None:
-    """TraceIngestionWorker's handler: one stored batch into spans and traces, or into raw
-    metric points for MetricAggregationWorker."""
+    """TraceIngestionWorker's handler: one stored batch into spans and traces, into raw metric
+    points for MetricAggregationWorker, or into log records."""
     batch = TelemetryBatch.objects.get(id=envelope.data["batchId"], tenant_id=envelope.tenant_id)
     request = otlp.decode(batch.signal, bytes(batch.payload), otlp.PROTOBUF)
     if batch.signal == "metrics":
         metrics.store(batch.tenant_id, request)
+        return
+    if batch.signal == "logs":
+        logs.store(batch.tenant_id, request)
         return
     projected = traces.project(batch.tenant_id, request)
     core_services.publish_envelopes(_events_of(envelope, batch, projected))
