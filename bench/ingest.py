@@ -26,16 +26,16 @@ SPANS_PER_BATCH = 512
 PORT = 8391
 
 
-def span_batch(rng: random.Random, now_ns: int) -> bytes:
-    """512 spans: 64 traces of 8 spans, 8 attributes each, like an instrumented web service."""
-    spans = []
-    for _ in range(SPANS_PER_BATCH // 8):
+def span_batch(rng: random.Random, now_ns: int, *, spans: int = SPANS_PER_BATCH) -> bytes:
+    """64 traces of 8 spans (for 512), 8 attributes each, like an instrumented web service."""
+    items = []
+    for _ in range(spans // 8):
         trace_id = f"{rng.getrandbits(128):032x}"
         root = f"{rng.getrandbits(64):016x}"
         for i in range(8):
             span_id = root if i == 0 else f"{rng.getrandbits(64):016x}"
             start = now_ns + i * 1_000_000
-            spans.append(
+            items.append(
                 {
                     "traceId": trace_id,
                     "spanId": span_id,
@@ -65,7 +65,7 @@ def span_batch(rng: random.Random, now_ns: int) -> bytes:
                             {"key": "host.name", "value": {"stringValue": "web-1"}},
                         ]
                     },
-                    "scopeSpans": [{"scope": {"name": "bench"}, "spans": spans}],
+                    "scopeSpans": [{"scope": {"name": "bench"}, "spans": items}],
                 }
             ]
         }
@@ -168,24 +168,7 @@ def copy_anchor(tenant_id, batches: list[bytes]) -> float:
     rows = []
     for body in batches:
         rows += traces.spans_of(tenant_id, otlp.decode("traces", body, otlp.JSON))
-    columns = [
-        "tenant_id",
-        "trace_id",
-        "span_id",
-        "parent_span_id",
-        "name",
-        "kind",
-        "service",
-        "start_ns",
-        "end_ns",
-        "status_code",
-        "status_message",
-        "attributes",
-        "resource",
-        "scope",
-        "events",
-        "links",
-    ]
+    columns = traces.SPAN_COLUMNS
     buffer = io.StringIO()
     for row in rows:
         values = [getattr(row, c) for c in columns]

@@ -22,40 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ingest import span_batch
 from observability import otlp
 
 NOW = 1_750_000_000_000_000_000
 
 
 def typical_batch(spans: int, rng: random.Random) -> dict:
-    """64 traces of 8 spans (for 512), 8 attributes each: 6 strings and 2 ints (as strings)."""
-    items = []
-    for _ in range(spans // 8):
-        trace_id = f"{rng.getrandbits(128):032x}"
-        root = f"{rng.getrandbits(64):016x}"
-        for i in range(8):
-            start = NOW + i * 1_000_000
-            items.append(
-                {
-                    "traceId": trace_id,
-                    "spanId": root if i == 0 else f"{rng.getrandbits(64):016x}",
-                    "parentSpanId": "" if i == 0 else root,
-                    "name": "GET /cart" if i == 0 else f"SELECT cart_{i}",
-                    "kind": 2 if i == 0 else 3,
-                    "startTimeUnixNano": str(start),
-                    "endTimeUnixNano": str(start + rng.randint(1, 50) * 1_000_000),
-                    "status": {"code": 2 if rng.random() < 0.02 else 1},
-                    "attributes": [
-                        {"key": f"attr.{k}", "value": {"stringValue": f"value-{k}"}}
-                        for k in range(6)
-                    ]
-                    + [
-                        {"key": "http.status_code", "value": {"intValue": "200"}},
-                        {"key": "db.rows", "value": {"intValue": str(rng.randint(0, 100))}},
-                    ],
-                }
-            )
-    return envelope(items)
+    """The ingestion benchmark's batch: 64 traces of 8 spans (for 512), 8 attributes each."""
+    return json.loads(span_batch(rng, NOW, spans=spans))
 
 
 def every_kind_batch(spans: int, rng: random.Random) -> dict:
