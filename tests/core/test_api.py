@@ -83,8 +83,7 @@ def test_it_addresses_the_accepted_event_to_its_subscribers(client, tenant, key,
 
     response = post_event(client, promoted(), key=key)
 
-    message = Message.objects.get(event_id=response.json()["eventId"])
-    assert message.worker == "TestWorker"
+    message = Message.objects.get(event_id=response.json()["eventId"], worker="TestWorker")
     assert message.tenant == tenant
     assert message.state == "pending"
 
@@ -97,8 +96,8 @@ def test_it_queues_a_drain_for_the_subscriber_once_the_event_commits(
     with django_capture_on_commit_callbacks(execute=True):
         post_event(client, promoted(), key=key)
 
-    (task,) = OrmQ.objects.all()
-    assert (task.func(), tuple(task.args())) == (queue.DRAIN_TASK, ("TestWorker",))
+    drains = {(task.func(), tuple(task.args())) for task in OrmQ.objects.all()}
+    assert (queue.DRAIN_TASK, ("TestWorker",)) in drains
 
 
 def test_it_notes_when_a_key_was_last_used(client, key):

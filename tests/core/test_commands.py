@@ -132,7 +132,9 @@ def test_it_publishes_an_event_and_names_the_workers_it_was_addressed_to(tenant,
     assert "Addressed to: Alpha, Beta" in out
 
 
-def test_it_says_so_when_no_built_worker_subscribes_to_the_event(tenant):
+def test_it_says_so_when_no_built_worker_subscribes_to_the_event(tenant, without_workers):
+    without_workers("TelemetryCorrelationWorker")
+
     out = run("publish_event", "--tenant", "acme", "--type", "BuildCompleted", "--data", "{}")
 
     assert "no built worker subscribes to it yet" in out
