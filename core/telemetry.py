@@ -52,13 +52,7 @@ def current_ids() -> tuple[str, str]:
 @contextmanager
 def handler_span(worker: str, envelope) -> Iterator[trace.Span]:
     """A consumer span for one handled message, child of the envelope's traceparent."""
-    parent = SpanContext(
-        trace_id=int(envelope.trace_id, 16),
-        span_id=int(envelope.span_id, 16),
-        is_remote=True,
-        trace_flags=TraceFlags(TraceFlags.SAMPLED),
-    )
-    context = trace.set_span_in_context(NonRecordingSpan(parent))
+    context = trace.set_span_in_context(NonRecordingSpan(_remote(envelope)))
     attributes = {
         "messaging.system": "platform",
         "messaging.operation.type": "process",
@@ -72,6 +66,32 @@ def handler_span(worker: str, envelope) -> Iterator[trace.Span]:
         name, context=context, kind=SpanKind.CONSUMER, attributes=attributes
     ) as span:
         yield span
+
+
+@contextmanager
+def batch_span(worker: str, envelopes: list) -> Iterator[trace.Span]:
+    """A consumer span for messages handled together: a batch has no one parent, so the span
+    links to each envelope's traceparent (OpenTelemetry's messaging conventions for batches)."""
+    links = [trace.Link(_remote(e)) for e in envelopes]
+    attributes = {
+        "messaging.system": "platform",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": worker,
+        "messaging.batch.message_count": len(envelopes),
+    }
+    with tracer.start_as_current_span(
+        f"{worker} process", kind=SpanKind.CONSUMER, links=links, attributes=attributes
+    ) as span:
+        yield span
+
+
+def _remote(envelope) -> SpanContext:
+    return SpanContext(
+        trace_id=int(envelope.trace_id, 16),
+        span_id=int(envelope.span_id, 16),
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
 
 
 class TraceContextFilter(logging.Filter):

@@ -88,6 +88,8 @@ def make_worker():
         retry=TEST_RETRY,
         key=None,
         group="reaction",
+        batch_handler=None,
+        batch_size=1,
     ):
         worker = Worker(
             name=name,
@@ -103,7 +105,9 @@ def make_worker():
             ),
             retry=retry,
             idempotency=Idempotency("test key" if key else "eventId", key=key),
-            handler=handler,
+            handler=None if batch_handler else handler,
+            batch_handler=batch_handler,
+            batch_size=batch_size,
         )
         registry.register(worker)
         names.append(name)

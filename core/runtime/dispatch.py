@@ -157,15 +157,22 @@ def _handle_batch(
     worker: Worker, batch: list[Claimed], token: uuid.UUID, deadline: float
 ) -> Outcome:
     done, failed, pending = [], [], list(batch)
+    size = worker.chunk
     while pending:
-        ran, failure = _run_together(worker, pending, deadline)
+        ran, failure = _run_together(worker, pending, deadline, size)
         if failure is None:
             done, pending = pending[:ran], pending[ran:]
             break
+        if failure.position is None:
+            # A batch handler failed on several messages at once: run them one at a time, so
+            # that only the one that fails is retried.
+            size = 1
+            continue
         # The savepoint took the whole group down with the failing message: record it, and
         # run the ones before it again together with the ones after it.
-        failed.append(failure)
-        pending = pending[:ran] + pending[ran + 1 :]
+        index = ran + failure.position
+        failed.append((pending[index], failure.error, failure.trace))
+        pending = pending[:index] + pending[index + 1 :]
     outcome = Outcome(released=release(pending, token) if pending else 0)
     _mark_done(worker, [m.id for m in done], token)
     outcome.handled = len(done)
@@ -176,26 +183,70 @@ def _handle_batch(
     return outcome
 
 
+class _Failed(Exception):
+    """A failure in a group of messages: its error, and the position in the failing call's
+    messages of the one it belongs to (None when a batch handler failed on several)."""
+
+    def __init__(self, position: int | None, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.position, self.error, self.trace = position, error, traceback.format_exc()
+
+
 def _run_together(
-    worker: Worker, messages: list[Claimed], deadline: float
-) -> tuple[int, tuple | None]:
+    worker: Worker, messages: list[Claimed], deadline: float, size: int
+) -> tuple[int, _Failed | None]:
     """Run messages in one savepoint, not one each: a savepoint is two round trips, more than
-    a no-op handler costs. Returns how many ran, and (message, error, traceback) if one failed
-    (then the savepoint rolled back all of them). Stops early on shutdown or past the deadline."""
+    a no-op handler costs. The handler is called with `size` messages at a time. Returns how
+    many ran, and the failure if a call failed (then the savepoint rolled back all of them;
+    the failing call's messages start at the count returned). Stops early on shutdown or past
+    the deadline."""
     ran = 0
     try:
         with transaction.atomic():
-            for message in messages:
-                if shutdown.requested() or monotonic() > deadline:
-                    break
-                handle_one(worker, message)
-                ran += 1
-    except Exception as exc:  # every failure is recorded, never lost
-        return ran, (messages[ran], exc, traceback.format_exc())
+            while ran < len(messages) and not (shutdown.requested() or monotonic() > deadline):
+                chunk = messages[ran : ran + size]
+                _handle_chunk(worker, chunk)
+                ran += len(chunk)
+    except _Failed as failed:  # every failure is recorded, never lost
+        return ran, failed
     return ran, None
 
 
+def _handle_chunk(worker: Worker, chunk: list[Claimed]) -> None:
+    if worker.batch_handler is None:
+        try:
+            handle_one(worker, chunk[0])
+        except Exception as exc:
+            raise _Failed(0, exc) from exc
+        return
+    admitted = []
+    for position, message in enumerate(chunk):
+        try:
+            _check(message)
+            if _first_time_of(worker, message.envelope):
+                admitted.append(position)
+        except Exception as exc:
+            raise _Failed(position, exc) from exc
+    if not admitted:
+        return
+    envelopes = [chunk[p].envelope for p in admitted]
+    try:
+        with telemetry.batch_span(worker.name, envelopes):
+            worker.batch_handler(envelopes)
+    except Exception as exc:
+        raise _Failed(admitted[0] if len(admitted) == 1 else None, exc) from exc
+
+
 def handle_one(worker: Worker, message: Claimed) -> None:
+    _check(message)
+    with telemetry.handler_span(worker.name, message.envelope):
+        if _first_time_of(worker, message.envelope):
+            worker.handler(message.envelope)
+
+
+def _check(message: Claimed) -> None:
+    """What makes a message unfit for any handler: a bad envelope, another tenant's, or one
+    that keeps killing its consumer."""
     envelope = message.envelope
     envelope.validate()
     if message.tenant_id != envelope.tenant_id:
@@ -209,12 +260,15 @@ def handle_one(worker: Worker, message: Claimed) -> None:
             f"claimed {lost} times without an outcome (the consumer crashed, was killed or "
             "timed out while handling it)"
         )
-    with telemetry.handler_span(worker.name, envelope):
-        key = worker.dedup_key(envelope)
-        if key and not _first_time(worker, envelope, key):
-            log.info("%s: %s already handled under key %r", worker.name, envelope.event_id, key)
-            return
-        worker.handler(envelope)
+
+
+def _first_time_of(worker: Worker, envelope: Envelope) -> bool:
+    """False when the worker's own idempotency key says another event did this already."""
+    key = worker.dedup_key(envelope)
+    if key and not _first_time(worker, envelope, key):
+        log.info("%s: %s already handled under key %r", worker.name, envelope.event_id, key)
+        return False
+    return True
 
 
 def _first_time(worker: Worker, envelope: Envelope, key: str) -> bool:

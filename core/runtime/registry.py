@@ -84,10 +84,31 @@ class Worker:
     idempotency: Idempotency
     module: str
     handler: Callable | None = None
+    # A worker whose work is cheaper in bulk (one query for all the traces a hundred events
+    # name) declares `batch_handler` instead: it is called with up to `batch_size` envelopes
+    # at a time, in one transaction with their "done" marks.
+    batch_handler: Callable | None = None
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.handler and self.batch_handler:
+            raise ValueError(f"{self.name}: declare handler or batch_handler, not both")
 
     @property
     def built(self) -> bool:
-        return self.handler is not None
+        return self.handler is not None or self.batch_handler is not None
+
+    @property
+    def chunk(self) -> int:
+        """How many messages one call of the handler takes."""
+        return max(1, self.batch_size) if self.batch_handler else 1
+
+    def handle(self, envelopes: list) -> None:
+        if self.batch_handler:
+            self.batch_handler(envelopes)
+        else:
+            (envelope,) = envelopes
+            self.handler(envelope)
 
     @property
     def cluster(self) -> str:

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from core import services
-from core.models import DeadLetter, Failure, HandledKey, Message
+from core.models import DeadLetter, Event, Failure, HandledKey, Message
 from core.runtime import dispatch, registry, replay, shutdown
 from core.runtime.errors import PermanentError, TransientError
 from core.runtime.registry import RetryPolicy
@@ -395,3 +395,102 @@ def test_it_stops_a_batch_at_the_drain_deadline_and_releases_the_rest(tenant, ma
     assert Effect.objects.count() == 2
     released = Message.objects.filter(worker="TestWorker", state="pending")
     assert all(m.lease_token is None and m.claims == 0 for m in released)
+
+
+# Batch handlers: many envelopes a call
+
+
+class Batches:
+    """A batch handler that records each envelope, and the size of every call; it fails on
+    envelopes whose data says so."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, envelopes) -> None:
+        self.calls.append(len(envelopes))
+        for envelope in envelopes:
+            record(envelope)
+        for envelope in envelopes:
+            if envelope.data.get("poison"):
+                raise PermanentError(f"poison {envelope.data['n']}")
+
+
+def test_it_calls_a_batch_handler_with_up_to_its_batch_size(tenant, make_worker):
+    handler = Batches()
+    make_worker(batch_handler=handler, batch_size=4)
+    envelopes = [publish(tenant, n=n) for n in range(10)]
+
+    assert dispatch.drain("TestWorker")["handled"] == 10
+
+    assert handler.calls == [4, 4, 2]
+    assert Effect.objects.count() == 10
+    assert all(message_of(e).state == "done" for e in envelopes)
+
+
+def test_it_retries_only_the_message_a_batch_handler_failed_on(tenant, make_worker):
+    handler = Batches()
+    make_worker(batch_handler=handler, batch_size=4)
+    envelopes = [publish(tenant, n=n, poison=n == 5) for n in range(8)]
+
+    outcome = dispatch.drain("TestWorker")
+
+    assert (outcome["handled"], outcome["dead"]) == (7, 1)
+    assert message_of(envelopes[5]).state == "dead"
+    assert "poison 5" in DeadLetter.objects.get().reason
+    # The failed call's writes were rolled back: every other envelope's effect is there once.
+    assert sorted(Effect.objects.values_list("event_id", flat=True)) == sorted(
+        e.event_id for n, e in enumerate(envelopes) if n != 5
+    )
+
+
+def test_it_does_not_give_a_batch_handler_what_another_event_did_already(tenant, make_worker):
+    handler = Batches()
+    make_worker(batch_handler=handler, batch_size=10, key=lambda e: e.source_id)
+    for n in range(3):
+        services.publish(tenant=tenant, type="DeploymentPromoted", source_id="same", data={"n": n})
+
+    assert dispatch.drain("TestWorker")["handled"] == 3
+
+    assert handler.calls == [1]
+
+
+def test_it_dead_letters_a_malformed_envelope_of_a_batch_alone(tenant, make_worker):
+    handler = Batches()
+    make_worker(batch_handler=handler, batch_size=10)
+    good, bad = publish(tenant, n=1), publish(tenant, n=2)
+    Event.objects.filter(id=bad.event_id).update(trace_id="not-a-trace")
+
+    dispatch.drain("TestWorker")
+
+    assert (message_of(good).state, message_of(bad).state) == ("done", "dead")
+    assert handler.calls == [1]
+
+
+def test_it_links_a_batch_span_to_every_envelopes_trace(tenant, make_worker, spans):
+    make_worker(batch_handler=Batches(), batch_size=10)
+    envelopes = [publish(tenant, n=n) for n in range(3)]
+
+    dispatch.drain("TestWorker")
+
+    (span,) = [s for s in spans.get_finished_spans() if s.name.startswith("TestWorker")]
+    linked = {(format(link.context.trace_id, "032x"), format(link.context.span_id, "016x"))
+              for link in span.links}  # fmt: skip
+    assert linked == {(e.trace_id, e.span_id) for e in envelopes}
+    assert span.attributes["messaging.batch.message_count"] == 3
+
+
+def test_it_refuses_a_worker_with_both_kinds_of_handler():
+    with pytest.raises(ValueError, match="not both"):
+        registry.Worker(
+            name="Both",
+            app="tests",
+            group="reaction",
+            purpose="",
+            trigger=registry.Trigger(),
+            retry=RetryPolicy(max_attempts=1),
+            idempotency=registry.Idempotency(""),
+            module="tests",
+            handler=record,
+            batch_handler=Batches(),
+        )
