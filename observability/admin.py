@@ -1,13 +1,16 @@
-"""The operator's console for telemetry: batches as received, spans, and traces.
+"""The operator's console for telemetry: batches as received, spans, traces and metric series.
 
 Everything here is read-only: these rows are written by ingestion, and an edit by hand would make
 a TraceRecord disagree with its spans. A trace's page draws its spans as a waterfall, in inline
 SVG built on the server (no JavaScript): `waterfall` computes the geometry, a template draws it.
+A metric series' page draws the same series over its recent windows the same way
+(`series_chart`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +25,8 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from core.admin import ReadOnlyMixin, pretty_json
-from observability.models import Span, TelemetryBatch, TraceRecord
+from observability.aggregation import WINDOWS
+from observability.models import MetricPoint, MetricSeries, Span, TelemetryBatch, TraceRecord
 
 MAX_SPANS = 2000  # spans drawn on one trace's page; the rest are counted, not drawn
 CHART_WIDTH = 720  # px of the time axis
@@ -422,3 +426,407 @@ class TelemetryBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="payload size", ordering="payload_bytes")
     def size(self, batch: TelemetryBatch) -> str:
         return f"{batch.payload_bytes:,} bytes"
+
+
+# Metric series: a list of rolled-up windows, and a page per window with a chart of the same
+# series over its recent windows, drawn like the waterfall: `series_chart` computes the
+# geometry, templates/admin/observability/metricseries/change_form.html draws it.
+
+Kind = MetricPoint.Kind
+
+SERIES_WINDOWS = 60  # windows on a series' chart, up to and including the page's own
+PLOT_WIDTH = 720  # px of the time axis
+PLOT_HEIGHT = 180  # px of the value axis
+PLOT_LEFT = 80  # px left of the plot, for the value labels
+PLOT_TOP = 24  # px above it, for the legend
+PLOT_BOTTOM = 24  # px below it, for the time labels
+PLOT_RIGHT = 16
+BAR_GAP = 0.15  # share of a window's slot left empty on either side of its bar
+MIN_BAR_HEIGHT = 1.0  # px, so that a window of zero is still seen
+DOT_RADIUS = 2.5
+
+# The figures a kind's chart draws, by MetricSeries field: what an operator watches for it.
+CHART_FIGURES: dict[int, list[str]] = {
+    Kind.SUM: ["delta"],
+    Kind.GAUGE: ["mean"],  # inside its min-max band
+    Kind.HISTOGRAM: ["p50", "p95", "p99"],
+    Kind.EXPONENTIAL_HISTOGRAM: ["count"],  # no buckets are kept for these, so no percentiles
+    Kind.SUMMARY: ["count"],
+}
+# Amounts per window (an increase, a number of observations) are bars; levels are lines.
+BAR_KINDS = {Kind.SUM, Kind.EXPONENTIAL_HISTOGRAM, Kind.SUMMARY}
+FIGURE_COLORS = {
+    "delta": "#4e79a7",
+    "count": "#4e79a7",
+    "mean": "#4e79a7",
+    "p50": "#59a14f",
+    "p95": "#f28e2b",
+    "p99": "#e15759",
+}
+BAND_COLOR = "#a0cbe8"
+
+
+def format_value(value: float | None, digits: int = 6) -> str:
+    """A figure for a person: a few significant figures, thousands separated, "-" for none."""
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}g}"
+
+
+def format_count(count: int | None) -> str:
+    return "-" if count is None else f"{count:,}"
+
+
+def format_window(moment: datetime) -> str:
+    """A window's start in the site's time zone; windows start on the minute."""
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}"
+
+
+def _amount(value: float | None, unit: str) -> str:
+    text = format_value(value)
+    return f"{text} {unit}" if unit and value is not None else text
+
+
+def main_figure(series: MetricSeries) -> str:
+    """The one figure the list shows for a window, by kind."""
+    unit = series.unit
+    if series.kind == Kind.SUM:
+        return f"Δ {_amount(series.delta, unit)}"
+    if series.kind == Kind.GAUGE:
+        return f"mean {_amount(series.mean, unit)}, last {_amount(series.last, unit)}"
+    if series.kind == Kind.HISTOGRAM:
+        return f"count {format_count(series.count)}, p95 {_amount(series.p95, unit)}"
+    return f"count {format_count(series.count)}"
+
+
+def window_tooltip(series: MetricSeries, kind: int) -> str:
+    """A window's figures as its point's tooltip on a chart of `kind`."""
+    unit = series.unit
+
+    def figures(*names: str) -> str:
+        return ", ".join(f"{name} {_amount(getattr(series, name), unit)}" for name in names)
+
+    if kind == Kind.SUM:  # `last` only for cumulative sums: a delta sum has no level
+        detail = figures("delta", "last") if series.last is not None else figures("delta")
+    elif kind == Kind.GAUGE:
+        detail = figures("mean", "min", "max", "last")
+    elif kind == Kind.HISTOGRAM:
+        detail = f"count {format_count(series.count)}, {figures('p50', 'p95', 'p99')}"
+    else:
+        detail = f"count {format_count(series.count)}, {figures('sum')}"
+    return (
+        f"{format_window(series.window_start)} ({series.window})\n{detail}\n{series.points} points"
+    )
+
+
+def chart_values(series: MetricSeries, kind: int) -> dict[str, float]:
+    """What one window puts on a chart of `kind` (the page's kind: a series key does not include
+    the kind, so an older window may have been another), finite values only: a client may send
+    NaN or an infinity, which has no place on an axis."""
+    names = CHART_FIGURES.get(kind, ["count"])
+    if kind == Kind.GAUGE:
+        names = [*names, "min", "max"]
+    values = {name: getattr(series, name) for name in names}
+    return {n: float(v) for n, v in values.items() if v is not None and math.isfinite(v)}
+
+
+def value_range(values: list[float], *, with_zero: bool) -> tuple[float, float]:
+    """The value axis, low to high: the values' extent, from zero for bars (a bar's length is
+    its value), widened when flat so that a constant series sits mid-height."""
+    values = [*values, 0.0] if with_zero else values
+    low, high = min(values, default=0.0), max(values, default=0.0)
+    if low == high == 0:  # nothing, or zeros only: zero at the bottom
+        return 0.0, 1.0
+    if low == high:
+        pad = abs(high) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    return low, high
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle in px within the plot (y down from the plot's top)."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Dot:
+    figure: str
+    cx: float
+    cy: float
+    color: str
+
+
+@dataclass(frozen=True)
+class Line:
+    figure: str
+    points: str  # a polyline's "x,y x,y ..."
+    color: str
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    """One stored window on the chart: its slot (0 is the oldest window of the axis), its marks
+    and its tooltip. `bar` for bar kinds, `dots` for line kinds, `band` for gauges."""
+
+    series: MetricSeries
+    slot: int
+    x: float
+    width: float
+    current: bool
+    tooltip: str
+    bar: Box | None = None
+    band: Box | None = None
+    dots: tuple[Dot, ...] = ()
+
+
+@dataclass(frozen=True)
+class SeriesChart:
+    points: list[ChartPoint]
+    lines: list[Line]
+    legend: list[tuple[str, str]]  # (label, color)
+    width: float
+    height: float
+    slot_width: float
+    baseline: float | None  # y of zero, when zero is on the axis
+    low_label: str
+    high_label: str
+    first_label: str
+    last_label: str
+
+    @property
+    def current(self) -> ChartPoint | None:
+        return next((p for p in self.points if p.current), None)
+
+
+@dataclass(frozen=True)
+class Axes:
+    """From windows and values to px: slot 0 (the oldest window of the axis) at the left, `low`
+    at the bottom of a plot `height` px high."""
+
+    slot_width: float
+    low: float
+    high: float
+    height: float
+
+    def y(self, value: float) -> float:
+        return round(self.height - (value - self.low) / (self.high - self.low) * self.height, 2)
+
+    def center(self, slot: int) -> float:
+        return round((slot + 0.5) * self.slot_width, 2)
+
+
+def series_chart(
+    series: MetricSeries,
+    windows: list[MetricSeries],
+    *,
+    slots: int = SERIES_WINDOWS,
+    width: float = PLOT_WIDTH,
+    height: float = PLOT_HEIGHT,
+) -> SeriesChart:
+    """The geometry of a series' chart: the time axis is `slots` windows of the series' size
+    ending with `series`'s own, one slot each, so that a missing window shows as a gap; `windows`
+    are the stored ones (any outside the axis are left out). Drawn as `series`'s kind is."""
+    size = WINDOWS[series.window]
+    first = series.window_start - (slots - 1) * size
+    placed = sorted(
+        ((w.window_start - first) // size, w)
+        for w in windows
+        if first <= w.window_start <= series.window_start
+    )
+    bars = series.kind in BAR_KINDS
+    values = {slot: chart_values(w, series.kind) for slot, w in placed}
+    low, high = value_range([v for vs in values.values() for v in vs.values()], with_zero=bars)
+    axes = Axes(slot_width=width / slots, low=low, high=high, height=height)
+    figures = CHART_FIGURES.get(series.kind, ["count"])
+    return SeriesChart(
+        points=[
+            _chart_point(w, slot, values[slot], axes, page=series, bars=bars) for slot, w in placed
+        ],
+        lines=[] if bars else _lines(figures, values, axes),
+        legend=_legend(series.kind, figures),
+        width=width,
+        height=height,
+        slot_width=round(axes.slot_width, 2),
+        baseline=axes.y(0.0) if low <= 0 <= high else None,
+        low_label=format_value(low, 4),
+        high_label=format_value(high, 4),
+        first_label=format_window(first),
+        last_label=format_window(series.window_start),
+    )
+
+
+def _chart_point(
+    window: MetricSeries,
+    slot: int,
+    values: dict[str, float],
+    axes: Axes,
+    *,
+    page: MetricSeries,
+    bars: bool,
+) -> ChartPoint:
+    """One window's marks: a bar from zero to its value, or a dot per figure, and for gauges
+    the band from its min to its max."""
+    x = slot * axes.slot_width
+    figures = CHART_FIGURES.get(page.kind, ["count"])
+    bar = band = None
+    if bars and figures[0] in values:
+        top, bottom = sorted((axes.y(values[figures[0]]), axes.y(0.0)))
+        gap = axes.slot_width * BAR_GAP
+        bar = Box(
+            x=round(x + gap, 2),
+            y=top,
+            width=round(axes.slot_width - 2 * gap, 2),
+            height=max(round(bottom - top, 2), MIN_BAR_HEIGHT),
+        )
+    if "min" in values and "max" in values:
+        # Sorted: a client's histogram may claim a min above its max.
+        top, bottom = sorted((axes.y(values["max"]), axes.y(values["min"])))
+        band = Box(x=round(x, 2), y=top, width=round(axes.slot_width, 2), height=bottom - top)
+    dots: tuple[Dot, ...] = ()
+    if not bars:
+        dots = tuple(
+            Dot(name, axes.center(slot), axes.y(values[name]), FIGURE_COLORS[name])
+            for name in figures
+            if name in values
+        )
+    return ChartPoint(
+        series=window,
+        slot=slot,
+        x=round(x, 2),
+        width=round(axes.slot_width, 2),
+        current=window.window_start == page.window_start,
+        tooltip=window_tooltip(window, page.kind),
+        bar=bar,
+        band=band,
+        dots=dots,
+    )
+
+
+def _lines(figures: list[str], values: dict[int, dict[str, float]], axes: Axes) -> list[Line]:
+    """One polyline per figure and run of consecutive windows that have it: a line across a
+    missing window would invent the values in between (its dots still show a lone window)."""
+    lines = []
+    for name in figures:
+        runs: list[list[str]] = []
+        previous = None
+        for slot in sorted(values):
+            if name not in values[slot]:
+                continue
+            if previous is None or slot != previous + 1:
+                runs.append([])
+            runs[-1].append(f"{axes.center(slot)},{axes.y(values[slot][name])}")
+            previous = slot
+        lines += [Line(name, " ".join(run), FIGURE_COLORS[name]) for run in runs if len(run) > 1]
+    return lines
+
+
+def _legend(kind: int, figures: list[str]) -> list[tuple[str, str]]:
+    legend = [(name, FIGURE_COLORS[name]) for name in figures]
+    return [*legend, ("min-max", BAND_COLOR)] if kind == Kind.GAUGE else legend
+
+
+def recent_windows(series: MetricSeries, slots: int = SERIES_WINDOWS) -> list[MetricSeries]:
+    """The stored windows of `series`'s chart: same tenant (another tenant may send the very
+    same series, hence the same key), same series key and size, within the `slots` windows
+    ending with this one. The JSON columns are left in the database: the chart reads figures."""
+    since = series.window_start - slots * WINDOWS[series.window]
+    found = MetricSeries.objects.filter(
+        tenant=series.tenant_id,
+        series_key=series.series_key,
+        window=series.window,
+        window_start__gt=since,
+        window_start__lte=series.window_start,
+    )
+    return list(
+        found.order_by("window_start").defer(
+            "resource", "attributes", "buckets", "exemplars", "notes"
+        )
+    )
+
+
+def series_chart_context(series: MetricSeries, *, slots: int | None = None) -> dict:
+    """What the series page's template draws."""
+    slots = SERIES_WINDOWS if slots is None else slots
+    chart = series_chart(series, recent_windows(series, slots), slots=slots)
+    figures = CHART_FIGURES.get(series.kind, ["count"])
+    return {
+        "chart": chart,
+        "slots": slots,
+        "figures": ", ".join(label for label, _ in chart.legend),
+        "unit": "" if figures == ["count"] else series.unit,  # a count is not in the unit
+        "svg_width": PLOT_LEFT + PLOT_WIDTH + PLOT_RIGHT,
+        "svg_height": PLOT_TOP + PLOT_HEIGHT + PLOT_BOTTOM,
+        "plot_x": PLOT_LEFT,
+        "plot_y": PLOT_TOP,
+        "dot_radius": DOT_RADIUS,
+        "band_color": BAND_COLOR,
+        "bar_color": FIGURE_COLORS[figures[0]],
+    }
+
+
+@admin.register(MetricSeries)
+class MetricSeriesAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["name", "window", "window_start_time", "kind", "figure", "tenant"]
+    list_filter = ["window", "kind", "tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["name"]
+    ordering = ["-window_start"]
+    show_full_result_count = False
+    fieldsets = [
+        (None, {"fields": [
+            "name", "tenant", "kind", "unit", "window", "window_start_time", "window_end_time",
+            "points", "computed_at",
+        ]}),
+        ("Figures", {"fields": [
+            "delta", "last", "count", "sum", "min", "max", "mean", "p50", "p95", "p99", "resets",
+            "notes_json",
+        ]}),
+        ("Series", {"fields": [
+            "series_key", "temporality", "monotonic", "scope", "resource_json", "attributes_json",
+        ]}),
+        ("Distribution and exemplars", {"fields": ["buckets_json", "exemplars_json"]}),
+    ]  # fmt: skip
+    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+
+    @admin.display(description="window start", ordering="window_start")
+    def window_start_time(self, series: MetricSeries) -> str:
+        return format_window(series.window_start)
+
+    @admin.display(description="window end", ordering="window_end")
+    def window_end_time(self, series: MetricSeries) -> str:
+        return format_window(series.window_end)
+
+    @admin.display(description="figure")
+    def figure(self, series: MetricSeries) -> str:
+        return main_figure(series)
+
+    @admin.display(description="resource")
+    def resource_json(self, series: MetricSeries) -> str:
+        return pretty_json(series.resource)
+
+    @admin.display(description="attributes")
+    def attributes_json(self, series: MetricSeries) -> str:
+        return pretty_json(series.attributes)
+
+    @admin.display(description="buckets")
+    def buckets_json(self, series: MetricSeries) -> str:
+        return pretty_json(series.buckets)
+
+    @admin.display(description="exemplars")
+    def exemplars_json(self, series: MetricSeries) -> str:
+        return pretty_json(series.exemplars)
+
+    @admin.display(description="notes")
+    def notes_json(self, series: MetricSeries) -> str:
+        return pretty_json(series.notes)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        series = self.get_object(request, unquote(object_id))
+        if series is not None and self.has_view_permission(request, series):
+            extra_context = {**(extra_context or {}), "series_chart": series_chart_context(series)}
+        return super().change_view(request, object_id, form_url, extra_context)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
@@ -15,9 +15,19 @@ from core.models import Message
 from core.runtime import dispatch
 from observability import admin as observability_admin
 from observability import otlp
-from observability.admin import ns_to_datetime, ticks, tree_order, waterfall
-from observability.models import Span, TelemetryBatch, TraceRecord
+from observability.admin import (
+    main_figure,
+    ns_to_datetime,
+    series_chart,
+    ticks,
+    tree_order,
+    value_range,
+    waterfall,
+)
+from observability.models import MetricPoint, MetricSeries, Span, TelemetryBatch, TraceRecord
 from observability.traces import refresh_trace_records
+from tests.observability.test_metric_aggregation import T0 as AGGREGATION_T0
+from tests.observability.test_metric_aggregation import add, at, histogram, run
 
 T0 = time.time_ns()
 MS = 1_000_000
@@ -431,3 +441,351 @@ def test_it_shows_a_batchs_size_not_its_bytes(admin_client, client, tenant):
         assert size in page
         assert "payload-only-name" not in page  # the span's name is in the payload
     assert "payload" not in detail.context["adminform"].form.fields
+
+
+# Metric series: rows as MetricAggregationWorker writes them, one per (series, window); the page's
+# window is W0, and `ago` counts windows before it.
+
+Kind = MetricPoint.Kind
+W0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+SIZES = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "1h": timedelta(hours=1)}
+KEY = "c" * 64
+
+
+def series_row(ago=0, *, name="queue.size", kind=Kind.GAUGE, size="1m", key=KEY, **figures):
+    start = W0 - ago * SIZES[size]
+    figures.setdefault("points", 1)
+    return MetricSeries(
+        series_key=key,
+        window=size,
+        window_start=start,
+        window_end=start + SIZES[size],
+        name=name,
+        kind=kind,
+        temporality=figures.pop("temporality", 0),
+        computed_at=start + SIZES[size],
+        **figures,
+    )
+
+
+def store_series(tenant, *rows: MetricSeries) -> list[MetricSeries]:
+    for series in rows:
+        series.tenant = tenant
+        series.save()
+    return list(rows)
+
+
+def gauge(ago=0, mean=5.0, spread=1.0, **fields):
+    fields.setdefault("last", mean)
+    return series_row(ago, mean=mean, min=mean - spread, max=mean + spread, **fields)
+
+
+def series_page(admin_client, series: MetricSeries) -> str:
+    url = reverse("admin:observability_metricseries_change", args=[series.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def chart_points(page: str) -> list[tuple[str, int]]:
+    """(class, slot) of each window drawn on a series page."""
+    found = re.findall(r'<g class="(mc-point[^"]*)" data-slot="(\d+)">', page)
+    return [(css, int(slot)) for css, slot in found]
+
+
+def tooltips(page: str) -> list[str]:
+    """The chart's tooltips (not the document's own <title>)."""
+    chart = page[page.index('<svg class="metric-chart"') :]
+    return re.findall(r"<title>([^<]*)</title>", chart)
+
+
+def series_list(admin_client, **params) -> list[MetricSeries]:
+    url = reverse("admin:observability_metricseries_changelist")
+    return list(admin_client.get(url, params).context["cl"].result_list)
+
+
+# Who may see metric series.
+
+
+def test_it_requires_a_staff_login_for_metric_series(client, tenant):
+    [series] = store_series(tenant, gauge())
+
+    for url in (
+        reverse("admin:observability_metricseries_changelist"),
+        reverse("admin:observability_metricseries_change", args=[series.pk]),
+    ):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response.url.startswith(reverse("admin:login"))
+
+
+def test_it_refuses_metric_series_to_a_user_who_is_not_staff(client, tenant, django_user_model):
+    [series] = store_series(tenant, gauge(name="not-for-you"))
+    client.force_login(django_user_model.objects.create_user("viewer", password="pw-12345678"))
+
+    listing = client.get(reverse("admin:observability_metricseries_changelist"))
+    page = client.get(reverse("admin:observability_metricseries_change", args=[series.pk]))
+
+    for response in (listing, page):
+        assert response.status_code == 302
+        assert response.url.startswith(reverse("admin:login"))
+        assert "not-for-you" not in response.content.decode()
+
+
+def test_it_allows_no_add_change_or_delete_of_a_metric_series(admin_client, tenant):
+    [series] = store_series(tenant, gauge())
+    delete = reverse("admin:observability_metricseries_delete", args=[series.pk])
+
+    assert admin_client.get(reverse("admin:observability_metricseries_add")).status_code == 403
+    assert admin_client.get(delete).status_code == 403
+    assert 'name="_save"' not in series_page(admin_client, series)
+
+
+# The list of metric series.
+
+
+def test_it_lists_metric_series_newest_first_with_their_main_figure(admin_client, tenant):
+    store_series(
+        tenant,
+        series_row(3, name="bytes.sent", kind=Kind.SUM, delta=1536.0, unit="By"),
+        gauge(2, name="queue.size", mean=4.5, last=6.0),
+        series_row(1, name="latency", kind=Kind.HISTOGRAM, count=1200, p95=87.5, unit="ms"),
+        series_row(0, name="rpc.size", kind=Kind.SUMMARY, count=42, sum=8.0),
+    )
+    url = reverse("admin:observability_metricseries_changelist")
+
+    page = admin_client.get(url).content.decode()
+
+    names = [s.name for s in series_list(admin_client)]
+    assert names == ["rpc.size", "latency", "queue.size", "bytes.sent"]
+    assert "Δ 1,536 By" in page
+    assert "mean 4.5, last 6" in page
+    assert "count 1,200, p95 87.5 ms" in page
+    assert "count 42" in page
+    assert '<td class="field-window_start_time">2025-06-02 11:57 UTC</td>' in page
+    assert '<td class="field-kind">Histogram</td>' in page
+    assert '<td class="field-tenant nowrap">acme</td>' in page
+
+
+def test_it_filters_metric_series_by_window_kind_and_tenant_and_finds_them_by_name(
+    admin_client, tenant, other_tenant
+):
+    store_series(tenant, gauge(name="queue.size"), gauge(name="queue.size", size="5m"))
+    store_series(tenant, series_row(name="requests", kind=Kind.SUM, delta=3.0, key="e" * 64))
+    store_series(other_tenant, gauge(name="queue.size"))
+
+    by_window = series_list(admin_client, window__exact="5m")
+    by_kind = series_list(admin_client, kind__exact=str(Kind.SUM.value))
+    by_tenant = series_list(admin_client, tenant__id__exact=str(other_tenant.pk))
+    by_name = series_list(admin_client, q="queue")
+
+    assert [(s.name, s.window) for s in by_window] == [("queue.size", "5m")]
+    assert [s.name for s in by_kind] == ["requests"]
+    assert [s.tenant_id for s in by_tenant] == [other_tenant.pk]
+    assert sorted(s.name for s in by_name) == ["queue.size"] * 3
+
+
+def test_it_states_the_main_figure_of_each_kind():
+    assert main_figure(series_row(kind=Kind.SUM, delta=-2.5, unit="1")) == "Δ -2.5 1"
+    assert main_figure(gauge(mean=0.25, last=None)) == "mean 0.25, last -"
+    assert main_figure(series_row(kind=Kind.HISTOGRAM, count=3)) == "count 3, p95 -"
+    assert main_figure(series_row(kind=Kind.EXPONENTIAL_HISTOGRAM, count=7)) == "count 7"
+
+
+# A series' chart: the geometry.
+
+
+def test_it_draws_deltas_of_a_sum_as_bars_from_zero():
+    rows = [series_row(ago, kind=Kind.SUM, delta=d) for ago, d in [(3, 20.0), (1, -5.0), (0, 0)]]
+
+    chart = series_chart(rows[-1], rows, slots=4, width=400, height=100)
+
+    # low -5, high 20: zero is 80 px down; a slot is 100 px, its bar 70 px wide.
+    bars = [(p.slot, p.bar.x, p.bar.y, p.bar.width, p.bar.height) for p in chart.points]
+    assert bars == [(0, 15, 0, 70, 80), (2, 215, 80, 70, 20), (3, 315, 80, 70, 1)]
+    assert chart.baseline == 80
+    assert (chart.low_label, chart.high_label) == ("-5", "20")
+    assert chart.lines == [] and all(p.dots == () for p in chart.points)
+    assert [p.current for p in chart.points] == [False, False, True]
+
+
+def test_it_draws_a_gauges_mean_inside_its_min_max_band():
+    rows = [gauge(2, mean=10.0, spread=10.0), gauge(1, mean=5.0, spread=0.0), gauge(0, mean=15.0)]
+
+    chart = series_chart(rows[-1], rows, slots=3, width=300, height=200)
+
+    # low 0 (the first window's min), high 20 (its max): 10 px of height per unit.
+    assert [(p.band.y, p.band.height) for p in chart.points] == [(0, 200), (150, 0), (40, 20)]
+    assert [[(d.figure, d.cx, d.cy) for d in p.dots] for p in chart.points] == [
+        [("mean", 50, 100)],
+        [("mean", 150, 150)],
+        [("mean", 250, 50)],
+    ]
+    assert [(line.figure, line.points) for line in chart.lines] == [
+        ("mean", "50.0,100.0 150.0,150.0 250.0,50.0")
+    ]
+    assert [label for label, _ in chart.legend] == ["mean", "min-max"]
+
+
+def test_it_draws_p50_p95_p99_lines_of_a_histogram():
+    rows = [
+        series_row(ago, kind=Kind.HISTOGRAM, count=10, p50=p50, p95=p50 * 2, p99=p50 * 4)
+        for ago, p50 in [(1, 10.0), (0, 20.0)]
+    ]
+
+    chart = series_chart(rows[-1], rows, slots=2, width=200, height=80)
+
+    # low 10 (the first p50), high 80 (the last p99).
+    assert [(line.figure, line.points) for line in chart.lines] == [
+        ("p50", "50.0,80.0 150.0,68.57"),
+        ("p95", "50.0,68.57 150.0,45.71"),
+        ("p99", "50.0,45.71 150.0,0.0"),
+    ]
+    assert [[d.figure for d in p.dots] for p in chart.points] == [["p50", "p95", "p99"]] * 2
+    assert all(p.bar is None and p.band is None for p in chart.points)
+
+
+@pytest.mark.parametrize("kind", [Kind.SUMMARY, Kind.EXPONENTIAL_HISTOGRAM])
+def test_it_draws_the_count_of_summaries_and_exponential_histograms(kind):
+    rows = [series_row(1, kind=kind, count=30, sum=2.0), series_row(0, kind=kind, count=10)]
+
+    chart = series_chart(rows[-1], rows, slots=2, width=200, height=60)
+
+    assert [(p.bar.y, p.bar.height) for p in chart.points] == [(0, 60), (40, 20)]
+    assert [label for label, _ in chart.legend] == ["count"]
+    assert "count 30, sum 2" in chart.points[0].tooltip
+
+
+def test_it_breaks_a_line_at_a_missing_window_and_keeps_a_lone_window_as_a_dot():
+    rows = [gauge(5, mean=1.0), gauge(4, mean=2.0), gauge(2, mean=3.0), gauge(0, mean=4.0)]
+
+    chart = series_chart(rows[-1], rows, slots=6, width=600, height=100)
+
+    assert [p.slot for p in chart.points] == [0, 1, 3, 5]
+    assert [line.points.count(",") for line in chart.lines] == [2]  # windows 5 and 4 ago only
+    assert all(len(p.dots) == 1 for p in chart.points)
+
+
+def test_it_leaves_windows_outside_the_axis_off_the_chart():
+    rows = [gauge(ago) for ago in (-1, 0, 1, 59, 60)]
+
+    chart = series_chart(rows[1], rows)
+
+    assert [p.slot for p in chart.points] == [0, 58, 59]
+    assert chart.first_label == "2025-06-02 11:01 UTC"
+    assert chart.last_label == "2025-06-02 12:00 UTC"
+
+
+def test_it_keeps_a_flat_series_mid_height_and_nan_off_the_axis():
+    rows = [gauge(1, mean=7.0, spread=0.0), gauge(0, mean=float("nan"), spread=float("inf"))]
+
+    chart = series_chart(rows[-1], rows, slots=2, width=200, height=100)
+
+    assert value_range([7.0, 7.0], with_zero=False) == pytest.approx((6.3, 7.7))
+    assert value_range([], with_zero=False) == value_range([0.0], with_zero=True) == (0.0, 1.0)
+    assert [[d.cy for d in p.dots] for p in chart.points] == [[50.0], []]
+    assert chart.points[1].band is None and chart.points[1].current
+
+
+# A series' page.
+
+
+def test_it_draws_the_recent_windows_of_the_series_with_this_one_highlighted(
+    admin_client, tenant, other_tenant
+):
+    ours = store_series(tenant, *(gauge(ago, mean=float(ago)) for ago in (0, 1, 2, 4, 59)))
+    store_series(
+        tenant,
+        gauge(60, name="too old"),
+        gauge(-1, name="newer than the page"),
+        gauge(0, size="5m", name="another window size"),
+        gauge(0, key="d" * 64, name="another series"),
+    )
+    store_series(other_tenant, gauge(0, name="another tenant"))
+
+    page = series_page(admin_client, ours[0])
+
+    assert page.count('<svg class="metric-chart"') == 1
+    assert chart_points(page) == [
+        ("mc-point", 0),
+        ("mc-point", 55),
+        ("mc-point", 57),
+        ("mc-point", 58),
+        ("mc-point mc-current", 59),
+    ]
+    assert page.count('class="mc-current-slot"') == 1
+    assert "mean 0, min -1, max 1, last 0" in tooltips(page)[-1]
+    assert tooltips(page)[0].startswith("2025-06-02 11:01 UTC (1m)\n")
+    assert "11:01 UTC</text>" in page and "12:00 UTC</text>" in page  # the time axis
+    assert ">60</text>" in page and ">-1</text>" in page  # the value axis: max 59 + 1, min 0 - 1
+    others = ["too old", "newer than the page", "another window size", "another series"]
+    for other in [*others, "another tenant"]:
+        assert other not in page
+    link = reverse("admin:observability_metricseries_change", args=[ours[1].pk])
+    assert f'<a href="{link}">' in page
+
+
+def test_it_draws_an_older_window_with_this_window_at_the_right(admin_client, tenant):
+    rows = store_series(tenant, *(gauge(ago) for ago in (0, 1, 2)))
+
+    page = series_page(admin_client, rows[1])
+
+    assert chart_points(page) == [("mc-point", 58), ("mc-point mc-current", 59)]
+
+
+def test_it_draws_each_kinds_figure_on_the_page(admin_client, tenant):
+    [total] = store_series(tenant, series_row(key="1" * 64, kind=Kind.SUM, delta=3.0))
+    [level] = store_series(tenant, gauge(key="2" * 64))
+    percentiles = {"kind": Kind.HISTOGRAM, "p50": 1.0, "p95": 2.0, "p99": 3.0}
+    *_, latency = store_series(
+        tenant, *(series_row(a, key="3" * 64, **percentiles) for a in (1, 0))
+    )
+    summary_row = series_row(key="4" * 64, kind=Kind.SUMMARY, count=5, unit="By")
+    [summary] = store_series(tenant, summary_row)
+
+    sums, gauges, histograms, summaries = (
+        series_page(admin_client, s) for s in (total, level, latency, summary)
+    )
+
+    assert sums.count('class="mc-bar"') == 1 and '<circle class="mc-dot"' not in sums
+    assert gauges.count('class="mc-band"') == 1 and 'data-figure="mean"' in gauges
+    assert "queue.size (1m): mean, min-max" in gauges
+    for figure in ("p50", "p95", "p99"):
+        assert histograms.count(f'<polyline class="mc-line" data-figure="{figure}"') == 1
+        assert histograms.count(f'<circle class="mc-dot" data-figure="{figure}"') == 2
+    assert summaries.count('class="mc-bar"') == 1
+    assert "queue.size (1m): count</h2>" in summaries  # a count, not bytes
+
+
+def test_it_draws_windows_rolled_up_from_real_points(admin_client, tenant):
+    for minute in range(3):
+        histogram(tenant, "http.duration", at(minute, seconds=10), [minute + 1, 2, 1, 0])
+        add(tenant, "queue.size", at(minute, seconds=20), value=float(minute))
+        run(tenant, "1m", AGGREGATION_T0 + timedelta(minutes=minute))
+    latest = MetricSeries.objects.filter(window_start=AGGREGATION_T0 + timedelta(minutes=2))
+
+    for series in latest:
+        page = series_page(admin_client, series)
+
+        assert [slot for _, slot in chart_points(page)] == [57, 58, 59]
+        assert chart_points(page)[-1][0] == "mc-point mc-current"
+    assert {s.name for s in latest} == {"http.duration", "queue.size"}
+
+
+def test_it_escapes_metric_names_units_and_attributes(admin_client, tenant):
+    evil = "<script>alert(1)</script>"
+    [series] = store_series(
+        tenant,
+        gauge(name=evil, unit="<b>u</b>", attributes={"q": "<img src=x onerror=alert(2)>"}),
+    )
+
+    page = series_page(admin_client, series)
+    listing = admin_client.get(reverse("admin:observability_metricseries_changelist"))
+
+    for html in (page, listing.content.decode()):
+        assert "<script>alert(1)" not in html and "<b>u</b>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert 'aria-label="&lt;script&gt;alert(1)&lt;/script&gt;: mean' in page
+    assert "mean 5 &lt;b&gt;u&lt;/b&gt;" in tooltips(page)[0]
