@@ -163,15 +163,14 @@ def copy_anchor(tenant_id, batches: list[bytes]) -> float:
     """COPY the same span rows into a scratch copy of the span table: spans per second."""
     from django.db import connection
 
-    from observability import otlp, traces
+    from observability import otlp_json, traces
 
     rows = []
     for body in batches:
-        rows += traces.spans_of(tenant_id, otlp.decode("traces", body, otlp.JSON))
+        rows += [(tenant_id, *r) for r in traces.rows_of_json(otlp_json.decode_traces(body))]
     columns = traces.SPAN_COLUMNS
     buffer = io.StringIO()
-    for row in rows:
-        values = [getattr(row, c) for c in columns]
+    for values in rows:
         buffer.write("\t".join(_copy_text(v) for v in values) + "\n")
     data = buffer.getvalue()
     with connection.cursor() as cursor:
@@ -186,8 +185,6 @@ def copy_anchor(tenant_id, batches: list[bytes]) -> float:
 
 
 def _copy_text(value) -> str:
-    if isinstance(value, dict | list):
-        value = json.dumps(value)
     text = str(value)
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
@@ -216,8 +213,9 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE core_event, core_message, core_failure, core_deadletter, "
-            "observability_span, observability_tracerecord, "
-            "observability_telemetrybatch, django_q_ormq CASCADE"
+            "core_handledkey, observability_span, observability_tracerecord, "
+            "observability_telemetrycorrelation, observability_telemetrybatch, "
+            "django_q_ormq, django_q_task CASCADE"
         )
     tenant = Tenant.objects.get_or_create(slug="bench")[0]
     key = services.issue_api_key(tenant=tenant, name="bench")

@@ -26,6 +26,11 @@ _CATALOG = [
     EventType("TraceRecorded", "A trace was projected into its TraceRecord."),
     EventType("MetricAggregated", "A metric window was rolled into MetricSeries."),
     EventType("RuntimeSignalDetected", "Ingestion saw an error span or a slow span."),
+    EventType(
+        "TelemetryLinked",
+        "Stored log records or metric exemplars name traces (data.traceIds).",
+        True,
+    ),
     EventType("AlertTriggered", "An alert rule's condition held for a window."),
     EventType("SloBreached", "An SLO's error budget was breached."),
     EventType("IncidentOpened", "Triggers were correlated into a new incident."),

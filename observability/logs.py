@@ -52,8 +52,8 @@ def _key(row: LogRecord, record) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def store(tenant_id, request) -> int:
-    """Store the batch's records not stored yet; returns how many were new."""
+def store(tenant_id, request) -> set[str]:
+    """Store the batch's records not stored yet; returns the traces the new ones name."""
     rows = list({r.record_key: r for r in records_of(tenant_id, request)}.values())
     stored = set(
         LogRecord.objects.filter(
@@ -62,4 +62,4 @@ def store(tenant_id, request) -> int:
     )
     new = [r for r in rows if r.record_key not in stored]
     bulk.insert(LogRecord, new, columns=RECORD_COLUMNS)
-    return len(new)
+    return {r.trace_id for r in new if r.trace_id}

@@ -11,7 +11,7 @@ import hashlib
 import json
 
 from core import bulk
-from observability.models import MetricPoint
+from observability.models import MetricExemplar, MetricPoint
 from observability.traces import attributes
 
 Kind, Temporality = MetricPoint.Kind, MetricPoint.Temporality
@@ -137,11 +137,12 @@ def _exemplar(exemplar) -> dict:
     }
 
 
-def store(tenant_id, request) -> int:
-    """Store the batch's points that are not stored yet; returns how many were new."""
+def store(tenant_id, request) -> set[str]:
+    """Store the batch's points that are not stored yet, and the exemplars of the new ones
+    that name a trace; returns the traces they name."""
     rows = list({(r.series_key, r.time_ns): r for r in points_of(tenant_id, request)}.values())
     if not rows:
-        return 0
+        return set()
     stored = set(
         MetricPoint.objects.filter(
             tenant_id=tenant_id,
@@ -152,4 +153,25 @@ def store(tenant_id, request) -> int:
     )
     new = [r for r in rows if (r.series_key, r.time_ns) not in stored]
     bulk.insert(MetricPoint, new, columns=POINT_COLUMNS)
-    return len(new)
+    exemplars = [e for point in new for e in _linked_exemplars(point)]
+    MetricExemplar.objects.bulk_create(exemplars, batch_size=1000)
+    return {e.trace_id for e in exemplars}
+
+
+def _linked_exemplars(point: MetricPoint) -> list[MetricExemplar]:
+    """The exemplars of a point that name a trace (validation cleared invalid ids)."""
+    return [
+        MetricExemplar(
+            tenant_id=point.tenant_id,
+            trace_id=e["traceId"],
+            span_id=e["spanId"],
+            name=point.name,
+            unit=point.unit,
+            series_key=point.series_key,
+            value=e["value"],
+            time_ns=e["timeUnixNano"] or point.time_ns,
+            point_time_ns=point.time_ns,
+        )
+        for e in point.exemplars
+        if e["traceId"]
+    ]

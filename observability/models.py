@@ -22,9 +22,16 @@ class TelemetryBatch(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
     signal = models.CharField(max_length=8, choices=Signal.choices)
-    # The valid part of the request, as OTLP protobuf whatever the request's encoding was:
-    # one format for the worker to read, and the smaller of the two.
+
+    class Encoding(models.TextChoices):
+        PROTOBUF = "protobuf"
+        JSON = "json"
+
+    # The valid part of the request: the body as received when every item in it was valid
+    # (for JSON, only when observability.otlp_json vouches for it), else the valid items
+    # re-encoded as OTLP protobuf.
     payload = models.BinaryField()
+    encoding = models.CharField(max_length=8, choices=Encoding.choices, default="protobuf")
     items = models.PositiveIntegerField()
     rejected = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(default=timezone.now)
@@ -78,12 +85,16 @@ class Span(models.Model):
 
 
 class TraceRecord(models.Model):
-    """The view of one trace, recomputed from its spans whenever a batch touches it."""
+    """The view of one trace. Each batch's new spans are merged into it (observability.traces:
+    counts added, earliest start and root, latest end, services united)."""
 
     tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
     trace_id = models.CharField(max_length=32)
+    # The root: the earliest span without a parent (empty while none has arrived).
+    root_span_id = models.CharField(max_length=16, blank=True)
     root_name = models.CharField(max_length=500, blank=True)
     root_service = models.CharField(max_length=200, blank=True)
+    root_start_ns = models.BigIntegerField(default=0)
     services = models.JSONField(default=list)
     span_count = models.PositiveIntegerField()
     error_count = models.PositiveIntegerField()
@@ -260,6 +271,51 @@ class LogRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.severity_text or self.severity_number} {str(self.body)[:60]}"
+
+
+class MetricExemplar(models.Model):
+    """An exemplar of a stored MetricPoint that names a trace, stored with its point: how a
+    trace finds the metrics it shows up in (MetricPoint.exemplars keeps them for aggregation,
+    where no index could look them up by trace)."""
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16, blank=True)
+    name = models.CharField(max_length=255)
+    unit = models.CharField(max_length=64, blank=True)
+    series_key = models.CharField(max_length=64)
+    value = models.FloatField(null=True)
+    time_ns = models.BigIntegerField()  # the exemplar's own time, or its point's when unset
+    point_time_ns = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "trace_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} exemplar of {self.trace_id}"
+
+
+class CorrelatedEvent(models.Model):
+    """A public platform event that named a trace (data.traceId or data.traceIds), as
+    TelemetryCorrelationWorker handled it: the events part of a trace's correlation."""
+
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    event_id = models.UUIDField()
+    type = models.CharField(max_length=100)
+    occurred_at = models.DateTimeField()
+    source = models.CharField(max_length=200, blank=True)
+    signal = models.CharField(max_length=32, blank=True)  # RuntimeSignalDetected's kind
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "trace_id", "event_id"], name="correlated_event_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} named {self.trace_id}"
 
 
 class TelemetryCorrelation(models.Model):

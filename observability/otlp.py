@@ -794,17 +794,25 @@ def _any_value(tree, message: AnyValue, depth: int) -> None:
 # --- validation --------------------------------------------------------------------------------
 
 
+ACCEPTED = Rejections(0, "")
+
+
+def time_bounds(now_ns: int | None = None) -> tuple[int, int]:
+    """The sane range for timestamps (see the module docstring)."""
+    now = time.time_ns() if now_ns is None else now_ns
+    return EARLIEST_NS, now + FUTURE_NS
+
+
 def validate(signal: str, request: ExportRequest, *, now_ns: int | None = None) -> Rejections:
     """Reject the invalid spans/data points/log records of ``request``: remove them in place
     (what is kept is exactly what is valid), and say how many and why. See the module docstring
     for the rules."""
     _check_signal(signal)
-    now = time.time_ns() if now_ns is None else now_ns
-    bounds = (EARLIEST_NS, now + FUTURE_NS)
+    bounds = time_bounds(now_ns)
     check = {"traces": _validate_traces, "metrics": _validate_metrics, "logs": _validate_logs}
     rejected, total, problems = check[signal](request, bounds)
     if not rejected:
-        return Rejections(0, "")
+        return ACCEPTED
     noun = _NOUNS[signal]
     shown = "; ".join(problems[:_SHOWN])
     more = len(problems) - _SHOWN

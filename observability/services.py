@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from django.db import transaction
 
 from core import services as core_services
 from core.envelope import Envelope
 from core.models import Tenant
-from observability import logs, metrics, otlp, traces
+from observability import logs, metrics, otlp, otlp_json, traces
 from observability.models import TelemetryBatch
 
 INGESTION_WORKER = "TraceIngestionWorker"
+Encoding = TelemetryBatch.Encoding
 
 
 def count_items(signal: str, request) -> int:
@@ -29,56 +32,114 @@ def count_items(signal: str, request) -> int:
 
 @transaction.atomic
 def accept_batch(
-    *, tenant: Tenant, signal: str, request, rejections: otlp.Rejections
+    *, tenant: Tenant, signal: str, payload: bytes, encoding: str, items: int, rejected: int = 0
 ) -> TelemetryBatch:
-    """Store a validated OTLP request and queue its ingestion, in one transaction: once the
-    client has its 200, the batch will be ingested."""
+    """Store the valid part of an OTLP request and queue its ingestion, in one transaction:
+    once the client has its 200, the batch will be ingested."""
     batch = TelemetryBatch.objects.create(
         tenant=tenant,
         signal=signal,
-        payload=request.SerializeToString(),
-        items=count_items(signal, request),
-        rejected=rejections.count,
+        payload=payload,
+        encoding=encoding,
+        items=items,
+        rejected=rejected,
     )
     core_services.send(
         tenant=tenant,
         worker=INGESTION_WORKER,
         type="TelemetryBatchReceived",
-        data={"batchId": str(batch.id), "signal": signal, "items": batch.items},
+        data={"batchId": str(batch.id), "signal": signal, "items": items},
         source="otlp",
         source_id=str(batch.id),
     )
     return batch
 
 
-def ingest(envelope: Envelope) -> None:
-    """TraceIngestionWorker's handler: one stored batch into spans and traces, into raw metric
-    points for MetricAggregationWorker, or into log records."""
-    batch = TelemetryBatch.objects.get(id=envelope.data["batchId"], tenant_id=envelope.tenant_id)
-    request = otlp.decode(batch.signal, bytes(batch.payload), otlp.PROTOBUF)
-    if batch.signal == "metrics":
-        metrics.store(batch.tenant_id, request)
-        return
-    if batch.signal == "logs":
-        logs.store(batch.tenant_id, request)
-        return
-    projected = traces.project(batch.tenant_id, request)
-    core_services.publish_envelopes(_events_of(envelope, batch, projected))
+def accept_request(
+    *, tenant: Tenant, signal: str, request, rejections: otlp.Rejections
+) -> TelemetryBatch:
+    """Store a decoded and validated request (what is left of it) as protobuf."""
+    return accept_batch(
+        tenant=tenant,
+        signal=signal,
+        payload=request.SerializeToString(),
+        encoding=Encoding.PROTOBUF,
+        items=count_items(signal, request),
+        rejected=rejections.count,
+    )
 
 
-def _events_of(envelope: Envelope, batch: TelemetryBatch, projected: traces.Projected) -> list:
+def ingest(envelopes: list[Envelope]) -> None:
+    """TraceIngestionWorker's batch handler: stored batches into spans and traces (all the
+    span batches of one tenant in one projection), into raw metric points for
+    MetricAggregationWorker, or into log records."""
+    spans: dict = defaultdict(list)
+    linked: dict = defaultdict(set)
+    for envelope in envelopes:
+        batch = TelemetryBatch.objects.get(
+            id=envelope.data["batchId"], tenant_id=envelope.tenant_id
+        )
+        if batch.signal == "metrics":
+            linked[batch.tenant_id] |= metrics.store(batch.tenant_id, _decode(batch))
+        elif batch.signal == "logs":
+            linked[batch.tenant_id] |= logs.store(batch.tenant_id, _decode(batch))
+        else:
+            spans[batch.tenant_id].append((envelope, batch))
+    for tenant_id, batches in spans.items():
+        _ingest_spans(tenant_id, batches)
+    core_services.publish_envelopes(
+        [_linked(tenant_id, trace_ids) for tenant_id, trace_ids in linked.items() if trace_ids]
+    )
+
+
+def _linked(tenant_id, trace_ids: set[str]) -> Envelope:
+    """Stored log records or exemplars name these traces: their correlations are stale."""
+    return core_services.build_envelope(
+        tenant_id=tenant_id,
+        type="TelemetryLinked",
+        data={"traceIds": sorted(trace_ids)},
+        source="TraceIngestionWorker",
+    )
+
+
+def _decode(batch: TelemetryBatch):
+    return otlp.decode(batch.signal, bytes(batch.payload), otlp.PROTOBUF)
+
+
+def _span_rows(batch: TelemetryBatch) -> list[traces.SpanRow]:
+    if batch.encoding == Encoding.JSON:
+        return list(traces.rows_of_json(otlp_json.decode_traces(bytes(batch.payload))))
+    return list(traces.rows_of_proto(_decode(batch)))
+
+
+def _ingest_spans(tenant_id, batches: list[tuple[Envelope, TelemetryBatch]]) -> None:
+    rows, first_batch = [], {}
+    for _, batch in batches:
+        found = _span_rows(batch)
+        for row in found:
+            first_batch.setdefault(row.trace_id, batch.id)
+        rows += found
+    projected = traces.project(tenant_id, rows)
+    core_services.publish_envelopes(_events_of(tenant_id, batches[0][0], projected, first_batch))
+
+
+def _events_of(
+    tenant_id, envelope: Envelope, projected: traces.Projected, first_batch: dict
+) -> list[Envelope]:
     """TraceRecorded per trace touched, and one RuntimeSignalDetected per trace and kind of
-    signal (error spans, slow spans) for FeedbackCreationWorker; never one per span."""
+    signal (error spans, slow spans) for FeedbackCreationWorker; never one per span. Their ids
+    derive from the first batch that brought the trace's spans."""
 
-    def event(type_: str, trace_id: str, data: dict):
+    def event(type_: str, trace_id: str, data: dict) -> Envelope:
+        batch_id = first_batch[trace_id]
         return core_services.build_envelope(
-            tenant_id=batch.tenant_id,
+            tenant_id=tenant_id,
             type=type_,
             data={"traceId": trace_id, **data},
             source="TraceIngestionWorker",
-            source_id=f"{trace_id}:{type_}:{batch.id}",
+            source_id=f"{trace_id}:{type_}:{batch_id}",
             correlation_id=envelope.correlation_id,
-            event_id=traces.event_id(batch.id, type_, trace_id, data.get("signal", "")),
+            event_id=traces.event_id(batch_id, type_, trace_id, data.get("signal", "")),
         )
 
     found = [event("TraceRecorded", t, {}) for t in sorted(projected.traces)]

@@ -1,37 +1,81 @@
 """Projection of OTLP spans into Span rows and TraceRecord views, in bulk.
 
-One batch is a handful of statements whatever its size: one query for the spans already
-stored, one bulk insert, three aggregate queries and one bulk upsert for the traces touched.
+One call is a handful of statements whatever its size: one query for the spans already stored,
+one COPY of the new ones, one upsert of the traces they touch (and, when a trace gains a
+service, one update of those traces' service lists).
+
+Spans are read straight into plain tuples (SpanRow), from protobuf (`rows_of_proto`) or from
+the OTLP JSON structs of observability.otlp_json (`rows_of_json`); both give the same rows for
+the same spans. TraceRecords are merged, not recomputed: the upsert adds each trace's new
+spans to what is stored (counts, earliest start, latest end, earliest root span) in SQL, so
+two batches of one trace handled at once by two consumers both count, without reading the
+trace's spans back.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
+import msgspec
 from django.conf import settings
-from django.db.models import Count, Max, Min, Q
+from django.db import connection
+from django.utils import timezone
 
 from core import bulk
+from observability import otlp_json
 from observability.models import Span, TraceRecord
 
 ERROR = 2
 EVENTS_NAMESPACE = uuid.UUID("2b0b5f4e-8c3a-4d38-9d1e-6a0f3c9b7e21")
+_encode = msgspec.json.Encoder()
+
+
+class SpanRow(NamedTuple):
+    """A span as stored (the Span columns after tenant_id); JSON columns as JSON text."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: int
+    service: str
+    start_ns: int
+    end_ns: int
+    status_code: int
+    status_message: str
+    attributes: str
+    resource: str
+    scope: str
+    events: str
+    links: str
+
+
+SPAN_COLUMNS = ["tenant_id", *SpanRow._fields]
 
 
 @dataclass(frozen=True)
 class Projected:
-    """What a batch changed: the traces with new spans, and the new spans worth a signal."""
+    """What a call changed: the traces with new spans, and the new spans worth a signal."""
 
     traces: set[str]
     error_spans: dict[str, list[str]]  # traceId -> spanIds
     slow_spans: dict[str, list[str]]
 
 
+def json_text(value) -> str:
+    """JSON for a JSON column. Non-finite doubles become null (jsonb has no NaN)."""
+    return _encode.encode(value).decode()
+
+
+# --- from protobuf -----------------------------------------------------------------------------
+
+
 def any_value(value):
-    """An OTLP AnyValue as plain JSON."""
+    """An OTLP AnyValue (protobuf) as plain JSON."""
     kind = value.WhichOneof("value")
     if kind is None:
         return None
@@ -48,36 +92,31 @@ def attributes(pairs: Iterable) -> dict:
     return {pair.key: any_value(pair.value) for pair in pairs}
 
 
-def spans_of(tenant_id, request) -> list[Span]:
-    rows = []
+def rows_of_proto(request) -> Iterator[SpanRow]:
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
-        service = str(resource.get("service.name", ""))
+        service = str(resource.get("service.name", ""))[:200]
+        resource_json = json_text(resource)
         for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope.name
-            rows += [_span(tenant_id, s, resource, service, scope) for s in scope_spans.spans]
-    return rows
-
-
-def _span(tenant_id, span, resource: dict, service: str, scope: str) -> Span:
-    return Span(
-        tenant_id=tenant_id,
-        trace_id=span.trace_id.hex(),
-        span_id=span.span_id.hex(),
-        parent_span_id=span.parent_span_id.hex(),
-        name=span.name[:500],
-        kind=span.kind,
-        service=service[:200],
-        start_ns=span.start_time_unix_nano,
-        end_ns=span.end_time_unix_nano,
-        status_code=span.status.code,
-        status_message=span.status.message,
-        attributes=attributes(span.attributes),
-        resource=resource,
-        scope=scope[:200],
-        events=[_event(e) for e in span.events],
-        links=[_link(link) for link in span.links],
-    )
+            scope = scope_spans.scope.name[:200]
+            for span in scope_spans.spans:
+                yield SpanRow(
+                    span.trace_id.hex(),
+                    span.span_id.hex(),
+                    span.parent_span_id.hex(),
+                    span.name[:500],
+                    span.kind,
+                    service,
+                    span.start_time_unix_nano,
+                    span.end_time_unix_nano,
+                    span.status.code,
+                    span.status.message,
+                    json_text(attributes(span.attributes)),
+                    resource_json,
+                    scope,
+                    json_text([_event(e) for e in span.events]),
+                    json_text([_link(link) for link in span.links]),
+                )
 
 
 def _event(event) -> dict:
@@ -96,120 +135,258 @@ def _link(link) -> dict:
     }
 
 
-def project(tenant_id, request) -> Projected:
-    rows = _dedup(spans_of(tenant_id, request))
-    new = _not_stored(tenant_id, rows)
-    bulk.insert(Span, new, columns=SPAN_COLUMNS)
-    touched = {row.trace_id for row in new}
-    refresh_trace_records(tenant_id, touched)
+# --- from OTLP JSON structs --------------------------------------------------------------------
+
+
+def json_any_value(value: otlp_json.AnyValue | None):
+    """An OTLP AnyValue (JSON struct) as plain JSON, as any_value gives it from protobuf."""
+    if value is None:
+        return None
+    if value.string_value is not None:
+        return value.string_value
+    if value.bool_value is not None:
+        return value.bool_value
+    if value.int_value is not None:
+        return otlp_json.integer(value.int_value)
+    if value.double_value is not None:
+        return value.double_value
+    if value.array_value is not None:
+        return [json_any_value(v) for v in value.array_value.values]
+    if value.kvlist_value is not None:
+        return json_attributes(value.kvlist_value.values)
+    if value.bytes_value is not None:
+        return otlp_json.bytes_of(value.bytes_value).hex()
+    return None
+
+
+def json_attributes(pairs: list[otlp_json.KeyValue]) -> dict:
+    found = {}
+    for pair in pairs:
+        value = pair.value
+        # The usual attribute, a string, without the calls.
+        found[pair.key] = (
+            value.string_value
+            if value is not None and value.string_value is not None
+            else json_any_value(value)
+        )
+    return found
+
+
+def rows_of_json(request: otlp_json.TracesRequest) -> Iterator[SpanRow]:
+    for resource_spans in request.resource_spans:
+        resource = json_attributes(
+            resource_spans.resource.attributes if resource_spans.resource else []
+        )
+        service = str(resource.get("service.name", ""))[:200]
+        resource_json = json_text(resource)
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope.name[:200] if scope_spans.scope else ""
+            for span in scope_spans.spans:
+                status = span.status
+                yield SpanRow(
+                    span.trace_id.lower(),
+                    span.span_id.lower(),
+                    span.parent_span_id.lower(),
+                    span.name[:500],
+                    span.kind,
+                    service,
+                    otlp_json.integer(span.start_time_unix_nano),
+                    otlp_json.integer(span.end_time_unix_nano),
+                    status.code if status else 0,
+                    status.message if status else "",
+                    json_text(json_attributes(span.attributes)),
+                    resource_json,
+                    scope,
+                    json_text([_json_event(e) for e in span.events]),
+                    json_text([_json_link(link) for link in span.links]),
+                )
+
+
+def _json_event(event: otlp_json.Event) -> dict:
+    return {
+        "name": event.name,
+        "timeUnixNano": otlp_json.integer(event.time_unix_nano),
+        "attributes": json_attributes(event.attributes),
+    }
+
+
+def _json_link(link: otlp_json.Link) -> dict:
+    return {
+        "traceId": link.trace_id.lower(),
+        "spanId": link.span_id.lower(),
+        "attributes": json_attributes(link.attributes),
+    }
+
+
+# --- projection --------------------------------------------------------------------------------
+
+
+def project(tenant_id, rows: Iterable[SpanRow]) -> Projected:
+    """Store the spans not stored yet and merge them into their traces' TraceRecords."""
+    new = _not_stored(tenant_id, _dedup(rows))
+    bulk.insert_rows(Span, SPAN_COLUMNS, [(tenant_id, *row) for row in new])
+    merge_trace_records(tenant_id, new)
     slow_ns = settings.TRACE_SLOW_SPAN_MS * 1_000_000
     return Projected(
-        traces=touched,
+        traces={row.trace_id for row in new},
         error_spans=_by_trace(s for s in new if s.status_code == ERROR),
         slow_spans=_by_trace(s for s in new if s.end_ns - s.start_ns > slow_ns),
     )
 
 
-SPAN_COLUMNS = [
-    "tenant_id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "service",
-    "start_ns",
-    "end_ns",
-    "status_code",
-    "status_message",
-    "attributes",
-    "resource",
-    "scope",
-    "events",
-    "links",
-]
-
-
-def _dedup(rows: list[Span]) -> list[Span]:
+def _dedup(rows: Iterable[SpanRow]) -> list[SpanRow]:
     """A batch may carry one span twice; the first copy wins, as in the database."""
-    unique: dict[tuple[str, str], Span] = {}
+    unique: dict[tuple[str, str], SpanRow] = {}
     for row in rows:
         unique.setdefault((row.trace_id, row.span_id), row)
     return list(unique.values())
 
 
-def _not_stored(tenant_id, rows: list[Span]) -> list[Span]:
-    traces = {row.trace_id for row in rows}
+def _not_stored(tenant_id, rows: list[SpanRow]) -> list[SpanRow]:
+    if not rows:
+        return []
     stored = set(
-        Span.objects.filter(tenant_id=tenant_id, trace_id__in=traces).values_list(
-            "trace_id", "span_id"
-        )
+        Span.objects.filter(tenant_id=tenant_id, trace_id__in={row.trace_id for row in rows})
+        .values_list("trace_id", "span_id")
+        .order_by()
     )
+    if not stored:
+        return rows
     return [row for row in rows if (row.trace_id, row.span_id) not in stored]
 
 
-def _by_trace(spans: Iterable[Span]) -> dict[str, list[str]]:
+def _by_trace(spans: Iterable[SpanRow]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = defaultdict(list)
     for span in spans:
         found[span.trace_id].append(span.span_id)
     return dict(found)
 
 
-def refresh_trace_records(tenant_id, trace_ids: set[str]) -> None:
-    """Recompute the TraceRecord of each trace from all its stored spans (spans of one trace
-    arrive in several batches, from several services, in any order)."""
-    if not trace_ids:
+@dataclass
+class _Summary:
+    """What a call's new spans add to one trace."""
+
+    spans: int = 0
+    errors: int = 0
+    start_ns: int = 2**63 - 1
+    end_ns: int = 0
+    root: SpanRow | None = None
+    services: set[str] = field(default_factory=set)
+
+    def add(self, row: SpanRow) -> None:
+        self.spans += 1
+        self.errors += row.status_code == ERROR
+        self.start_ns = min(self.start_ns, row.start_ns)
+        self.end_ns = max(self.end_ns, row.end_ns)
+        if row.service:
+            self.services.add(row.service)
+        if not row.parent_span_id and (self.root is None or _earlier(row, self.root)):
+            self.root = row
+
+
+def _earlier(a: SpanRow, b: SpanRow) -> bool:
+    """The root of a trace is its earliest span without a parent (the smaller id on a tie)."""
+    return (a.start_ns, a.span_id) < (b.start_ns, b.span_id)
+
+
+def summarize(rows: Iterable[SpanRow]) -> dict[str, _Summary]:
+    found: dict[str, _Summary] = defaultdict(_Summary)
+    for row in rows:
+        found[row.trace_id].add(row)
+    return found
+
+
+# The merge, in SQL that PostgreSQL and SQLite both speak. A new root wins when the stored
+# record has none, or when it starts earlier (or at the same time with a smaller span id).
+_NEW_ROOT = (
+    "(excluded.root_span_id <> '' AND ({t}.root_span_id = ''"
+    " OR excluded.root_start_ns < {t}.root_start_ns"
+    " OR (excluded.root_start_ns = {t}.root_start_ns"
+    " AND excluded.root_span_id < {t}.root_span_id)))"
+)
+_RECORD_COLUMNS = [
+    "tenant_id", "trace_id", "root_span_id", "root_name", "root_service", "root_start_ns",
+    "services", "span_count", "error_count", "start_ns", "end_ns", "status", "updated",
+]  # fmt: skip
+
+
+def _merge_sql(rows: int) -> str:
+    table = TraceRecord._meta.db_table
+    new_root = _NEW_ROOT.format(t=table)
+    values = ", ".join(["(" + ", ".join(["%s"] * len(_RECORD_COLUMNS)) + ")"] * rows)
+    root = ", ".join(
+        f"{c} = CASE WHEN {new_root} THEN excluded.{c} ELSE {table}.{c} END"
+        for c in ("root_span_id", "root_name", "root_service", "root_start_ns")
+    )
+    return (
+        f"INSERT INTO {table} ({', '.join(_RECORD_COLUMNS)}) VALUES {values} "
+        f"ON CONFLICT (tenant_id, trace_id) DO UPDATE SET {root}, "
+        f"span_count = {table}.span_count + excluded.span_count, "
+        f"error_count = {table}.error_count + excluded.error_count, "
+        f"start_ns = CASE WHEN excluded.start_ns < {table}.start_ns "
+        f"THEN excluded.start_ns ELSE {table}.start_ns END, "
+        f"end_ns = CASE WHEN excluded.end_ns > {table}.end_ns "
+        f"THEN excluded.end_ns ELSE {table}.end_ns END, "
+        f"status = CASE WHEN {table}.error_count + excluded.error_count > 0 "
+        f"THEN 'error' ELSE 'ok' END, "
+        f"updated = excluded.updated "
+        f"RETURNING id, trace_id, services"
+    )
+
+
+def merge_trace_records(tenant_id, rows: list[SpanRow]) -> None:
+    """Add new spans to their traces' TraceRecords, inserting the records of new traces. The
+    upsert locks each record it touches until commit, so a concurrent merge of the same trace
+    waits and then adds to what this one wrote."""
+    summaries = summarize(rows)
+    if not summaries:
         return
-    spans = Span.objects.filter(tenant_id=tenant_id, trace_id__in=trace_ids)
-    totals = spans.values("trace_id").annotate(
-        span_count=Count("id"),
-        error_count=Count("id", filter=Q(status_code=ERROR)),
-        start_ns=Min("start_ns"),
-        end_ns=Max("end_ns"),
-    )
-    roots = {
-        trace_id: (name, service)
-        for trace_id, name, service in spans.filter(parent_span_id="")
-        .order_by("start_ns")
-        .values_list("trace_id", "name", "service")
-    }
-    services: dict[str, list[str]] = defaultdict(list)
-    for trace_id, service in spans.values_list("trace_id", "service").distinct():
-        if service:
-            services[trace_id].append(service)
-    records = [_record(tenant_id, t, roots.get(t["trace_id"]), services) for t in totals]
-    TraceRecord.objects.bulk_create(
-        records,
-        update_conflicts=True,
-        unique_fields=["tenant", "trace_id"],
-        update_fields=[
-            "root_name",
-            "root_service",
-            "services",
-            "span_count",
-            "error_count",
-            "start_ns",
-            "end_ns",
-            "status",
-            "updated",
-        ],
-    )
+    now = timezone.now()
+    params = []
+    for trace_id in sorted(summaries):  # one lock order for all consumers: no deadlock
+        params += _record_values(tenant_id, trace_id, summaries[trace_id], now)
+    with connection.cursor() as cursor:
+        cursor.execute(_merge_sql(len(summaries)), params)
+        stored = cursor.fetchall()
+    _add_services(summaries, stored)
 
 
-def _record(tenant_id, totals: dict, root: tuple | None, services: dict) -> TraceRecord:
-    root_name, root_service = root or ("", "")
-    return TraceRecord(
-        tenant_id=tenant_id,
-        trace_id=totals["trace_id"],
-        root_name=root_name,
-        root_service=root_service,
-        services=sorted(services.get(totals["trace_id"], [])),
-        span_count=totals["span_count"],
-        error_count=totals["error_count"],
-        start_ns=totals["start_ns"],
-        end_ns=totals["end_ns"],
-        status="error" if totals["error_count"] else "ok",
-    )
+def _record_values(tenant_id, trace_id: str, summary: _Summary, now) -> list:
+    root = summary.root
+    tenant = TraceRecord._meta.get_field("tenant").get_db_prep_value(tenant_id, connection)
+    return [
+        tenant,
+        trace_id,
+        root.span_id if root else "",
+        root.name if root else "",
+        root.service if root else "",
+        root.start_ns if root else 0,
+        json_text(sorted(summary.services)),
+        summary.spans,
+        summary.errors,
+        summary.start_ns,
+        summary.end_ns,
+        "error" if summary.errors else "ok",
+        TraceRecord._meta.get_field("updated").get_db_prep_value(now, connection),
+    ]
+
+
+def _add_services(summaries: dict[str, _Summary], stored: list[tuple]) -> None:
+    """The upsert keeps a stored record's services: add the ones this call brought. The
+    record is locked by the upsert, so nobody changes its services in between."""
+    grown = []
+    for record_id, trace_id, services in stored:
+        known = set(_as_list(services))
+        if summaries[trace_id].services - known:
+            record = TraceRecord(id=record_id)
+            record.services = sorted(known | summaries[trace_id].services)
+            grown.append(record)
+    TraceRecord.objects.bulk_update(grown, ["services"])
+
+
+def _as_list(value) -> list:
+    """A JSON column as the cursor returns it: decoded on PostgreSQL, text on SQLite."""
+    return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
 
 
 def event_id(batch_id, *parts: str) -> uuid.UUID:

@@ -83,10 +83,10 @@ def drain(worker_name: str) -> dict:
     total = Outcome()
     try:
         while monotonic() < deadline and not shutdown.requested():
-            batch = claim(worker, limit=settings.DISPATCH_BATCH_SIZE)
+            batch = claim(worker, limit=worker.claim_size)
             if not batch:
                 break
-            if len(batch) == settings.DISPATCH_BATCH_SIZE:
+            if len(batch) == worker.claim_size:
                 queue.spread(worker_name)
             total.add(run_batch(worker, batch, deadline=deadline))
     finally:

@@ -103,6 +103,13 @@ class Worker:
         """How many messages one call of the handler takes."""
         return max(1, self.batch_size) if self.batch_handler else 1
 
+    @property
+    def claim_size(self) -> int:
+        """How many messages a drain claims and commits at once: one call's worth for a batch
+        handler (its work is big; one transaction a call keeps locks and results short-lived),
+        DISPATCH_BATCH_SIZE for the others."""
+        return self.chunk if self.batch_handler else settings.DISPATCH_BATCH_SIZE
+
     def handle(self, envelopes: list) -> None:
         if self.batch_handler:
             self.batch_handler(envelopes)

@@ -156,11 +156,12 @@ def test_it_triggers_quality_score_on_a_schedule_and_on_new_feedback():
     assert trigger.schedules
 
 
-def test_it_triggers_telemetry_correlation_on_every_public_event():
+def test_it_triggers_telemetry_correlation_on_every_public_event_and_on_linked_telemetry():
     trigger = worker("TelemetryCorrelationWorker").trigger
 
-    assert trigger.events == (WILDCARD,)
+    assert trigger.events == (WILDCARD, "TelemetryLinked")
     assert all(trigger.matches(t) for t in events.public_types())
+    assert trigger.matches("TelemetryLinked") and not trigger.matches("ScheduleFired")
 
 
 def test_it_schedules_metric_aggregation_every_minute_five_minutes_and_hour():

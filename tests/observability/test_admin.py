@@ -14,7 +14,7 @@ from core import services
 from core.models import Message
 from core.runtime import dispatch
 from observability import admin as observability_admin
-from observability import otlp
+from observability import otlp, traces
 from observability.admin import (
     main_figure,
     ns_to_datetime,
@@ -25,7 +25,6 @@ from observability.admin import (
     waterfall,
 )
 from observability.models import MetricPoint, MetricSeries, Span, TelemetryBatch, TraceRecord
-from observability.traces import refresh_trace_records
 from tests.observability.test_metric_aggregation import T0 as AGGREGATION_T0
 from tests.observability.test_metric_aggregation import add, at, histogram, run
 
@@ -98,11 +97,16 @@ def row(span_id, *, parent="", start_ms, end_ms, name=None, status=1, trace=TRAC
 
 
 def store(tenant, *spans: Span) -> TraceRecord:
-    for span in spans:
-        span.tenant = tenant
-    Span.objects.bulk_create(spans)
-    refresh_trace_records(tenant.id, {s.trace_id for s in spans})
+    traces.project(tenant.id, [as_row(span) for span in spans])
     return TraceRecord.objects.get(tenant=tenant, trace_id=spans[0].trace_id)
+
+
+def as_row(span: Span) -> traces.SpanRow:
+    return traces.SpanRow(
+        span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind, span.service,
+        span.start_ns, span.end_ns, span.status_code, span.status_message, "{}", "{}",
+        span.scope, "[]", "[]",
+    )  # fmt: skip
 
 
 def family() -> list[Span]:

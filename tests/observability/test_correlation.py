@@ -12,7 +12,7 @@ from core.envelope import Envelope
 from core.models import Event, Message
 from core.runtime import dispatch, registry
 from observability import correlation
-from observability.models import LogRecord, MetricPoint, TelemetryCorrelation
+from observability.models import LogRecord, MetricExemplar, TelemetryCorrelation
 
 pytestmark = pytest.mark.django_db
 NOW_NS = time.time_ns()
@@ -77,20 +77,21 @@ def log(tenant, key: str, *, severity: int, body: str, offset_ms: int = 0, trace
     )
 
 
-def metric_point(tenant, name: str, *exemplar_traces: str, value: float = 1.0):
-    return MetricPoint.objects.create(
-        tenant=tenant,
-        name=name,
-        unit="ms",
-        kind=MetricPoint.Kind.HISTOGRAM,
-        series_key=name.ljust(64, "0")[:64],
-        time_ns=NOW_NS + 1_000_000_000,
-        count=1,
-        sum=value,
-        exemplars=[
-            {"traceId": t, "spanId": CHILD, "value": value, "timeUnixNano": NOW_NS + i}
-            for i, t in enumerate(exemplar_traces)
-        ],
+def metric_point(tenant, name: str, *exemplar_traces: str, value: float = 1.0) -> None:
+    """The exemplars of one histogram point, as metric ingestion stores those naming traces."""
+    MetricExemplar.objects.bulk_create(
+        MetricExemplar(
+            tenant=tenant,
+            trace_id=t,
+            span_id=CHILD,
+            name=name,
+            unit="ms",
+            series_key=name.ljust(64, "0")[:64],
+            value=value,
+            time_ns=NOW_NS + i,
+            point_time_ns=NOW_NS + 1_000_000_000,
+        )
+        for i, t in enumerate(exemplar_traces)
     )
 
 
@@ -125,7 +126,7 @@ def traced(client, tenant):
 def test_it_is_built_and_receives_every_public_event():
     worker = registry.get(WORKER)
 
-    assert worker.built and worker.handler is correlation.correlate
+    assert worker.built and worker.batch_handler is correlation.correlate
     assert worker.trigger.matches("BuildFailed") and not worker.trigger.matches("ScheduleFired")
 
 
@@ -180,8 +181,8 @@ def test_it_gives_the_same_snapshot_when_the_same_event_is_handled_again(traced,
     event = Event.objects.get(tenant=tenant, type="TraceRecorded", data__traceId=TRACE)
     before = content(traced)
 
-    correlation.correlate(envelope_of(event))
-    correlation.correlate(envelope_of(event))
+    correlation.correlate([envelope_of(event)])
+    correlation.correlate([envelope_of(event), envelope_of(event)])
 
     after = snapshot(tenant)
     assert content(after) == before
@@ -253,7 +254,7 @@ def test_it_correlates_every_trace_of_a_trace_ids_list(tenant):
     assert (first.log_count, second.log_count) == (0, 1)
 
 
-def test_it_finds_exemplars_of_a_trace_not_ingested_yet_around_its_events(tenant):
+def test_it_finds_exemplars_of_a_trace_not_ingested_yet(tenant):
     metric_point(tenant, "queue.wait", TRACE, value=3.0)
     services.publish(tenant=tenant, type="FeedbackItemCreated", data={"traceId": TRACE})
 
@@ -262,3 +263,60 @@ def test_it_finds_exemplars_of_a_trace_not_ingested_yet_around_its_events(tenant
     row = snapshot(tenant)
     assert row.trace is None
     assert [e["metric"] for e in row.exemplars] == ["queue.wait"]
+
+
+def post_signal(client, key, signal: str, body: dict) -> None:
+    response = client.post(
+        f"/v1/{signal}",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200 and response.json() == {}, response.content
+    drain("TraceIngestionWorker")
+
+
+def test_it_stitches_logs_and_exemplars_ingested_after_the_trace(client, tenant):
+    post_trace(client, tenant, span(ROOT, "GET /cart"))
+    correlate()
+    key = services.issue_api_key(tenant=tenant)
+    record = {
+        "timeUnixNano": str(NOW_NS + 1000),
+        "severityNumber": 17,
+        "body": {"stringValue": "card declined"},
+        "traceId": TRACE,
+        "spanId": ROOT,
+    }
+    post_signal(client, key, "logs", {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]})
+    point = {
+        "timeUnixNano": str(NOW_NS + 2000),
+        "asDouble": 12.5,
+        "exemplars": [{"timeUnixNano": str(NOW_NS), "asDouble": 12.5, "traceId": TRACE}],
+    }
+    gauge = {"name": "queue.depth", "gauge": {"dataPoints": [point]}}
+    post_signal(
+        client, key, "metrics", {"resourceMetrics": [{"scopeMetrics": [{"metrics": [gauge]}]}]}
+    )
+
+    correlate()
+
+    row = snapshot(tenant)
+    assert (row.log_count, row.logs["latest"][0]["body"]) == (1, "card declined")
+    assert [(e["metric"], e["value"]) for e in row.exemplars] == [("queue.depth", 12.5)]
+    # TelemetryLinked asked for the recompute; the trace's events are the public ones only.
+    assert [e["type"] for e in row.events] == ["TraceRecorded"]
+
+
+def test_it_correlates_a_whole_batch_of_events_in_one_call(tenant, spans):
+    traces = [f"{n:032x}" for n in range(1, 41)]
+    for t in traces:
+        services.publish(tenant=tenant, type="FeedbackItemCreated", data={"traceId": t})
+    services.publish(tenant=tenant, type="BuildFailed", data={"build": 1})
+
+    outcome = dispatch.drain(WORKER)
+
+    assert outcome["handled"] == 41
+    (call,) = [s for s in spans.get_finished_spans() if s.name == f"{WORKER} process"]
+    assert call.attributes["messaging.batch.message_count"] == 41
+    assert TelemetryCorrelation.objects.filter(tenant=tenant).count() == 40
+    assert all(r.event_count == 1 for r in TelemetryCorrelation.objects.all())

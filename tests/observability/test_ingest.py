@@ -133,6 +133,38 @@ def test_it_merges_spans_of_one_trace_from_several_batches(client, key):
     assert record.duration_ms == pytest.approx(50)
 
 
+def test_it_adds_a_later_batch_to_the_trace_record_it_merged_before(client, key):
+    post(client, key, batch(span("eee19b7ec3c1b175", "SELECT", parent="eee19b7ec3c1b174")))
+    ingest()
+    assert TraceRecord.objects.get().root_name == ""
+    late_root = span("eee19b7ec3c1b174", "GET /cart", error=True, duration_ms=50)
+
+    post(client, key, batch(late_root, service="edge"))
+    ingest()
+
+    record = TraceRecord.objects.get()
+    assert (record.span_count, record.error_count, record.status) == (2, 1, "error")
+    assert (record.root_span_id, record.root_name, record.root_service) == (
+        "eee19b7ec3c1b174",
+        "GET /cart",
+        "edge",
+    )
+    assert record.services == ["checkout", "edge"]
+    assert record.duration_ms == pytest.approx(50)
+
+
+def test_it_keeps_the_earliest_root_when_a_trace_has_several(client, key):
+    first = {**span("eee19b7ec3c1b174", "first"), "startTimeUnixNano": str(NOW_NS - 1000)}
+    post(client, key, batch(span("eee19b7ec3c1b176", "later")))
+    ingest()
+    post(client, key, batch(first))
+    ingest()
+    post(client, key, batch(span("eee19b7ec3c1b177", "latest")))
+    ingest()
+
+    assert TraceRecord.objects.get().root_name == "first"
+
+
 def test_it_publishes_one_trace_recorded_per_trace_not_per_span(client, key):
     other = "0af7651916cd43dd8448eb211c80319c"
     post(

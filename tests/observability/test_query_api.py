@@ -8,7 +8,6 @@ import pytest
 
 from core import services
 from observability import traces
-from observability.models import Span
 
 pytestmark = pytest.mark.django_db
 NOW_NS = time.time_ns()
@@ -17,21 +16,19 @@ HOUR_NS = 3600 * 10**9
 
 def store(tenant, trace_id: str, *spans: tuple, start_ns: int = NOW_NS) -> None:
     """spans: (span_id, parent_id, name, service, error)"""
-    Span.objects.bulk_create(
-        Span(
-            tenant=tenant,
-            trace_id=trace_id,
-            span_id=span_id,
-            parent_span_id=parent,
-            name=name,
-            service=service,
-            start_ns=start_ns + i * 1000,
-            end_ns=start_ns + 2_000_000 + i * 1000,
-            status_code=2 if error else 1,
-        )
+    rows = [
+        span_row(trace_id, span_id, parent, name, service, error, start_ns + i * 1000)
         for i, (span_id, parent, name, service, error) in enumerate(spans)
-    )
-    traces.refresh_trace_records(tenant.pk, {trace_id})
+    ]
+    traces.project(tenant.pk, rows)
+
+
+def span_row(trace_id, span_id, parent, name, service, error, start_ns) -> traces.SpanRow:
+    end_ns, status = start_ns + 2_000_000, 2 if error else 1
+    return traces.SpanRow(
+        trace_id, span_id, parent, name, 2, service, start_ns, end_ns, status, "", "{}", "{}",
+        "", "[]", "[]",
+    )  # fmt: skip
 
 
 def get(client, key, url: str):

@@ -1,0 +1,209 @@
+"""The cheap way for OTLP JSON traces: it takes only what the reference path would keep as it
+is, and it reads what it takes into the same rows as the protobuf path."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from core import services
+from core.models import Message
+from core.runtime import dispatch
+from observability import otlp, otlp_json, traces
+from observability.models import Span, TelemetryBatch
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = 1_767_225_600_000_000_000  # 2026-01-01, after every golden timestamp
+BOUNDS = otlp.time_bounds(NOW)
+TRACE = "5b8efff798038103d269b633813fc60c"
+NOW_NS = time.time_ns()
+
+
+FUTURE_KEYS = {"someFutureField", "futureSpanField"}
+
+
+def without_future_fields(tree):
+    """The golden request without the keys it carries to show that unknown keys are ignored
+    (this path leaves requests with unknown keys to the reference path)."""
+    if isinstance(tree, dict):
+        return {k: without_future_fields(v) for k, v in tree.items() if k not in FUTURE_KEYS}
+    if isinstance(tree, list):
+        return [without_future_fields(item) for item in tree]
+    return tree
+
+
+def golden_tree() -> dict:
+    return without_future_fields(json.loads((GOLDEN / "traces.json").read_bytes()))
+
+
+def body(tree: dict) -> bytes:
+    return json.dumps(tree).encode()
+
+
+def plain_request(**span_fields) -> dict:
+    span = {
+        "traceId": TRACE,
+        "spanId": "eee19b7ec3c1b174",
+        "name": "GET /cart",
+        "startTimeUnixNano": "1750000000000000000",
+        "endTimeUnixNano": "1750000000250000000",
+        "attributes": [{"key": "http.route", "value": {"stringValue": "/cart"}}],
+        **span_fields,
+    }
+    return {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+
+
+def test_it_reads_the_golden_spans_into_the_rows_the_protobuf_path_reads():
+    request = otlp_json.clean_traces(body(golden_tree()), BOUNDS)
+    reference = otlp.decode("traces", (GOLDEN / "traces.pb").read_bytes(), otlp.PROTOBUF)
+    assert otlp.validate("traces", reference, now_ns=NOW).count == 0
+
+    assert request is not None
+    assert list(traces.rows_of_json(request)) == list(traces.rows_of_proto(reference))
+
+
+def test_it_reads_the_same_rows_as_the_reference_decoder_of_the_same_json():
+    tree = golden_tree()
+    reference = otlp.decode("traces", body(tree), otlp.JSON)
+
+    rows = traces.rows_of_json(otlp_json.decode_traces(body(tree)))
+
+    assert list(rows) == list(traces.rows_of_proto(reference))
+
+
+def test_it_takes_a_plain_valid_request():
+    assert otlp_json.clean_traces(body(plain_request()), BOUNDS) is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"traceId": "0" * 32}, "all-zero traceId: validate rejects it"),
+        ({"traceId": TRACE[:30]}, "short traceId"),
+        ({"spanId": "xyz19b7ec3c1b174"}, "spanId not hex"),
+        ({"parentSpanId": "0" * 16}, "all-zero parent: validate clears it"),
+        ({"name": ""}, "empty name"),
+        ({"endTimeUnixNano": "1749999999000000000"}, "end before start"),
+        ({"startTimeUnixNano": "1750000000"}, "seconds, not nanoseconds"),
+        ({"startTimeUnixNano": " 1750000000000000000"}, "a number with a space"),
+        ({"startTimeUnixNano": "1.75e18"}, "an exponent"),
+        ({"kind": "SPAN_KIND_SERVER"}, "an enum by name"),
+        ({"name": None}, "null"),
+        ({"trace_id": TRACE}, "a snake_case key"),
+        ({"newField": 1}, "an unknown key"),
+        ({"droppedLinksCount": -1}, "a negative count"),
+        ({"links": [{"traceId": "0" * 32, "spanId": "eee19b7ec3c1b174"}]}, "a link validate drops"),
+        ({"attributes": [{"key": "n", "value": {"intValue": "12a"}}]}, "an int that is not one"),
+        ({"attributes": [{"key": "n", "value": {"intValue": "9" * 19}}]}, "an int64 too long"),
+        ({"attributes": [{"key": "x", "value": {"doubleValue": "NaN"}}]}, "NaN"),
+        (
+            {"attributes": [{"key": "x", "value": {"stringValue": "a", "intValue": 1}}]},
+            "two values in one AnyValue",
+        ),
+        ({"attributes": [{"key": "b", "value": {"bytesValue": "a"}}]}, "bad base64"),
+    ],
+)
+def test_it_leaves_to_the_reference_path_what_it_cannot_vouch_for(change, why):
+    assert otlp_json.clean_traces(body(plain_request(**change)), BOUNDS) is None, why
+
+
+def test_it_leaves_deep_values_to_the_reference_path():
+    value = {"stringValue": "leaf"}
+    for _ in range(30):
+        value = {"arrayValue": {"values": [value]}}
+
+    tree = plain_request(attributes=[{"key": "deep", "value": value}])
+
+    assert otlp_json.clean_traces(body(tree), BOUNDS) is None
+
+
+def test_it_leaves_a_body_that_is_not_json_to_the_reference_path():
+    assert otlp_json.clean_traces(b"{not json", BOUNDS) is None
+
+
+def test_it_lowercases_hex_ids_as_the_protobuf_path_does():
+    tree = plain_request(traceId=TRACE.upper(), parentSpanId="ABCDEF0123456789")
+
+    (row,) = traces.rows_of_json(otlp_json.clean_traces(body(tree), BOUNDS))
+
+    assert (row.trace_id, row.parent_span_id) == (TRACE, "abcdef0123456789")
+
+
+def test_it_writes_non_finite_doubles_as_null():
+    request = otlp.decode("traces", body(plain_request()), otlp.JSON)
+    request.resource_spans[0].scope_spans[0].spans[0].attributes.add(
+        key="x"
+    ).value.double_value = float("nan")
+
+    (row,) = traces.rows_of_proto(request)
+
+    assert json.loads(row.attributes)["x"] is None
+
+
+# Over HTTP
+
+
+@pytest.fixture
+def key(tenant):
+    return services.issue_api_key(tenant=tenant)
+
+
+def post(client, key, data: bytes):
+    return client.post(
+        "/v1/traces", data=data, content_type=otlp.JSON, headers={"Authorization": f"Bearer {key}"}
+    )
+
+
+def recent(tree: dict) -> dict:
+    """The request with its spans' times set to now, as the HTTP edge checks them."""
+    for span in tree["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        span["startTimeUnixNano"], span["endTimeUnixNano"] = str(NOW_NS), str(NOW_NS + 1000)
+    return tree
+
+
+@pytest.mark.django_db
+def test_it_stores_a_clean_json_request_as_received(client, key):
+    data = body(recent(plain_request()))
+
+    response = post(client, key, data)
+
+    assert (response.status_code, response.json()) == (200, {})
+    batch = TelemetryBatch.objects.get()
+    assert (batch.encoding, bytes(batch.payload), batch.items) == ("json", data, 1)
+
+
+@pytest.mark.django_db
+def test_it_stores_the_valid_part_of_an_unclean_request_as_protobuf(client, key):
+    tree = plain_request()
+    spans = tree["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans.append({**spans[0], "spanId": "eee19b7ec3c1b175", "name": ""})
+
+    response = post(client, key, body(recent(tree)))
+
+    assert response.json()["partialSuccess"]["rejectedSpans"] == "1"
+    batch = TelemetryBatch.objects.get()
+    assert (batch.encoding, batch.items, batch.rejected) == ("protobuf", 1, 1)
+
+
+@pytest.mark.django_db
+def test_it_ingests_stored_json_and_protobuf_batches_alike(client, key, tenant):
+    post(client, key, body(recent(plain_request())))
+    # An enum by name: the reference path takes it, and stores protobuf.
+    post(
+        client, key, body(recent(plain_request(spanId="eee19b7ec3c1b175", kind="SPAN_KIND_SERVER")))
+    )
+    assert sorted(TelemetryBatch.objects.values_list("encoding", flat=True)) == [
+        "json",
+        "protobuf",
+    ]
+
+    while Message.objects.filter(worker="TraceIngestionWorker", state="pending").exists():
+        dispatch.drain("TraceIngestionWorker")
+
+    stored = {s.span_id: s for s in Span.objects.filter(tenant=tenant)}
+    assert set(stored) == {"eee19b7ec3c1b174", "eee19b7ec3c1b175"}
+    assert stored["eee19b7ec3c1b174"].attributes == stored["eee19b7ec3c1b175"].attributes
+    assert (stored["eee19b7ec3c1b174"].kind, stored["eee19b7ec3c1b175"].kind) == (0, 2)
