@@ -23,11 +23,10 @@ def insert_rows(model: type[models.Model], columns: list[str], rows: Sequence[tu
     it out). Elsewhere (SQLite, one writer at a time) rows already stored are skipped."""
     if not rows:
         return
-    table = model._meta.db_table
     if connection.vendor == "postgresql":
-        _copy(table, columns, rows)
+        _copy(model._meta.db_table, columns, rows)
     else:
-        _insert_ignoring_conflicts(model, table, columns, rows)
+        insert_new(model, columns, rows)
 
 
 def _copy(table: str, columns: list[str], rows: Sequence[tuple]) -> None:
@@ -42,20 +41,54 @@ def _copy(table: str, columns: list[str], rows: Sequence[tuple]) -> None:
             copy.write_row(row)
 
 
-def _insert_ignoring_conflicts(model, table: str, columns: list[str], rows) -> None:
-    fields = [model._meta.get_field(c) for c in columns]
+def insert_new(model: type[models.Model], columns: list[str], rows: Sequence[tuple]) -> None:
+    """Insert plain rows (as insert_rows takes them), skipping those whose unique key is stored
+    already (ON CONFLICT DO NOTHING): one statement, without building a model per row."""
+    table, names = model._meta.db_table, ", ".join(columns)
+    for source, params in row_sources(model, columns, rows):
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} ({names}) {source} ON CONFLICT DO NOTHING", params)
+
+
+def row_sources(model, columns: list[str], rows: Sequence[tuple]):
+    """(SQL, params) for the rows of an INSERT ... <source>, in as few statements as the
+    database takes: on PostgreSQL one array per column, unnested (a dozen parameters however
+    many rows, where VALUES would bind thousands); elsewhere VALUES, 500 rows at a time."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        types = [_db_type(model, c) for c in columns]
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        yield (
+            f"SELECT * FROM unnest({arrays})",
+            [list(values) for values in zip(*rows, strict=True)],
+        )
+        return
+    prepare = _preparers(model, columns)
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        params = [p(v, connection) for row in chunk for p, v in zip(prepare, row, strict=True)]
+        yield f"VALUES {', '.join([placeholders] * len(chunk))}", params
+
+
+def _db_type(model, column: str) -> str:
+    field = model._meta.get_field(column)
+    if isinstance(field, models.ForeignKey):
+        return field.target_field.rel_db_type(connection)
+    return field.db_type(connection)
+
+
+def _preparers(model, columns: list[str]) -> list:
+    """Per column, what turns a Python value into the database's (JSON text is kept as is)."""
     json_columns = _json_columns(model, columns)
-    prepare = [
-        (lambda v: v) if c in json_columns else (lambda v, f=f: f.get_db_prep_save(v, connection))
-        for c, f in zip(columns, fields, strict=True)
+    return [
+        _as_is if c in json_columns else model._meta.get_field(c).get_db_prep_save for c in columns
     ]
-    values = [[p(v) for p, v in zip(prepare, row, strict=True)] for row in rows]
-    placeholders = ", ".join(["%s"] * len(columns))
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, values)
+
+
+def _as_is(value, connection=None):
+    return value
 
 
 def _json_columns(model: type[models.Model], columns: list[str]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from core import events, telemetry
+from core import bulk, events, telemetry
 from core.envelope import Envelope
 from core.models import ApiKey, Event, Message, Tenant
 from core.runtime import queue, registry
@@ -100,37 +101,51 @@ def send(
     return envelope
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # nothing to roll back to: the caller's fails whole
 def publish_envelopes(envelopes: list[Envelope], *, to_worker: str = "") -> None:
     """Store envelopes and one message per subscribed worker, in bulk. Re-publishing an
     eventId already stored is a no-op, which makes deterministic ids (schedule slots) safe."""
-    rows = [_event_row(e, to_worker) for e in envelopes]
-    Event.objects.bulk_create(rows, ignore_conflicts=True)
+    if not envelopes:
+        return
+    now = timezone.now()
+    bulk.insert_new(Event, EVENT_COLUMNS, [_event_row(e, to_worker, now) for e in envelopes])
     messages, kicked = [], set()
     for envelope in envelopes:
         for worker in registry.subscribers(envelope.type, to_worker=to_worker):
-            messages.append(
-                Message(
-                    event_id=envelope.event_id, worker=worker.name, tenant_id=envelope.tenant_id
-                )
-            )
+            messages.append(_message_row(envelope, worker.name, now))
             kicked.add(worker.name)
-    Message.objects.bulk_create(messages, ignore_conflicts=True, batch_size=2000)
+    bulk.insert_new(Message, MESSAGE_COLUMNS, messages)
     if kicked:
         transaction.on_commit(lambda: queue.kick(kicked))
 
 
-def _event_row(envelope: Envelope, to_worker: str) -> Event:
-    return Event(
-        id=envelope.event_id,
-        type=envelope.type,
-        tenant_id=envelope.tenant_id,
-        trace_id=envelope.trace_id,
-        span_id=envelope.span_id,
-        correlation_id=envelope.correlation_id,
-        source=envelope.source,
-        source_id=envelope.source_id,
-        occurred_at=envelope.occurred_at,
-        data=envelope.data,
-        to_worker=to_worker,
+EVENT_COLUMNS = [
+    "id", "type", "tenant_id", "trace_id", "span_id", "correlation_id", "source", "source_id",
+    "occurred_at", "recorded_at", "data", "to_worker",
+]  # fmt: skip
+MESSAGE_COLUMNS = [
+    "event_id", "worker", "tenant_id", "state", "due_at", "attempts", "claims", "created",
+    "last_error",
+]  # fmt: skip
+
+
+def _event_row(envelope: Envelope, to_worker: str, now: datetime) -> tuple:
+    e = envelope
+    return (
+        e.event_id, e.type, e.tenant_id, e.trace_id, e.span_id, e.correlation_id, e.source,
+        e.source_id, e.occurred_at, now, json.dumps(e.data), to_worker,
+    )  # fmt: skip
+
+
+def _message_row(envelope: Envelope, worker: str, now: datetime) -> tuple:
+    return (
+        envelope.event_id,
+        worker,
+        envelope.tenant_id,
+        Message.State.PENDING,
+        now,
+        0,
+        0,
+        now,
+        "",
     )

@@ -42,7 +42,7 @@ class OtlpView(View):
             tenant = _tenant(request)
             load.admit(tenant)
             body = _body(request)
-            if not self._accept_clean_json(tenant, body, media):
+            if not self._accept_clean_json(tenant, request, body, media):
                 payload = otlp.decode(self.signal, body, media)
                 rejections = otlp.validate(self.signal, payload)
                 services.accept_request(
@@ -57,7 +57,7 @@ class OtlpView(View):
             return _status(media, exc.code, str(exc), retry_after=exc.retry_after)
         return HttpResponse(otlp.response(self.signal, otlp.ACCEPTED, media), content_type=media)
 
-    def _accept_clean_json(self, tenant, body: bytes, media: str) -> bool:
+    def _accept_clean_json(self, tenant, request: HttpRequest, body: bytes, media: str) -> bool:
         """Store a JSON trace request as received when every span in it is valid (the usual
         case, and a quarter of the cost of decoding it into protobuf); False for the rest."""
         if self.signal != "traces" or media != otlp.JSON:
@@ -71,6 +71,7 @@ class OtlpView(View):
             payload=body,
             encoding=services.Encoding.JSON,
             items=otlp_json.count_spans(clean),
+            gzipped=request.body if _encoding(request) == "gzip" else None,
         )
         return True
 
@@ -93,7 +94,7 @@ def _body(request: HttpRequest) -> bytes:
         raw = request.body
     except RequestDataTooBig:
         raise load.Refused(413, f"The body is over the limit of {cap} bytes.") from None
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    encoding = _encoding(request)
     if encoding == "identity":
         body = raw
     elif encoding == "gzip":
@@ -103,6 +104,10 @@ def _body(request: HttpRequest) -> bytes:
     if len(body) > cap:
         raise load.Refused(413, f"The body is over the limit of {cap} bytes after decompression.")
     return body
+
+
+def _encoding(request: HttpRequest) -> str:
+    return request.headers.get("Content-Encoding", "identity").strip().lower()
 
 
 def _gunzip(raw: bytes, cap: int) -> bytes:

@@ -41,8 +41,9 @@ UInt32 = Annotated[int, Meta(ge=0, lt=2**32)]
 Int32 = Annotated[int, Meta(ge=-(2**31), lt=2**31)]
 
 
-class _Base(Struct, rename="camel", forbid_unknown_fields=True):
-    pass
+class _Base(Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    """gc=False: a request is a tree (no cycles), and its hundreds of thousands of objects
+    would otherwise set off the cyclic collector many times a request."""
 
 
 class AnyValue(_Base):

@@ -310,16 +310,15 @@ _RECORD_COLUMNS = [
 ]  # fmt: skip
 
 
-def _merge_sql(rows: int) -> str:
+def _merge_sql(source: str) -> str:
     table = TraceRecord._meta.db_table
     new_root = _NEW_ROOT.format(t=table)
-    values = ", ".join(["(" + ", ".join(["%s"] * len(_RECORD_COLUMNS)) + ")"] * rows)
     root = ", ".join(
         f"{c} = CASE WHEN {new_root} THEN excluded.{c} ELSE {table}.{c} END"
         for c in ("root_span_id", "root_name", "root_service", "root_start_ns")
     )
     return (
-        f"INSERT INTO {table} ({', '.join(_RECORD_COLUMNS)}) VALUES {values} "
+        f"INSERT INTO {table} ({', '.join(_RECORD_COLUMNS)}) {source} "
         f"ON CONFLICT (tenant_id, trace_id) DO UPDATE SET {root}, "
         f"span_count = {table}.span_count + excluded.span_count, "
         f"error_count = {table}.error_count + excluded.error_count, "
@@ -339,23 +338,21 @@ def merge_trace_records(tenant_id, rows: list[SpanRow]) -> None:
     upsert locks each record it touches until commit, so a concurrent merge of the same trace
     waits and then adds to what this one wrote."""
     summaries = summarize(rows)
-    if not summaries:
-        return
     now = timezone.now()
-    params = []
-    for trace_id in sorted(summaries):  # one lock order for all consumers: no deadlock
-        params += _record_values(tenant_id, trace_id, summaries[trace_id], now)
-    with connection.cursor() as cursor:
-        cursor.execute(_merge_sql(len(summaries)), params)
-        stored = cursor.fetchall()
+    # One lock order for all consumers (by traceId): two merges cannot deadlock.
+    records = [_record_row(tenant_id, t, summaries[t], now) for t in sorted(summaries)]
+    stored = []
+    for source, params in bulk.row_sources(TraceRecord, _RECORD_COLUMNS, records):
+        with connection.cursor() as cursor:
+            cursor.execute(_merge_sql(source), params)
+            stored += cursor.fetchall()
     _add_services(summaries, stored)
 
 
-def _record_values(tenant_id, trace_id: str, summary: _Summary, now) -> list:
+def _record_row(tenant_id, trace_id: str, summary: _Summary, now) -> tuple:
     root = summary.root
-    tenant = TraceRecord._meta.get_field("tenant").get_db_prep_value(tenant_id, connection)
-    return [
-        tenant,
+    return (
+        tenant_id,
         trace_id,
         root.span_id if root else "",
         root.name if root else "",
@@ -367,8 +364,8 @@ def _record_values(tenant_id, trace_id: str, summary: _Summary, now) -> list:
         summary.start_ns,
         summary.end_ns,
         "error" if summary.errors else "ok",
-        TraceRecord._meta.get_field("updated").get_db_prep_value(now, connection),
-    ]
+        now,
+    )
 
 
 def _add_services(summaries: dict[str, _Summary], stored: list[tuple]) -> None:

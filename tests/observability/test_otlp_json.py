@@ -3,6 +3,7 @@ is, and it reads what it takes into the same rows as the protobuf path."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from pathlib import Path
@@ -172,7 +173,27 @@ def test_it_stores_a_clean_json_request_as_received(client, key):
 
     assert (response.status_code, response.json()) == (200, {})
     batch = TelemetryBatch.objects.get()
-    assert (batch.encoding, bytes(batch.payload), batch.items) == ("json", data, 1)
+    assert (batch.encoding, batch.body(), batch.items) == ("json", data, 1)
+    assert len(batch.payload) < len(data)  # stored compressed
+
+
+@pytest.mark.django_db
+def test_it_stores_a_clean_gzipped_request_as_the_client_compressed_it(client, key, tenant):
+    data = gzip.compress(body(recent(plain_request())))
+
+    response = client.post(
+        "/v1/traces",
+        data=data,
+        content_type=otlp.JSON,
+        headers={"Authorization": f"Bearer {key}", "Content-Encoding": "gzip"},
+    )
+
+    assert response.status_code == 200
+    batch = TelemetryBatch.objects.get()
+    assert bytes(batch.payload) == data
+    while Message.objects.filter(worker="TraceIngestionWorker", state="pending").exists():
+        dispatch.drain("TraceIngestionWorker")
+    assert Span.objects.get(tenant=tenant).name == "GET /cart"
 
 
 @pytest.mark.django_db
