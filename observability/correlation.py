@@ -28,21 +28,23 @@ often:
 Every query is filtered by the envelope's tenant, and rows loaded are checked with
 envelope.ensure_tenant.
 
-Upsert by (tenant, traceId), serialised per trace: the rows are inserted if missing
-(INSERT ... ON CONFLICT DO NOTHING) and locked (SELECT ... FOR UPDATE, in traceId order)
-before the stores are read, so two consumers correlating the same trace at once cannot write
-a snapshot computed before the other's data was committed over a newer one. A snapshot equal
-to the stored one is not written: redelivery and repeats change nothing, not even `updated`.
+Upsert by (tenant, traceId), serialised per trace (a transaction-level advisory lock per
+trace on PostgreSQL, taken in traceId order before the stores are read), so two consumers
+correlating the same trace at once cannot write a snapshot computed before the other's data
+was committed over a newer one. A snapshot equal to the stored one is not written: redelivery
+and repeats change nothing, not even `updated`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
 from django.db.models import Case, CharField, Count, F, Value, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -90,13 +92,15 @@ def _correlate_tenant(envelopes: list[Envelope]) -> None:
     tenant_id = envelopes[0].tenant_id
     _record_events(envelopes)
     trace_ids = sorted({t for e in envelopes for t in trace_ids_of(e.data)})
-    rows = _lock(envelopes[0], trace_ids)
+    _serialise(tenant_id, trace_ids)
+    stored = _stored(envelopes[0], trace_ids)
     snapshots = snapshot(tenant_id, trace_ids)
     now = timezone.now()
     changed = []
-    for trace_id, row in rows.items():
+    for trace_id in trace_ids:
+        row = stored.get(trace_id) or TelemetryCorrelation(tenant_id=tenant_id, trace_id=trace_id)
         content = snapshots[trace_id]
-        if {name: getattr(row, name) for name in _CONTENT} == content:
+        if row.pk and {name: getattr(row, name) for name in _CONTENT} == content:
             continue
         for name, value in content.items():
             setattr(row, name, value)
@@ -148,23 +152,32 @@ def _record_events(envelopes: list[Envelope]) -> None:
     CorrelatedEvent.objects.bulk_create(links, ignore_conflicts=True, batch_size=1000)
 
 
-def _lock(envelope: Envelope, trace_ids: list[str]) -> dict[str, TelemetryCorrelation]:
-    tenant_id = envelope.tenant_id
-    TelemetryCorrelation.objects.bulk_create(
-        [TelemetryCorrelation(tenant_id=tenant_id, trace_id=t) for t in trace_ids],
-        ignore_conflicts=True,
-        batch_size=1000,
-    )
-    rows = (
-        TelemetryCorrelation.objects.select_for_update()
-        .filter(tenant_id=tenant_id, trace_id__in=trace_ids)
-        .order_by("trace_id")
-    )
-    locked = {}
+def _serialise(tenant_id, trace_ids: list[str]) -> None:
+    """Two consumers correlating one trace at once must not write a snapshot computed before
+    the other's data committed over a newer one: on PostgreSQL each takes a transaction lock
+    per (tenant, trace), in one order (sorted) so that they cannot deadlock. Advisory locks
+    write nothing, where locking rows would insert and update each. SQLite runs one writing
+    transaction at a time already."""
+    if connection.vendor != "postgresql" or not trace_ids:
+        return
+    keys = sorted(_lock_key(tenant_id, t) for t in trace_ids)
+    with connection.cursor() as cursor:
+        # unnest yields the array in its order, and each row takes its lock as it is scanned.
+        cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", [keys])
+
+
+def _lock_key(tenant_id, trace_id: str) -> int:
+    digest = hashlib.blake2b(f"{tenant_id}:{trace_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _stored(envelope: Envelope, trace_ids: list[str]) -> dict[str, TelemetryCorrelation]:
+    rows = TelemetryCorrelation.objects.filter(tenant_id=envelope.tenant_id, trace_id__in=trace_ids)
+    found = {}
     for row in rows:
         envelope.ensure_tenant(row.tenant_id)
-        locked[row.trace_id] = row
-    return locked
+        found[row.trace_id] = row
+    return found
 
 
 def snapshot(tenant_id, trace_ids: list[str]) -> dict[str, dict]:

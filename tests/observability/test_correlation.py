@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
+from django.db import connection, transaction
 
 from core import services
 from core.envelope import Envelope
@@ -320,3 +322,36 @@ def test_it_correlates_a_whole_batch_of_events_in_one_call(tenant, spans):
     assert call.attributes["messaging.batch.message_count"] == 41
     assert TelemetryCorrelation.objects.filter(tenant=tenant).count() == 40
     assert all(r.event_count == 1 for r in TelemetryCorrelation.objects.all())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_makes_a_consumer_wait_for_another_correlating_the_same_trace(postgres, tenant):
+    services.publish(tenant=tenant, type="FeedbackItemCreated", data={"traceId": TRACE})
+    envelope = envelope_of(Event.objects.get(type="FeedbackItemCreated"))
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with transaction.atomic():
+            correlation._serialise(tenant.pk, [TRACE])
+            holding.set()
+            release.wait(10)
+            log(tenant, "f" * 64, severity=17, body="written while holding the trace")
+        connection.close()
+
+    def second() -> None:
+        with transaction.atomic():
+            correlation.correlate([envelope])
+        connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert holding.wait(10)
+    threads[1].start()
+    threads[1].join(0.5)
+    assert threads[1].is_alive()  # waiting for the first to commit
+
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert snapshot(tenant).log_count == 1  # computed after the first committed
