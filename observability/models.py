@@ -8,7 +8,7 @@ import zlib
 from django.db import models
 from django.utils import timezone
 
-from core.models import Tenant
+from core.models import Tenant, TenantKey
 
 
 class TelemetryBatch(models.Model):
@@ -21,7 +21,7 @@ class TelemetryBatch(models.Model):
         LOGS = "logs"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     signal = models.CharField(max_length=8, choices=Signal.choices)
 
     class Encoding(models.TextChoices):
@@ -70,7 +70,7 @@ class Span(models.Model):
     """One span, normalised; unique per (tenant, traceId, spanId), so a re-sent batch adds
     nothing."""
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     trace_id = models.CharField(max_length=32)
     span_id = models.CharField(max_length=16)
     parent_span_id = models.CharField(max_length=16, blank=True)
@@ -110,7 +110,7 @@ class TraceRecord(models.Model):
     """The view of one trace. Each batch's new spans are merged into it (observability.traces:
     counts added, earliest start and root, latest end, services united)."""
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     trace_id = models.CharField(max_length=32)
     # The root: the earliest span without a parent (empty while none has arrived).
     root_span_id = models.CharField(max_length=16, blank=True)
@@ -155,7 +155,7 @@ class MetricPoint(models.Model):
         DELTA = 1
         CUMULATIVE = 2
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     name = models.CharField(max_length=255)
     unit = models.CharField(max_length=64, blank=True)
     kind = models.PositiveSmallIntegerField(choices=Kind.choices)
@@ -208,7 +208,7 @@ class MetricSeries(models.Model):
         FIVE_MINUTES = "5m"
         HOUR = "1h"
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     series_key = models.CharField(max_length=64)
     window = models.CharField(max_length=2, choices=Window.choices)
     window_start = models.DateTimeField()
@@ -266,7 +266,7 @@ class LogRecord(models.Model):
     whole record with its resource and scope, unique per tenant, so a re-sent batch adds
     nothing."""
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     record_key = models.CharField(max_length=64)
     time_ns = models.BigIntegerField(default=0)
     observed_ns = models.BigIntegerField(default=0)
@@ -300,7 +300,7 @@ class MetricExemplar(models.Model):
     trace finds the metrics it shows up in (MetricPoint.exemplars keeps them for aggregation,
     where no index could look them up by trace)."""
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     trace_id = models.CharField(max_length=32)
     span_id = models.CharField(max_length=16, blank=True)
     name = models.CharField(max_length=255)
@@ -321,7 +321,7 @@ class CorrelatedEvent(models.Model):
     """A public platform event that named a trace (data.traceId or data.traceIds), as
     TelemetryCorrelationWorker handled it: the events part of a trace's correlation."""
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     trace_id = models.CharField(max_length=32)
     event_id = models.UUIDField()
     type = models.CharField(max_length=100)
@@ -350,7 +350,7 @@ class TelemetryCorrelation(models.Model):
     so that lists can filter and sort on them. `updated` is when the content last changed:
     recomputing an unchanged snapshot writes nothing."""
 
-    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="+")
+    tenant = TenantKey()
     trace_id = models.CharField(max_length=32)
     # {"rootName", "rootService", "services", "spanCount", "errorCount", "status",
     #  "startTimeUnixNano", "endTimeUnixNano", "durationMs", "errorSpans": [...]}, or null
