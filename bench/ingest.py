@@ -144,19 +144,40 @@ def post_all(batches: list[bytes], key: str, clients: int) -> list[float]:
     return latencies
 
 
-def wait_ingested(timeout: float) -> float:
+def wait_done(worker: str, timeout: float):
+    """When the worker's last message was handled, once none is pending."""
     from django.db.models import Max
 
     from core.models import Message
 
-    pending = Message.objects.filter(worker="TraceIngestionWorker", state="pending")
+    pending = Message.objects.filter(worker=worker, state="pending")
     deadline = time.monotonic() + timeout
     while pending.exists():
         if time.monotonic() > deadline:
-            raise SystemExit(f"ingestion not done after {timeout}s")
+            raise SystemExit(f"{worker} not done after {timeout}s")
         time.sleep(0.2)
-    done = Message.objects.filter(worker="TraceIngestionWorker", state="done")
+    done = Message.objects.filter(worker=worker, state="done")
     return done.aggregate(last=Max("handled_at"))["last"]
+
+
+def warm_up(batches: list[bytes], key: str) -> None:
+    """A running platform has table statistics; a freshly truncated one has none, and the
+    planner guesses (it read whole tables for index lookups). Ingest a few batches, then
+    ANALYZE, as autovacuum would within a minute of a real start."""
+    from django.db import connection
+
+    post_all(batches, key, clients=4)
+    wait_done("TraceIngestionWorker", timeout=300)
+    wait_done("TelemetryCorrelationWorker", timeout=300)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def probe_latency(batches: list[bytes], key: str) -> list[float]:
+    """Accept latency while the workers are busy: a backlog is posted first, and while the
+    cluster works it off, one client posts one request at a time."""
+    post_all(batches[: len(batches) // 2], key, clients=4)
+    return post_all(batches[len(batches) // 2 :], key, clients=1)
 
 
 def copy_anchor(tenant_id, batches: list[bytes]) -> float:
@@ -214,35 +235,52 @@ def main() -> None:
         cursor.execute(
             "TRUNCATE core_event, core_message, core_failure, core_deadletter, "
             "core_handledkey, observability_span, observability_tracerecord, "
-            "observability_telemetrycorrelation, observability_telemetrybatch, "
+            "observability_telemetrycorrelation, observability_correlatedevent, "
+            "observability_telemetrybatch, "
             "django_q_ormq, django_q_task CASCADE"
         )
     tenant = Tenant.objects.get_or_create(slug="bench")[0]
     key = services.issue_api_key(tenant=tenant, name="bench")
     rng, now_ns = random.Random(1), time.time_ns()
     batches = [span_batch(rng, now_ns) for _ in range(batches_n)]
+    warm, probes = (
+        [span_batch(rng, now_ns) for _ in range(16)],
+        [span_batch(rng, now_ns) for _ in range(120)],
+    )
     spans = batches_n * SPANS_PER_BATCH
     processes = serve(
         {**os.environ, **env, "OTLP_TENANT_REQUESTS_PER_SECOND": "0"},
         ROOT / "var" / "bench-ingest.log",
     )
     try:
+        warm_up(warm, key)
         started = timezone.now()
         latencies = post_all(batches, key, clients=4)
-        finished = wait_ingested(timeout=900)
+        ingested = wait_done("TraceIngestionWorker", timeout=900)
+        correlated = wait_done("TelemetryCorrelationWorker", timeout=900)
+        probed = probe_latency(probes, key)
     finally:
         stop(processes)
-    end_to_end = spans / (finished - started).total_seconds()
+    end_to_end = spans / (ingested - started).total_seconds()
+    with_correlation = spans / (correlated - started).total_seconds()
     anchor = copy_anchor(tenant.pk, batches[:50])
-    p50, p99 = statistics.median(latencies), statistics.quantiles(latencies, n=100)[98]
+    p50, p99 = _percentiles(latencies)
+    busy50, busy99 = _percentiles(probed)
     print(f"""
 spans: {batches_n} OTLP JSON requests of {SPANS_PER_BATCH} spans, 4 clients, gunicorn (2x2) and
 one qcluster (2 workers) on PostgreSQL, on the same machine
   end to end (POST -> TraceRecords)  {end_to_end:10,.0f} spans/s
   COPY of the same rows (anchor)     {anchor:10,.0f} spans/s
   ratio                              {end_to_end / anchor:10.2f}       (goal: >= 25,000 spans/s)
-  accept latency p50 / p99           {p50 * 1000:6.0f} / {p99 * 1000:.0f} ms  (goal: p99 < 100 ms)
+  ... and correlated (TelemetryCorrelation of every trace)  {with_correlation:,.0f} spans/s
+accept latency p50 / p99 (goal: p99 < 100 ms while the workers are busy)
+  one request at a time, workers busy  {busy50 * 1000:6.0f} / {busy99 * 1000:.0f} ms
+  4 clients at once, saturated         {p50 * 1000:6.0f} / {p99 * 1000:.0f} ms
 """)
+
+
+def _percentiles(latencies: list[float]) -> tuple[float, float]:
+    return statistics.median(latencies), statistics.quantiles(latencies, n=100)[98]
 
 
 if __name__ == "__main__":
