@@ -1,0 +1,63 @@
+"""Bulk inserts: whatever the text, it is stored as given, and rows already stored are kept."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from core import bulk
+from core.models import Event
+from core.services import EVENT_COLUMNS
+
+pytestmark = pytest.mark.django_db
+
+AWKWARD = [
+    'quote " and backslash \\ and \\"both\\"',
+    "braces {a,b} and commas, , and NULL",
+    "NULL",
+    "",
+    "tab\tnewline\nreturn\r",
+    "unicode é 漢字 🙂",
+    "'single' quotes; DROP TABLE core_event; --",
+]
+
+
+def row(tenant, text: str, data) -> tuple:
+    now = timezone.now()
+    return (
+        uuid.uuid4(), "BuildCompleted", tenant.pk, "a" * 32, "b" * 16, text, text, text, now,
+        now, json.dumps(data), "",
+    )  # fmt: skip
+
+
+def test_it_stores_awkward_text_and_json_as_given(tenant):
+    rows = [row(tenant, text, {"text": text, "nested": [text, None, 1.5]}) for text in AWKWARD]
+
+    bulk.insert_new(Event, EVENT_COLUMNS, rows)
+
+    stored = {e.id: e for e in Event.objects.all()}
+    for event_id, *_, text, _occurred, _recorded, data, _to in rows:
+        event = stored[event_id]
+        assert (event.correlation_id, event.source, event.source_id) == (text, text, text)
+        assert event.data == json.loads(data)
+
+
+def test_it_keeps_a_row_already_stored(tenant):
+    first = row(tenant, "first", {})
+    bulk.insert_new(Event, EVENT_COLUMNS, [first])
+
+    bulk.insert_new(Event, EVENT_COLUMNS, [(*first[:5], "second", *first[6:]), row(tenant, "", {})])
+
+    assert Event.objects.count() == 2
+    assert Event.objects.get(id=first[0]).correlation_id == "first"
+
+
+def test_it_inserts_more_rows_than_one_statement_binds(tenant):
+    rows = [row(tenant, str(n), {"n": n}) for n in range(1234)]
+
+    bulk.insert_new(Event, EVENT_COLUMNS, rows)
+
+    assert Event.objects.count() == 1234
