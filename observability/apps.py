@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class ObservabilityConfig(AppConfig):
     name = "observability"
+
+    def ready(self) -> None:
+        from core.runtime import scheduling
+        from observability import services
+
+        scheduling.pruning.connect(services.prune_batches, dispatch_uid="observability-batches")

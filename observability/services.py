@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 import zlib
 from collections import defaultdict
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 
 from core import services as core_services
 from core.envelope import Envelope
-from core.models import Tenant
+from core.models import Message, Tenant
 from observability import logs, metrics, otlp, otlp_json, traces
 from observability.models import TelemetryBatch
 
@@ -63,6 +66,22 @@ def accept_batch(
         source_id=str(batch.id),
     )
     return batch
+
+
+def prune_batches(*, now: datetime, **kwargs) -> int:
+    """Delete stored requests older than OTLP_BATCH_RETENTION_HOURS whose ingestion is done
+    (their spans, points and records are stored); those still waiting or dead-lettered stay,
+    for the retry or the replay. Connected to core's hourly prune."""
+    cutoff = now - timedelta(hours=settings.OTLP_BATCH_RETENTION_HOURS)
+    unfinished = Message.objects.filter(worker=INGESTION_WORKER).exclude(
+        state=Message.State.DONE
+    )
+    keep = [uuid.UUID(i) for i in unfinished.values_list("event__source_id", flat=True)]
+    old = TelemetryBatch.objects.filter(received_at__lt=cutoff).exclude(id__in=keep)
+    deleted = 0
+    while ids := list(old.values_list("id", flat=True)[:1000]):
+        deleted += TelemetryBatch.objects.filter(id__in=ids).delete()[0]
+    return deleted
 
 
 def accept_request(

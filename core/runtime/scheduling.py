@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from core.models import ClusterHeartbeat, Event, HandledKey, Message, Tenant
@@ -21,6 +22,8 @@ from core.runtime import queue, registry
 
 log = logging.getLogger(__name__)
 PREFIX = "platform:"
+# Sent by the hourly prune with `now`: apps delete what they keep only for a while.
+pruning = Signal()
 SLOT_NAMESPACE = uuid.UUID("6f1c7d0e-3f6b-4c1e-9a57-0c2b8e5d4a10")
 
 
@@ -147,4 +150,5 @@ def prune(*, now: datetime | None = None) -> int:
     HandledKey.objects.filter(created__lt=cutoff).delete()
     ClusterHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
     log.info("pruned %s events older than %s", deleted, cutoff)
+    pruning.send(sender=prune, now=now or timezone.now())
     return deleted

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -17,7 +18,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from core import services
 from core.models import Event, Failure, Message
-from core.runtime import dispatch
+from core.runtime import dispatch, scheduling
 from observability import otlp, traces
 from observability.models import Span, TelemetryBatch, TraceRecord
 
@@ -346,3 +347,28 @@ def test_it_retries_a_batch_whose_span_a_concurrent_batch_stored_first(
 
     assert Span.objects.count() == 1
     assert not Message.objects.filter(worker="TraceIngestionWorker").exclude(state="done").exists()
+
+
+def test_it_prunes_stored_requests_once_ingested_and_old(client, key, settings):
+    settings.OTLP_BATCH_RETENTION_HOURS = 24
+    post(client, key, batch(span("eee19b7ec3c1b174", "old")))
+    post(client, key, batch(span("eee19b7ec3c1b175", "recent")))
+    ingest()
+    old, recent = TelemetryBatch.objects.order_by("received_at")
+    TelemetryBatch.objects.filter(id=old.id).update(
+        received_at=timezone.now() - timedelta(hours=25)
+    )
+
+    scheduling.prune()
+
+    assert list(TelemetryBatch.objects.values_list("id", flat=True)) == [recent.id]
+    assert Span.objects.count() == 2
+
+
+def test_it_keeps_an_old_request_whose_ingestion_is_not_done(client, key):
+    post(client, key, batch(span("eee19b7ec3c1b174", "waiting")))
+    TelemetryBatch.objects.update(received_at=timezone.now() - timedelta(days=3))
+
+    scheduling.prune()
+
+    assert TelemetryBatch.objects.count() == 1
