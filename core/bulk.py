@@ -50,6 +50,28 @@ def insert_new(model: type[models.Model], columns: list[str], rows: Sequence[tup
             cursor.execute(f"INSERT INTO {table} ({names}) {source} ON CONFLICT DO NOTHING", params)
 
 
+def upsert(
+    model: type[models.Model],
+    columns: list[str],
+    rows: Sequence[tuple],
+    *,
+    unique: list[str],
+    update: list[str],
+) -> None:
+    """Insert plain rows, or overwrite the `update` columns of the rows stored under the same
+    `unique` columns: one statement (ON CONFLICT DO UPDATE), without building a model per row
+    (Django's bulk_create binds each value of each row on its way)."""
+    table, names = model._meta.db_table, ", ".join(columns)
+    sets = ", ".join(f"{c} = excluded.{c}" for c in update)
+    for source, params in row_sources(model, columns, rows):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) {source} "
+                f"ON CONFLICT ({', '.join(unique)}) DO UPDATE SET {sets}",
+                params,
+            )
+
+
 def row_sources(model, columns: list[str], rows: Sequence[tuple]):
     """(SQL, params) for the rows of an INSERT ... <source>, in as few statements as the
     database takes: on PostgreSQL one array per column, unnested (a dozen parameters however

@@ -49,7 +49,7 @@ from django.db.models import Case, CharField, Count, F, Value, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from core import events
+from core import bulk, events
 from core.envelope import Envelope
 from observability.models import (
     CorrelatedEvent,
@@ -76,6 +76,7 @@ _SEVERITIES = [  # OTLP SeverityNumber ranges
     (21, 24, "FATAL"),
 ]
 _CONTENT = ["trace", "log_count", "logs", "exemplar_count", "exemplars", "event_count", "events"]
+_JSON = {"trace", "logs", "exemplars", "events"}
 
 
 def correlate(envelopes: list[Envelope]) -> None:
@@ -96,24 +97,23 @@ def _correlate_tenant(envelopes: list[Envelope]) -> None:
     stored = _stored(envelopes[0], trace_ids)
     snapshots = snapshot(tenant_id, trace_ids)
     now = timezone.now()
-    changed = []
-    for trace_id in trace_ids:
-        row = stored.get(trace_id) or TelemetryCorrelation(tenant_id=tenant_id, trace_id=trace_id)
-        content = snapshots[trace_id]
-        if row.pk and {name: getattr(row, name) for name in _CONTENT} == content:
-            continue
-        for name, value in content.items():
-            setattr(row, name, value)
-        row.updated = now
-        changed.append(row)
-    # An upsert rather than bulk_update, whose CASE per row and column grows with the batch.
-    TelemetryCorrelation.objects.bulk_create(
+    changed = [
+        _row(tenant_id, trace_id, content, now)
+        for trace_id, content in snapshots.items()
+        if stored.get(trace_id) != content
+    ]
+    bulk.upsert(
+        TelemetryCorrelation,
+        ["tenant_id", "trace_id", *_CONTENT, "created", "updated"],
         changed,
-        update_conflicts=True,
-        unique_fields=["tenant", "trace_id"],
-        update_fields=[*_CONTENT, "updated"],
-        batch_size=500,
+        unique=["tenant_id", "trace_id"],
+        update=[*_CONTENT, "updated"],
     )
+
+
+def _row(tenant_id, trace_id: str, content: dict, now) -> tuple:
+    values = [json.dumps(content[name]) if name in _JSON else content[name] for name in _CONTENT]
+    return (tenant_id, trace_id, *values, now, now)
 
 
 def trace_ids_of(data) -> list[str]:
@@ -136,20 +136,23 @@ def _record_events(envelopes: list[Envelope]) -> None:
     TelemetryLinked, only ask for a recompute)."""
     catalog = events.catalog()
     links = [
-        CorrelatedEvent(
-            tenant_id=e.tenant_id,
-            trace_id=trace_id,
-            event_id=e.event_id,
-            type=e.type,
-            occurred_at=e.occurred_at,
-            source=e.source[:200],
-            signal=str(e.data.get("signal") or "")[:32],
+        (
+            e.tenant_id,
+            trace_id,
+            e.event_id,
+            e.type,
+            e.occurred_at,
+            e.source[:200],
+            str(e.data.get("signal") or "")[:32],
         )
         for e in envelopes
         if not catalog[e.type].internal
         for trace_id in trace_ids_of(e.data)
     ]
-    CorrelatedEvent.objects.bulk_create(links, ignore_conflicts=True, batch_size=1000)
+    bulk.insert_new(CorrelatedEvent, _LINK_COLUMNS, links)
+
+
+_LINK_COLUMNS = ["tenant_id", "trace_id", "event_id", "type", "occurred_at", "source", "signal"]
 
 
 def _serialise(tenant_id, trace_ids: list[str]) -> None:
@@ -171,12 +174,15 @@ def _lock_key(tenant_id, trace_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _stored(envelope: Envelope, trace_ids: list[str]) -> dict[str, TelemetryCorrelation]:
-    rows = TelemetryCorrelation.objects.filter(tenant_id=envelope.tenant_id, trace_id__in=trace_ids)
+def _stored(envelope: Envelope, trace_ids: list[str]) -> dict[str, dict]:
+    """The content of the snapshots stored for these traces."""
+    rows = TelemetryCorrelation.objects.filter(
+        tenant_id=envelope.tenant_id, trace_id__in=trace_ids
+    ).values("tenant_id", "trace_id", *_CONTENT)
     found = {}
     for row in rows:
-        envelope.ensure_tenant(row.tenant_id)
-        found[row.trace_id] = row
+        envelope.ensure_tenant(row.pop("tenant_id"))
+        found[row.pop("trace_id")] = row
     return found
 
 

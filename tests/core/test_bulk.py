@@ -61,3 +61,17 @@ def test_it_inserts_more_rows_than_one_statement_binds(tenant):
     bulk.insert_new(Event, EVENT_COLUMNS, rows)
 
     assert Event.objects.count() == 1234
+
+
+def test_it_upserts_only_the_columns_it_is_told(tenant):
+    first = row(tenant, "first", {"v": 1})
+    bulk.insert_new(Event, EVENT_COLUMNS, [first])
+    changed = (*first[:5], "second", "source 2", *first[7:10], json.dumps({"v": 2}), "")
+
+    bulk.upsert(
+        Event, EVENT_COLUMNS, [changed, row(tenant, "new", {})], unique=["id"], update=["data"]
+    )
+
+    event = Event.objects.get(id=first[0])
+    assert (event.correlation_id, event.source, event.data) == ("first", "first", {"v": 2})
+    assert Event.objects.count() == 2
