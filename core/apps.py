@@ -7,7 +7,7 @@ class CoreConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
-        from core import telemetry
+        from core import lookups, telemetry  # noqa: F401 - lookups registers field__one_of
         from core.runtime import registry, scheduling
 
         registry.load()

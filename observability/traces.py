@@ -246,7 +246,7 @@ def _not_stored(tenant_id, rows: list[SpanRow]) -> list[SpanRow]:
     if not rows:
         return []
     stored = set(
-        Span.objects.filter(tenant_id=tenant_id, trace_id__in={row.trace_id for row in rows})
+        Span.objects.filter(tenant_id=tenant_id, trace_id__one_of={row.trace_id for row in rows})
         .values_list("trace_id", "span_id")
         .order_by()
     )

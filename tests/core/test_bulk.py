@@ -75,3 +75,14 @@ def test_it_upserts_only_the_columns_it_is_told(tenant):
     event = Event.objects.get(id=first[0])
     assert (event.correlation_id, event.source, event.data) == ("first", "first", {"v": 2})
     assert Event.objects.count() == 2
+
+
+def test_it_finds_rows_among_many_values_bound_as_one(tenant):
+    rows = [row(tenant, text, {}) for text in AWKWARD]
+    bulk.insert_new(Event, EVENT_COLUMNS, rows)
+    wanted = [*AWKWARD[:3], "not there", *(f"filler {n}" for n in range(500))]
+
+    found = Event.objects.filter(correlation_id__one_of=wanted)
+
+    assert sorted(found.values_list("correlation_id", flat=True)) == sorted(AWKWARD[:3])
+    assert not Event.objects.filter(correlation_id__one_of=[]).exists()
