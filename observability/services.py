@@ -73,9 +73,7 @@ def prune_batches(*, now: datetime, **kwargs) -> int:
     (their spans, points and records are stored); those still waiting or dead-lettered stay,
     for the retry or the replay. Connected to core's hourly prune."""
     cutoff = now - timedelta(hours=settings.OTLP_BATCH_RETENTION_HOURS)
-    unfinished = Message.objects.filter(worker=INGESTION_WORKER).exclude(
-        state=Message.State.DONE
-    )
+    unfinished = Message.objects.filter(worker=INGESTION_WORKER).exclude(state=Message.State.DONE)
     keep = [uuid.UUID(i) for i in unfinished.values_list("event__source_id", flat=True)]
     old = TelemetryBatch.objects.filter(received_at__lt=cutoff).exclude(id__in=keep)
     deleted = 0
@@ -104,10 +102,7 @@ def ingest(envelopes: list[Envelope]) -> None:
     MetricAggregationWorker, or into log records."""
     spans: dict = defaultdict(list)
     linked: dict = defaultdict(set)
-    for envelope in envelopes:
-        batch = TelemetryBatch.objects.get(
-            id=envelope.data["batchId"], tenant_id=envelope.tenant_id
-        )
+    for envelope, batch in _batches_of(envelopes):
         if batch.signal == "metrics":
             linked[batch.tenant_id] |= metrics.store(batch.tenant_id, _decode(batch))
         elif batch.signal == "logs":
@@ -119,6 +114,21 @@ def ingest(envelopes: list[Envelope]) -> None:
     core_services.publish_envelopes(
         [_linked(tenant_id, trace_ids) for tenant_id, trace_ids in linked.items() if trace_ids]
     )
+
+
+def _batches_of(envelopes: list[Envelope]) -> list[tuple[Envelope, TelemetryBatch]]:
+    """Each envelope's stored request, in one query, each looked up within its envelope's
+    tenant (a batch of another tenant is not found: the envelope is refused)."""
+    stored = TelemetryBatch.objects.in_bulk([e.data["batchId"] for e in envelopes])
+    found = []
+    for envelope in envelopes:
+        batch = stored.get(uuid.UUID(envelope.data["batchId"]))
+        if batch is None or batch.tenant_id != envelope.tenant_id:
+            raise TelemetryBatch.DoesNotExist(
+                f"no stored request {envelope.data['batchId']} of tenant {envelope.tenant_id}"
+            )
+        found.append((envelope, batch))
+    return found
 
 
 def _linked(tenant_id, trace_ids: set[str]) -> Envelope:

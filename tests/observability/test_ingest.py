@@ -372,3 +372,21 @@ def test_it_keeps_an_old_request_whose_ingestion_is_not_done(client, key):
     scheduling.prune()
 
     assert TelemetryBatch.objects.count() == 1
+
+
+def test_it_dead_letters_a_message_naming_another_tenants_batch(client, key, other_tenant):
+    post(client, key, batch(span("eee19b7ec3c1b174", "mine")))
+    stored = TelemetryBatch.objects.get()
+    Message.objects.update(state="done")
+    services.send(
+        tenant=other_tenant,
+        worker="TraceIngestionWorker",
+        type="TelemetryBatchReceived",
+        data={"batchId": str(stored.id), "signal": "traces", "items": 1},
+    )
+
+    ingest()
+
+    dead = Message.objects.get(tenant=other_tenant)
+    assert dead.state == "dead" and "no stored request" in dead.last_error
+    assert not Span.objects.exists()
