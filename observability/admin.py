@@ -21,12 +21,21 @@ from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import Length
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from core.admin import ReadOnlyMixin, pretty_json
+from observability import selectors
 from observability.aggregation import WINDOWS
-from observability.models import MetricPoint, MetricSeries, Span, TelemetryBatch, TraceRecord
+from observability.models import (
+    MetricPoint,
+    MetricSeries,
+    Span,
+    TelemetryBatch,
+    TelemetryCorrelation,
+    TraceRecord,
+)
 
 MAX_SPANS = 2000  # spans drawn on one trace's page; the rest are counted, not drawn
 CHART_WIDTH = 720  # px of the time axis
@@ -336,7 +345,11 @@ class TraceRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         record = self.get_object(request, unquote(object_id))
         if record is not None and self.has_view_permission(request, record):
-            extra_context = {**(extra_context or {}), "waterfall": waterfall_context(record)}
+            extra_context = {
+                **(extra_context or {}),
+                "waterfall": waterfall_context(record),
+                "correlation": correlation_context(record),
+            }
         return super().change_view(request, object_id, form_url, extra_context)
 
 
@@ -426,6 +439,145 @@ class TelemetryBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="payload size", ordering="payload_bytes")
     def size(self, batch: TelemetryBatch) -> str:
         return f"{batch.payload_bytes:,} bytes"
+
+
+# A trace's correlated telemetry: TelemetryCorrelationWorker's snapshot of the trace (its log
+# records, the metric exemplars pointing at it, the platform events that named it), shown below
+# the spans on the trace's page, and the snapshots themselves as a read-only list.
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LOG_BODY_CHARS = 1000  # a structured body, which the worker does not clip, as compact JSON
+SEVERITY_ORDER = ["FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE", "UNSPECIFIED"]
+ERROR_SEVERITY = 17  # OTLP SeverityNumber: ERROR and FATAL from here on
+
+
+def format_moment(moment: datetime | None) -> str:
+    """An aware datetime as format_time shows a span's time, "-" for none."""
+    if moment is None:
+        return "-"
+    return format_time((moment - EPOCH) // timedelta(microseconds=1) * 1000)
+
+
+def shown_of(shown: int, total: int) -> str:
+    """A section's count: "3 of 12 shown" when the snapshot keeps only the newest."""
+    return f"{shown:,} of {total:,} shown" if shown < total else f"{total:,}"
+
+
+def correlated_log(entry: dict) -> dict:
+    body = entry.get("body")
+    number = entry.get("severityNumber") or 0
+    return {
+        "time": format_time(entry["timeUnixNano"]) if entry.get("timeUnixNano") else "-",
+        "severity": entry.get("severityText") or entry.get("severity", ""),
+        "is_error": number >= ERROR_SEVERITY,
+        "service": entry.get("service", ""),
+        "span_id": entry.get("spanId", ""),
+        # OTLP bodies are any value: a string is shown as sent, anything else as JSON.
+        "body": body if isinstance(body, str) else compact_json(body, LOG_BODY_CHARS),
+    }
+
+
+def correlated_exemplar(entry: dict) -> dict:
+    return {
+        "metric": entry.get("metric", ""),
+        "value": format_value(entry.get("value")),
+        "unit": entry.get("unit", ""),
+        "span_id": entry.get("spanId", ""),
+        "time": format_time(entry["timeUnixNano"]) if entry.get("timeUnixNano") else "-",
+    }
+
+
+def correlated_event(entry: dict) -> dict:
+    # occurredAt is stored as ISO text (the snapshot is JSON).
+    occurred = parse_datetime(entry.get("occurredAt") or "")
+    return {
+        "type": entry.get("type", ""),
+        "time": format_moment(occurred),
+        "source": entry.get("source", ""),
+        "signal": entry.get("signal", ""),
+        "event_id": entry.get("eventId", ""),
+    }
+
+
+def severity_counts(by_severity: dict[str, int]) -> str:
+    """The count of records per severity, the most severe first: "ERROR 1, INFO 2"."""
+    ranked = sorted(
+        by_severity.items(),
+        key=lambda item: SEVERITY_ORDER.index(item[0]) if item[0] in SEVERITY_ORDER else 99,
+    )
+    return ", ".join(f"{name} {count:,}" for name, count in ranked)
+
+
+def correlation_context(record: TraceRecord) -> dict:
+    """What the trace page shows of the trace's correlation, read as the API reads it (by the
+    record's tenant and trace id); {"correlated": False} until the worker has correlated it."""
+    found = selectors.correlation_of(record)
+    if found is None:
+        return {"correlated": False}
+    logs = found.logs.get("latest", [])
+    return {
+        "correlated": True,
+        "pk": found.pk,
+        "updated": format_moment(found.updated),
+        "logs": [correlated_log(entry) for entry in logs],
+        "log_count": shown_of(len(logs), found.log_count),
+        "by_severity": severity_counts(found.logs.get("bySeverity", {})),
+        "exemplars": [correlated_exemplar(entry) for entry in found.exemplars],
+        "exemplar_count": shown_of(len(found.exemplars), found.exemplar_count),
+        "events": [correlated_event(entry) for entry in found.events],
+        "event_count": shown_of(len(found.events), found.event_count),
+    }
+
+
+@admin.register(TelemetryCorrelation)
+class TelemetryCorrelationAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["trace_link", "tenant", "log_count", "exemplar_count", "event_count", "updated"]
+    # The trace id links to the trace's page (which shows the snapshot as an operator reads it),
+    # so the snapshot's own page (its JSON as stored) is linked from its time: one link a cell.
+    list_display_links = ["updated"]
+    list_filter = ["tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["=trace_id"]
+    ordering = ["-updated"]
+    show_full_result_count = False
+    fields = [
+        "trace_link", "tenant", "log_count", "exemplar_count", "event_count", "created",
+        "updated", "trace_json", "logs_json", "exemplars_json", "events_json",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        # The record of the same tenant: another tenant may have a trace with the same id.
+        record = TraceRecord.objects.filter(
+            tenant=OuterRef("tenant"), trace_id=OuterRef("trace_id")
+        ).values("pk")[:1]
+        found = super().get_queryset(request).annotate(record_pk=Subquery(record))
+        # The snapshot's JSON (up to 20 log bodies, 50 exemplars and 50 events a row) stays in
+        # the database for the list, which shows counts; a snapshot's page loads it as it shows it.
+        return found.defer("trace", "logs", "exemplars", "events")
+
+    @admin.display(description="trace id", ordering="trace_id")
+    def trace_link(self, row: TelemetryCorrelation) -> str:
+        if row.record_pk is None:  # events or exemplars named a trace not ingested (yet)
+            return row.trace_id
+        url = reverse("admin:observability_tracerecord_change", args=[row.record_pk])
+        return format_html('<a href="{}">{}</a>', url, row.trace_id)
+
+    @admin.display(description="trace summary")
+    def trace_json(self, row: TelemetryCorrelation) -> str:
+        return pretty_json(row.trace)
+
+    @admin.display(description="logs")
+    def logs_json(self, row: TelemetryCorrelation) -> str:
+        return pretty_json(row.logs)
+
+    @admin.display(description="exemplars")
+    def exemplars_json(self, row: TelemetryCorrelation) -> str:
+        return pretty_json(row.exemplars)
+
+    @admin.display(description="events")
+    def events_json(self, row: TelemetryCorrelation) -> str:
+        return pretty_json(row.events)
 
 
 # Metric series: a list of rolled-up windows, and a page per window with a chart of the same

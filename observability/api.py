@@ -203,15 +203,32 @@ class TraceListView(APIView):
         return pager.get_paginated_response(TraceOutput(page, many=True).data)
 
 
+class CorrelationOutput(serializers.Serializer):
+    """A TelemetryCorrelation as its snapshot holds it (observability.correlation): the logs,
+    exemplars and events are passed on in the worker's shapes, newest first. The snapshot's
+    trace summary is left out: the response around it is the TraceRecord itself."""
+
+    logCount = serializers.IntegerField(source="log_count")
+    logs = serializers.DictField()  # {"bySeverity": {...}, "latest": [...]}
+    exemplarCount = serializers.IntegerField(source="exemplar_count")
+    exemplars = serializers.ListField()
+    eventCount = serializers.IntegerField(source="event_count")
+    events = serializers.ListField()
+    updated = serializers.DateTimeField()
+
+
 class TraceDetailView(APIView):
-    """GET /api/traces/<traceId>: the TraceRecord with its spans."""
+    """GET /api/traces/<traceId>: the TraceRecord with its spans and its correlation (null
+    until TelemetryCorrelationWorker has correlated the trace)."""
 
     def get(self, request, trace_id: str):
         record = selectors.trace(tenant=request.user.tenant, trace_id=trace_id)
         if record is None:
             raise exceptions.NotFound(f"No trace {trace_id} for this tenant (yet).")
         spans = SpanOutput(selectors.spans_of(record), many=True).data
-        return Response({**TraceOutput(record).data, "spans": spans})
+        found = selectors.correlation_of(record)
+        correlation = CorrelationOutput(found).data if found is not None else None
+        return Response({**TraceOutput(record).data, "spans": spans, "correlation": correlation})
 
 
 class SeriesOutput(serializers.ModelSerializer):

@@ -60,8 +60,8 @@ def _check_backlog() -> None:
         return
     # Counted in the database (a COUNT over a LIMIT, on the pending messages' partial index),
     # not by fetching up to ceiling + 1 ids into every request.
-    waiting = Message.objects.filter(
-        worker="TraceIngestionWorker", state=Message.State.PENDING
-    )[: ceiling + 1].count()
+    waiting = Message.objects.filter(worker="TraceIngestionWorker", state=Message.State.PENDING)[
+        : ceiling + 1
+    ].count()
     if waiting > ceiling:
         raise Refused(503, f"Ingestion is {ceiling}+ batches behind; retry later.", retry_after=5)

@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from core.models import Tenant
-from observability.models import MetricSeries, Span, TraceRecord
+from observability.models import MetricSeries, Span, TelemetryCorrelation, TraceRecord
 
 
 def traces(
@@ -33,6 +33,15 @@ def spans_of(record: TraceRecord) -> QuerySet[Span]:
     return Span.objects.filter(tenant_id=record.tenant_id, trace_id=record.trace_id).order_by(
         "start_ns", "span_id"
     )
+
+
+def correlation_of(record: TraceRecord) -> TelemetryCorrelation | None:
+    """The trace's TelemetryCorrelation snapshot, None until TelemetryCorrelationWorker has
+    correlated it. By the record's tenant as well as its trace id: another tenant may have a
+    trace with the same id, and its snapshot is not this one's."""
+    return TelemetryCorrelation.objects.filter(
+        tenant_id=record.tenant_id, trace_id=record.trace_id
+    ).first()
 
 
 def metric_series(

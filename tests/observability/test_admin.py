@@ -11,11 +11,13 @@ import pytest
 from django.urls import reverse
 
 from core import services
-from core.models import Message
+from core.models import Event, Message
 from core.runtime import dispatch
 from observability import admin as observability_admin
 from observability import otlp, traces
 from observability.admin import (
+    format_moment,
+    format_time,
     main_figure,
     ns_to_datetime,
     series_chart,
@@ -24,7 +26,14 @@ from observability.admin import (
     value_range,
     waterfall,
 )
-from observability.models import MetricPoint, MetricSeries, Span, TelemetryBatch, TraceRecord
+from observability.models import (
+    MetricPoint,
+    MetricSeries,
+    Span,
+    TelemetryBatch,
+    TelemetryCorrelation,
+    TraceRecord,
+)
 from tests.observability.test_metric_aggregation import T0 as AGGREGATION_T0
 from tests.observability.test_metric_aggregation import add, at, histogram, run
 
@@ -793,3 +802,258 @@ def test_it_escapes_metric_names_units_and_attributes(admin_client, tenant):
     assert "&lt;img src=x onerror=alert(2)&gt;" in page
     assert 'aria-label="&lt;script&gt;alert(1)&lt;/script&gt;: mean' in page
     assert "mean 5 &lt;b&gt;u&lt;/b&gt;" in tooltips(page)[0]
+
+
+# A trace's correlated telemetry: logs, metrics and traces sent as an exporter sends them, stored
+# by ingestion and stitched to the trace by TelemetryCorrelationWorker, as in production.
+
+
+def send_signal(client, tenant, signal: str, body: dict) -> None:
+    key = services.issue_api_key(tenant=tenant)
+    response = client.post(
+        f"/v1/{signal}",
+        data=json.dumps(body),
+        content_type=otlp.JSON,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200 and response.json() == {}, response.content
+    drain("TraceIngestionWorker")
+
+
+def send_logs(client, tenant, *records: dict, service="checkout") -> None:
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
+    resource_logs = {"resource": resource, "scopeLogs": [{"logRecords": list(records)}]}
+    send_signal(client, tenant, "logs", {"resourceLogs": [resource_logs]})
+
+
+def otlp_log(body, *, severity=9, text="INFO", offset_ms=0, span_id=CHILD_A) -> dict:
+    return {
+        "timeUnixNano": str(T0 + offset_ms * MS),
+        "severityNumber": severity,
+        "severityText": text,
+        "body": body if isinstance(body, dict) else {"stringValue": body},
+        "traceId": TRACE,
+        "spanId": span_id,
+    }
+
+
+def send_exemplar(client, tenant, metric: str, value: float, *, span_id=CHILD_A) -> None:
+    exemplar = {"timeUnixNano": str(T0), "asDouble": value, "traceId": TRACE, "spanId": span_id}
+    point = {"timeUnixNano": str(T0 + MS), "asDouble": value, "exemplars": [exemplar]}
+    gauge = {"name": metric, "unit": "ms", "gauge": {"dataPoints": [point]}}
+    resource_metrics = {"scopeMetrics": [{"metrics": [gauge]}]}
+    send_signal(client, tenant, "metrics", {"resourceMetrics": [resource_metrics]})
+
+
+def drain(worker: str) -> None:
+    while Message.objects.filter(worker=worker, state="pending").exists():
+        dispatch.drain(worker)
+
+
+def correlate() -> None:
+    drain("TelemetryCorrelationWorker")
+
+
+def section(page: str, anchor: str) -> str:
+    """The part of the trace page from `id="anchor"` to the next section or the end."""
+    start = page.index(f'id="{anchor}"')
+    ends = [
+        page.find(f'id="{a}"', start + 1) for a in ("correlated-exemplars", "correlated-events")
+    ]
+    return page[start : min([e for e in ends if e > start] or [len(page)])]
+
+
+@pytest.fixture
+def correlated(client, tenant):
+    """A trace of two spans (one failed) with two log records and an exemplar, correlated."""
+    send(
+        client,
+        tenant,
+        otlp_span(ROOT, "GET /cart", end_ms=100),
+        otlp_span(CHILD_A, "charge card", parent=ROOT, start_ms=10, end_ms=30, error=True),
+    )
+    send_logs(
+        client,
+        tenant,
+        otlp_log("cart loaded", offset_ms=1, span_id=ROOT),
+        otlp_log("card declined", severity=17, text="ERROR", offset_ms=2),
+    )
+    send_exemplar(client, tenant, "http.server.request.duration", 42.5)
+    correlate()
+    return TelemetryCorrelation.objects.get(tenant=tenant, trace_id=TRACE)
+
+
+def test_it_shows_the_correlated_telemetry_below_the_spans(admin_client, tenant, correlated):
+    page = trace_page(admin_client, TraceRecord.objects.get(tenant=tenant))
+
+    assert page.index('id="waterfall"') < page.index('id="spans"') < page.index('id="correlation"')
+    assert f"Last correlated {format_moment(correlated.updated)}" in page
+    snapshot = reverse("admin:observability_telemetrycorrelation_change", args=[correlated.pk])
+    assert f'<a href="{snapshot}">snapshot</a>' in page
+
+
+def test_it_shows_the_log_records_of_the_trace_newest_first(admin_client, tenant, correlated):
+    page = trace_page(admin_client, TraceRecord.objects.get(tenant=tenant))
+
+    logs = section(page, "correlated-logs")
+    assert "Log records (2)</h3>" in logs and "By severity: ERROR 1, INFO 1" in logs
+    assert logs.index("card declined") < logs.index("cart loaded")
+    assert '<td class="wf-severity">ERROR</td>' in logs and CHILD_A in logs and ROOT in logs
+    assert format_time(T0 + 2 * MS) in logs
+    assert logs.count("wf-row-error") == 1  # the ERROR record, not the INFO one
+
+
+def test_it_shows_the_metric_exemplars_pointing_at_the_trace(admin_client, tenant, correlated):
+    page = trace_page(admin_client, TraceRecord.objects.get(tenant=tenant))
+
+    exemplars = section(page, "correlated-exemplars")
+    assert "Metric exemplars (1)</h3>" in exemplars
+    assert "http.server.request.duration" in exemplars
+    assert '<td class="wf-num">42.5</td>' in exemplars and "<td>ms</td>" in exemplars
+    assert CHILD_A in exemplars and format_time(T0) in exemplars
+
+
+def test_it_shows_the_platform_events_that_named_the_trace(admin_client, tenant, correlated):
+    named = Event.objects.filter(tenant=tenant, data__traceId=TRACE)
+
+    page = trace_page(admin_client, TraceRecord.objects.get(tenant=tenant))
+
+    events = section(page, "correlated-events")
+    assert "Platform events (2)</h3>" in events
+    assert "TraceRecorded" in events and "RuntimeSignalDetected" in events
+    assert "<td>TraceIngestionWorker</td>" in events and "<td>error</td>" in events
+    assert all(str(event.id) in events for event in named)
+    assert all(format_moment(event.occurred_at) in events for event in named)
+
+
+def test_it_says_how_many_of_the_trace_log_records_the_snapshot_holds(admin_client, client, tenant):
+    send(client, tenant, otlp_span(ROOT, "GET /cart", end_ms=100))
+    send_logs(client, tenant, *(otlp_log(f"line {n}", offset_ms=n) for n in range(25)))
+    correlate()
+
+    page = trace_page(admin_client, TraceRecord.objects.get(tenant=tenant))
+
+    logs = section(page, "correlated-logs")
+    assert "Log records (20 of 25 shown)</h3>" in logs
+    assert "line 24" in logs and "line 4" not in logs  # the newest 20
+    assert (
+        "Metric exemplars (0)</h3>" in page and "No metric exemplar points at this trace." in page
+    )
+
+
+def test_it_says_when_a_trace_is_not_correlated_yet(admin_client, tenant):
+    page = trace_page(admin_client, store(tenant, *family()))
+
+    assert 'id="correlation"' in page
+    assert "Not correlated yet" in page and "Log records" not in page
+
+
+def test_it_keeps_another_tenants_correlation_off_the_trace_page(
+    admin_client, client, tenant, other_tenant
+):
+    send(client, other_tenant, otlp_span(ROOT, "GET /cart", end_ms=100))
+    send_logs(client, other_tenant, otlp_log("globex secret"))
+    correlate()
+    ours = store(tenant, *family())  # the same trace id, never correlated
+
+    page = trace_page(admin_client, ours)
+
+    assert "Not correlated yet" in page and "globex secret" not in page
+
+
+def test_it_escapes_correlated_log_bodies_and_services(admin_client, client, tenant):
+    send(client, tenant, otlp_span(ROOT, "GET /cart", end_ms=100))
+    structured = {
+        "kvlistValue": {
+            "values": [{"key": "html", "value": {"stringValue": "<img src=x onerror=alert(2)>"}}]
+        }
+    }
+    send_logs(
+        client,
+        tenant,
+        otlp_log("<script>alert(1)</script>", offset_ms=1),
+        otlp_log(structured, offset_ms=2),
+        service="<b>svc</b>",
+    )
+    correlate()
+
+    page = trace_page(admin_client, TraceRecord.objects.get(tenant=tenant))
+
+    logs = section(page, "correlated-logs")
+    assert "<script>alert(1)" not in page and "<img src=x" not in page and "<b>svc" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in logs
+    assert "&lt;img src=x onerror=alert(2)&gt;" in logs
+    assert "&lt;b&gt;svc&lt;/b&gt;" in logs
+
+
+# The correlations themselves.
+
+
+def correlation_list(admin_client, **params) -> list[TelemetryCorrelation]:
+    url = reverse("admin:observability_telemetrycorrelation_changelist")
+    return list(admin_client.get(url, params).context["cl"].result_list)
+
+
+def test_it_lists_correlations_with_their_counts_and_a_link_to_the_trace(
+    admin_client, tenant, correlated
+):
+    services.publish(tenant=tenant, type="FeedbackItemCreated", data={"traceId": "9" * 32})
+    correlate()  # a trace named by feedback, with no span stored
+
+    page = admin_client.get(reverse("admin:observability_telemetrycorrelation_changelist"))
+
+    html = page.content.decode()
+    record = TraceRecord.objects.get(tenant=tenant, trace_id=TRACE)
+    link = reverse("admin:observability_tracerecord_change", args=[record.pk])
+    assert f'<a href="{link}">{TRACE}</a>' in html and "</a></a>" not in html
+    assert "9" * 32 in html and "tracerecord/None" not in html
+    snapshot = reverse("admin:observability_telemetrycorrelation_change", args=[correlated.pk])
+    assert f'<a href="{snapshot}">' in html
+    assert '<td class="field-log_count">2</td>' in html
+    assert '<td class="field-exemplar_count">1</td>' in html
+    assert '<td class="field-event_count">2</td>' in html
+    assert [r.trace_id for r in page.context["cl"].result_list] == ["9" * 32, TRACE]
+
+
+def test_it_filters_correlations_by_tenant_and_finds_them_by_exact_trace_id(
+    admin_client, tenant, other_tenant, correlated
+):
+    services.publish(tenant=other_tenant, type="FeedbackItemCreated", data={"traceId": TRACE})
+    services.publish(tenant=tenant, type="FeedbackItemCreated", data={"traceId": "9" * 32})
+    correlate()
+
+    by_tenant = correlation_list(admin_client, tenant__id__exact=str(other_tenant.pk))
+    by_id = correlation_list(admin_client, q=TRACE)
+    by_part = correlation_list(admin_client, q=TRACE[:8])
+
+    assert [(r.tenant_id, r.trace_id) for r in by_tenant] == [(other_tenant.pk, TRACE)]
+    assert sorted(r.tenant_id for r in by_id) == sorted([tenant.pk, other_tenant.pk])
+    assert by_part == []
+
+
+def test_it_shows_a_correlation_read_only(admin_client, correlated):
+    url = reverse("admin:observability_telemetrycorrelation_change", args=[correlated.pk])
+    delete = reverse("admin:observability_telemetrycorrelation_delete", args=[correlated.pk])
+
+    page = admin_client.get(url)
+
+    assert page.status_code == 200
+    assert "card declined" in page.content.decode() and 'name="_save"' not in page.content.decode()
+    add = reverse("admin:observability_telemetrycorrelation_add")
+    assert admin_client.get(add).status_code == 403
+    assert admin_client.get(delete).status_code == 403
+
+
+def test_it_refuses_correlations_to_anyone_but_staff(client, correlated, django_user_model):
+    urls = [
+        reverse("admin:observability_telemetrycorrelation_changelist"),
+        reverse("admin:observability_telemetrycorrelation_change", args=[correlated.pk]),
+    ]
+    anonymous = [client.get(url) for url in urls]
+    client.force_login(django_user_model.objects.create_user("viewer", password="pw-12345678"))
+    not_staff = [client.get(url) for url in urls]
+
+    for response in anonymous + not_staff:
+        assert response.status_code == 302
+        assert response.url.startswith(reverse("admin:login"))
+        assert "card declined" not in response.content.decode()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import datetime
 
 import pytest
 
 from core import services
+from core.models import Event, Message
+from core.runtime import dispatch
 from observability import traces
+from observability.models import TelemetryCorrelation
 
 pytestmark = pytest.mark.django_db
 NOW_NS = time.time_ns()
@@ -128,3 +133,149 @@ def test_it_says_when_a_trace_is_not_there(client, key):
 
 def test_it_needs_a_key(client):
     assert client.get("/api/traces").status_code == 401
+
+
+# The trace's correlation: what TelemetryCorrelationWorker stitched to it, from telemetry sent as
+# an exporter sends it (OTLP JSON) and ingested and correlated by the workers.
+
+ROOT, CHILD = "e" * 16, "f" * 16
+
+
+def otlp_span(span_id: str, name: str, *, parent: str = "", error: bool = False) -> dict:
+    return {
+        "traceId": A,
+        "spanId": span_id,
+        "parentSpanId": parent,
+        "name": name,
+        "kind": 2,
+        "startTimeUnixNano": str(NOW_NS),
+        "endTimeUnixNano": str(NOW_NS + 5_000_000),
+        "status": {"code": 2, "message": "boom"} if error else {"code": 1},
+    }
+
+
+def otlp_log(offset_ns: int, severity: int, text: str, body: str) -> dict:
+    return {
+        "timeUnixNano": str(NOW_NS + offset_ns),
+        "severityNumber": severity,
+        "severityText": text,
+        "body": {"stringValue": body},
+        "traceId": A,
+        "spanId": CHILD,
+    }
+
+
+def otlp_gauge(name: str, value: float) -> dict:
+    exemplar = {"timeUnixNano": str(NOW_NS), "asDouble": value, "traceId": A, "spanId": CHILD}
+    point = {"timeUnixNano": str(NOW_NS + 1000), "asDouble": value, "exemplars": [exemplar]}
+    return {"name": name, "unit": "ms", "gauge": {"dataPoints": [point]}}
+
+
+def send(client, key, signal: str, body: dict) -> None:
+    """POST /v1/<signal> and let TraceIngestionWorker (every signal's ingestion) store it."""
+    response = client.post(
+        f"/v1/{signal}",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200 and response.json() == {}, response.content
+    drain("TraceIngestionWorker")
+
+
+CHECKOUT = {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]}
+
+
+def send_trace(client, key, *spans: dict) -> None:
+    resource_spans = {"resource": CHECKOUT, "scopeSpans": [{"spans": list(spans)}]}
+    send(client, key, "traces", {"resourceSpans": [resource_spans]})
+
+
+def send_logs(client, key, *records: dict) -> None:
+    resource_logs = {"resource": CHECKOUT, "scopeLogs": [{"logRecords": list(records)}]}
+    send(client, key, "logs", {"resourceLogs": [resource_logs]})
+
+
+def send_metrics(client, key, *metrics: dict) -> None:
+    resource_metrics = {"resource": CHECKOUT, "scopeMetrics": [{"metrics": list(metrics)}]}
+    send(client, key, "metrics", {"resourceMetrics": [resource_metrics]})
+
+
+def drain(worker: str) -> None:
+    while Message.objects.filter(worker=worker, state="pending").exists():
+        dispatch.drain(worker)
+
+
+def correlate() -> None:
+    drain("TelemetryCorrelationWorker")
+
+
+def test_it_returns_the_logs_exemplars_and_events_correlated_with_a_trace(client, key, tenant):
+    send_trace(
+        client,
+        key,
+        otlp_span(ROOT, "GET /cart"),
+        otlp_span(CHILD, "charge", parent=ROOT, error=True),
+    )
+    send_logs(
+        client,
+        key,
+        otlp_log(1000, 9, "INFO", "cart loaded"),
+        otlp_log(2000, 17, "ERROR", "card declined"),
+    )
+    send_metrics(client, key, otlp_gauge("queue.depth", 12.5))
+    correlate()
+
+    correlation = get(client, key, f"/api/traces/{A}").json()["correlation"]
+
+    counts = [correlation[name] for name in ("logCount", "exemplarCount", "eventCount")]
+    assert counts == [2, 1, 2]
+    assert correlation["logs"]["bySeverity"] == {"INFO": 1, "ERROR": 1}
+    latest = correlation["logs"]["latest"]
+    assert [(r["severity"], r["body"], r["spanId"]) for r in latest] == [
+        ("ERROR", "card declined", CHILD),
+        ("INFO", "cart loaded", CHILD),
+    ]
+    [exemplar] = correlation["exemplars"]
+    assert [exemplar[name] for name in ("metric", "value", "unit", "spanId")] == [
+        "queue.depth",
+        12.5,
+        "ms",
+        CHILD,
+    ]
+    types = {e["type"] for e in correlation["events"]}
+    assert types == {"TraceRecorded", "RuntimeSignalDetected"}
+    stored = TelemetryCorrelation.objects.get(tenant=tenant, trace_id=A)
+    assert datetime.fromisoformat(correlation["updated"]) == stored.updated
+
+
+def test_it_returns_a_null_correlation_until_the_worker_has_correlated_the_trace(client, key):
+    send_trace(client, key, otlp_span(ROOT, "GET /cart"))
+
+    before = get(client, key, f"/api/traces/{A}").json()
+    correlate()
+    after = get(client, key, f"/api/traces/{A}").json()
+
+    assert before["correlation"] is None and before["spanCount"] == 1
+    assert after["correlation"]["eventCount"] == 1  # its TraceRecorded
+
+
+def test_it_never_returns_another_tenants_correlation_of_the_same_trace_id(
+    client, key, tenant, other_tenant
+):
+    theirs = services.issue_api_key(tenant=other_tenant)
+    send_trace(client, theirs, otlp_span(ROOT, "their root"))
+    send_logs(client, theirs, otlp_log(1000, 17, "ERROR", "their secret"))
+    correlate()
+    store(tenant, A, (ROOT, "", "GET /cart", "checkout", False))  # stored, never correlated
+
+    unrelated = get(client, key, f"/api/traces/{A}").json()
+    send_trace(client, key, otlp_span(CHILD, "charge", parent=ROOT))
+    correlate()
+    ours = get(client, key, f"/api/traces/{A}").json()
+
+    assert unrelated["correlation"] is None
+    assert (ours["correlation"]["logCount"], ours["correlation"]["logs"]["latest"]) == (0, [])
+    mine = Event.objects.filter(tenant=tenant, data__traceId=A).values_list("id", flat=True)
+    assert {e["eventId"] for e in ours["correlation"]["events"]} == {str(i) for i in mine}
+    assert "their secret" not in json.dumps(ours)
