@@ -27,6 +27,7 @@ test: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/ingest.py
+	$(PY) bench/metrics.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

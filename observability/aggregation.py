@@ -28,18 +28,35 @@ the same rows with the same ids; only `computed_at` moves. Per series kind:
       single-writer violation), which notes["overlaps"] counts rather than double-count.
   Any other point contributes value - previous value (negative only for non-monotonic sums).
 - Histogram (explicit bounds): bucket counts, count and sum merged over the window's points
-  (cumulative points turned into deltas by the same rules, using count as the value); only
+  (cumulative points turned into deltas by the same rules, using count as the value; a
+  bucket count that dropped under the same start and bounds is a reset too); only
   points whose bounds equal the newest point's bounds merge into `buckets`, the others still
   count in count and sum and are counted in notes["boundsChanged"]. min and max are the
   points' own for delta points and first points of runs; for later cumulative points only a
   min or max that changed since the previous point is known to fall in the window.
-  p50/p95/p99 are estimated from the merged buckets (see `percentile`).
+  p50/p95/p99 are estimated from the merged buckets by linear interpolation: bucket i holds
+  the observations in (bounds[i-1], bounds[i]], the first open below, the last open above.
+  The rank is q * total count; the estimate is in the first non-empty bucket whose count
+  reaches the rank, entered at its lower edge and left at its upper edge, the rank's share of
+  the bucket's count along the way: lower + (upper - lower) * (rank - before) / count. Edges
+  are clamped to the window's min and max when known; an open first bucket without a min
+  starts at 0 (or at its upper bound if that is negative), an open last bucket without a max
+  ends where it starts. None for an empty histogram.
 - Exponential histogram: count, sum, min and max only (no buckets, no percentiles).
 - Summary: count and sum as increases (summaries carry no temporality: treated as
   cumulative, which also handles delta-like points, whose start is the previous time); the
   newest point's quantiles in `buckets`, and p50/p95/p99 where it has exactly those.
 - Exemplars of every kind: up to MAX_EXEMPLARS per series window, newest first, as stored
   (trace ids kept).
+
+The database does the arithmetic: one statement per window reads its points (and each
+cumulative series' point before it), turns them into increases with LAG, groups them per
+series, merges buckets, estimates percentiles, keeps exemplars and upserts the rows. It never
+runs in parallel, and each series' floats are added in one order (time order for cumulative
+sums and distributions, the points' stored order for gauges and delta sums), so re-running a
+window over the same points gives the same floats. A series whose points changed kind within
+a window is reported as one of them, distributions first, then cumulative sums, delta sums
+and gauges.
 
 Late points: a window is computed again when one of its points was received
 (MetricPoint.received_at) after the window's computed_at, less SETTLE: a point stamped just
@@ -53,24 +70,21 @@ re-aggregated.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
-from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 from django.db import connection, transaction
 from django.db.models import (
-    Avg,
     BigIntegerField,
-    Count,
     ExpressionWrapper,
     F,
     Max,
-    Min,
     OuterRef,
-    Q,
     Subquery,
-    Sum,
 )
 from django.utils import timezone
 
@@ -99,18 +113,59 @@ def to_ns(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1) * 1000
 
 
+@dataclass(frozen=True)
+class Computed:
+    """What one window's computation wrote, for its MetricAggregated event."""
+
+    series: int
+    points: int
+    metrics: list[str]
+    computation: str  # a digest of the rows' values: the same rows give the same event id
+
+
 @transaction.atomic
 def aggregate(envelope: Envelope) -> None:
     """The handler: compute the slot's window and the earlier ones that received points."""
     window, start = _slot(envelope.data)
     now = timezone.now()
     events = []
-    for window_start in sorted({*late_windows(envelope.tenant_id, window, start), start}):
-        series = aggregate_window(envelope.tenant_id, window, window_start, now=now)
-        if series:
-            events.append(_event(envelope, window, window_start, series))
+    with _statement_settings():
+        for window_start in sorted({*late_windows(envelope.tenant_id, window, start), start}):
+            computed = aggregate_window(envelope.tenant_id, window, window_start, now=now)
+            if computed:
+                events.append(_event(envelope, window, window_start, computed))
     if events:
         publish_envelopes(events)
+
+
+# PostgreSQL settings while the handler runs, local to its transaction and put back after. JIT
+# would compile each window's statement, which takes seconds (its estimates of JSON rows are
+# rough, so its cost looks huge) to save nothing on thousands of rows; and a window's points
+# sorted in memory need more than the default 4MB (about 250 bytes a point).
+STATEMENT_SETTINGS = {"jit": "off", "work_mem": "64MB"}
+
+
+@contextmanager
+def _statement_settings() -> Iterator[None]:
+    if connection.vendor != "postgresql":
+        yield
+        return
+    names = list(STATEMENT_SETTINGS)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join("current_setting(%s)" for _ in names), names)
+        previous = cursor.fetchone()
+        _set(cursor, dict(zip(names, STATEMENT_SETTINGS.values(), strict=True)))
+    yield
+    # Not in a finally: after an error the transaction rolls back, and the settings with it.
+    with connection.cursor() as cursor:
+        _set(cursor, dict(zip(names, previous, strict=True)))
+
+
+def _set(cursor, settings: dict[str, str]) -> None:
+    cursor.execute(
+        "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
+        [x for pair in settings.items() for x in pair],
+    )
 
 
 def _slot(data: dict) -> tuple[str, datetime]:
@@ -191,177 +246,40 @@ def late_windows(tenant_id, window: str, start: datetime) -> set[datetime]:
 # One window
 
 
-def aggregate_window(tenant_id, window: str, start: datetime, *, now: datetime) -> list[dict]:
-    """Compute and store one window's series; returns their values, by series_key."""
+def aggregate_window(tenant_id, window: str, start: datetime, *, now: datetime) -> Computed | None:
+    """Compute and store one window's series in one statement; None when it has no points."""
     end = start + WINDOWS[window]
-    lo, hi = to_ns(start), to_ns(end)
-    series: dict[str, dict] = {}
-    newest: dict[str, int] = {}
-    _gauges_and_delta_sums(tenant_id, lo, hi, series, newest)
-    _cumulative_sums(tenant_id, lo, hi, series, newest)
-    _distributions(tenant_id, lo, hi, series, newest)
+    ops = connection.ops
+    params = {
+        "tenant": _tenant_param(tenant_id),
+        "lo": to_ns(start),
+        "hi": to_ns(end),
+        "window": window,
+        "start": ops.adapt_datetimefield_value(start),
+        "end": ops.adapt_datetimefield_value(end),
+        "now": ops.adapt_datetimefield_value(now),
+    }
     stored = MetricSeries.objects.filter(tenant_id=tenant_id, window=window, window_start=start)
-    if not series:
-        stored.delete()
-        return []
-    _identities(newest, series)
-    _exemplars(tenant_id, lo, hi, series)
-    rows = []
-    for key in sorted(series):
-        values = {**_EMPTY, **series[key], "window_end": end}
-        rows.append(
-            MetricSeries(
-                tenant_id=tenant_id,
-                series_key=key,
-                window=window,
-                window_start=start,
-                computed_at=now,
-                **values,
-            )
-        )
-    MetricSeries.objects.bulk_create(
-        rows,
-        batch_size=500,
-        update_conflicts=True,
-        unique_fields=["tenant", "series_key", "window", "window_start"],
-        update_fields=[*VALUE_FIELDS, "computed_at"],
-    )
-    stored.exclude(computed_at=now).delete()  # series no longer in the window
-    return [{"series_key": row.series_key, **_values(row)} for row in rows]
-
-
-_EMPTY = {
-    "delta": None, "last": None, "count": None, "sum": None, "min": None, "max": None,
-    "mean": None, "buckets": None, "p50": None, "p95": None, "p99": None, "exemplars": [],
-    "resets": 0, "notes": {},
-}  # fmt: skip
-
-
-def _values(row: MetricSeries) -> dict:
-    return {name: getattr(row, name) for name in VALUE_FIELDS if name != "window_end"}
-
-
-def _gauges_and_delta_sums(tenant_id, lo: int, hi: int, series: dict, newest: dict) -> None:
-    in_window = MetricPoint.objects.filter(
-        tenant_id=tenant_id, time_ns__gte=lo, time_ns__lt=hi, value__isnull=False
-    )
-    newest_point = Subquery(
-        in_window.filter(series_key=OuterRef("series_key")).order_by("-time_ns").values("id")[:1]
-    )
-    stats = (
-        in_window.filter(Q(kind=Kind.GAUGE) | Q(kind=Kind.SUM, temporality=Temporality.DELTA))
-        .values("series_key", "kind")
-        .annotate(
-            points=Count("id"),
-            total=Sum("value"),
-            low=Min("value"),
-            high=Max("value"),
-            mean=Avg("value"),
-            newest=newest_point,
-        )
-    )
-    for row in stats:
-        key = row["series_key"]
-        newest[key] = row["newest"]
-        if row["kind"] == Kind.GAUGE:
-            series[key] = {
-                "points": row["points"],
-                "count": row["points"],
-                "min": row["low"],
-                "max": row["high"],
-                "mean": row["mean"],
-            }
-        else:
-            series[key] = {"points": row["points"], "delta": row["total"]}
-
-
-# Points of the window, and each of their series' newest point before it (the baseline that
-# the first cumulative point of the window is an increase over).
-_WITH_BASELINE = """
-WITH win AS (
-    SELECT {columns} FROM {table}
-    WHERE tenant_id = %s AND {kinds} AND time_ns >= %s AND time_ns < %s
-), base AS (
-    SELECT {p_columns} FROM (SELECT DISTINCT series_key FROM win) s
-    JOIN {table} p ON p.tenant_id = %s AND p.series_key = s.series_key AND p.time_ns = (
-        SELECT MAX(q.time_ns) FROM {table} q
-        WHERE q.tenant_id = %s AND q.series_key = s.series_key AND q.time_ns < %s
-    )
-    WHERE {p_kinds}
-), pts AS (
-    SELECT win.*, 1 AS in_window FROM win UNION ALL SELECT base.*, 0 AS in_window FROM base
-)
-"""
-
-# The increase each cumulative point contributes, as the module docstring sets out.
-_CUMULATIVE_SUMS = """
-, steps AS (
-    SELECT id, series_key, monotonic, start_ns, time_ns, value, in_window,
-        LAG(start_ns) OVER w AS prev_start,
-        LAG(time_ns) OVER w AS prev_time,
-        LAG(value) OVER w AS prev_value,
-        ROW_NUMBER() OVER (PARTITION BY series_key ORDER BY time_ns DESC) AS newest
-    FROM pts
-    WINDOW w AS (PARTITION BY series_key ORDER BY time_ns)
-), runs AS (
-    SELECT *,
-        CASE
-            WHEN prev_time IS NULL OR start_ns <> prev_start THEN 1
-            WHEN monotonic AND value < prev_value THEN 2
-            ELSE 0
-        END AS run_start,
-        CASE WHEN start_ns = 0 OR start_ns >= time_ns THEN 1 ELSE 0 END AS unknown_start
-    FROM steps
-)
-SELECT series_key,
-    COUNT(*),
-    SUM(CASE
-        WHEN run_start = 0 THEN value - prev_value
-        WHEN run_start = 2 THEN value
-        WHEN unknown_start = 1 THEN 0
-        WHEN prev_time IS NULL OR start_ns >= prev_time THEN value
-        ELSE 0
-    END),
-    MAX(CASE WHEN newest = 1 THEN id END),
-    SUM(CASE WHEN run_start > 0 AND prev_time IS NOT NULL THEN 1 ELSE 0 END),
-    SUM(CASE WHEN run_start = 1 AND prev_time IS NOT NULL AND start_ns > prev_time
-        THEN 1 ELSE 0 END),
-    SUM(CASE WHEN run_start = 1 AND prev_time IS NOT NULL AND unknown_start = 0
-        AND start_ns < prev_time THEN 1 ELSE 0 END)
-FROM runs
-WHERE in_window = 1
-GROUP BY series_key
-"""
-
-
-def _with_baseline(columns: list[str], kinds: str) -> str:
-    return _WITH_BASELINE.format(
-        table=MetricPoint._meta.db_table,
-        columns=", ".join(columns),
-        p_columns=", ".join(f"p.{c}" for c in columns),
-        kinds=kinds.format(p=""),
-        p_kinds=kinds.format(p="p."),
-    )
-
-
-def _cumulative_sums(tenant_id, lo: int, hi: int, series: dict, newest: dict) -> None:
-    tenant = _tenant_param(tenant_id)
-    columns = ["id", "series_key", "monotonic", "start_ns", "time_ns", "value"]
-    kinds = (
-        f"{{p}}kind = {Kind.SUM:d} AND {{p}}temporality <> {Temporality.DELTA:d} "
-        "AND {p}value IS NOT NULL"
-    )
-    head = _with_baseline(columns, kinds)
+    # A window computed for the first time has no rows to update: a plain INSERT spares every
+    # row the conflict check. (A concurrent first run then fails on the unique constraint, a
+    # transient error, and its retry updates.)
+    fresh = not stored.exists()
     with connection.cursor() as cursor:
-        cursor.execute(head + _CUMULATIVE_SUMS, [tenant, lo, hi, tenant, tenant, lo])
-        for key, points, delta, newest_id, resets, gaps, overlaps in cursor.fetchall():
-            newest[key] = newest_id
-            series[key] = {
-                "points": points,
-                "delta": delta,
-                "resets": resets,
-                "notes": _notes(gaps=gaps, overlaps=overlaps),
-            }
+        cursor.execute(_window_sql(connection.vendor, upsert=not fresh), params)
+        rows = sorted(cursor.fetchall())
+    if not fresh:
+        stored.exclude(computed_at=now).delete()  # series no longer in the window
+    if not rows:
+        return None
+    digest = hashlib.sha256()
+    for key, _, _, fingerprint in rows:
+        digest.update(f"{key}|{fingerprint}\n".encode())
+    return Computed(
+        series=len(rows),
+        points=sum(points for _, _, points, _ in rows),
+        metrics=sorted({name for _, name, _, _ in rows}),
+        computation=digest.hexdigest()[:32],
+    )
 
 
 def _tenant_param(tenant_id):
@@ -369,256 +287,584 @@ def _tenant_param(tenant_id):
     return field.get_db_prep_value(tenant_id, connection)
 
 
-def _notes(**counts: int) -> dict:
-    return {name: n for name, n in counts.items() if n}
+@dataclass(frozen=True)
+class _Dialect:
+    """The few JSON, collation and join spellings that differ between PostgreSQL and SQLite."""
+
+    collate: str  # byte order for series keys: cheap comparisons in PostgreSQL's sorts
+    uncollate: str  # back to the column's own collation, to join with other series keys
+    array_length: str
+    type_of: str
+    build_object: str
+    build_array: str
+    elements_sql: str  # {x}: a JSON array, {a}: alias; columns {a}.value and index_sql
+    index_sql: str  # the 0-based index of an element of elements_sql
+    element_sql: str  # an element as JSON, to aggregate into an array
+    indices_sql: str  # {x}: bounds; rows {a}.key from 0 to len(bounds), one per bucket
+    aggregate_sql: str  # {x} into a JSON array, {order}: the order (SQLite: input order)
+    strip_nulls_sql: str
+    json_sql: str  # a JSON value read back from a column
+    fingerprint_sql: str  # {x}: columns, comma-separated
+    same_sql: str  # {a} equals {b}, NULL equal to NULL
+    dropped_sql: str  # {a} and {b}: counts of the same length; some count of a is under b's
+    # FROM a series s, to its newest point p before the window ({columns}: p's columns).
+    baseline_sql: str
+    # Keeps a subquery from being merged into the next, which would evaluate its expressions
+    # once per reference there.
+    fence: str
+    # Computes a small per-series result once: the planner cannot estimate its rows, and a
+    # nested loop over it would otherwise compute it again for every outer row.
+    materialized: str
+
+    def is_array(self, x: str) -> str:
+        return f"{self.type_of}({x}) = 'array'"
+
+    def elements(self, x: str, a: str) -> str:
+        return self.elements_sql.format(x=x, a=a)
+
+    def index(self, a: str) -> str:
+        return self.index_sql.format(a=a)
+
+    def element(self, a: str) -> str:
+        return self.element_sql.format(a=a)
+
+    def indices(self, x: str, a: str) -> str:
+        return self.indices_sql.format(x=x, a=a)
+
+    def aggregate(self, x: str, order: str) -> str:
+        return self.aggregate_sql.format(x=x, order=order)
+
+    def strip_nulls(self, x: str) -> str:
+        return self.strip_nulls_sql.format(x=x)
+
+    def json(self, x: str) -> str:
+        return self.json_sql.format(x=x)
+
+    def fingerprint(self, columns: list[str]) -> str:
+        return self.fingerprint_sql.format(x=", ".join(columns))
+
+    def same(self, a: str, b: str) -> str:
+        return self.same_sql.format(a=a, b=b)
+
+    def dropped(self, a: str, b: str) -> str:
+        return self.dropped_sql.format(a=a, b=b)
+
+    def baseline(self, table: str, columns: str) -> str:
+        return self.baseline_sql.format(table=table, columns=columns)
 
 
-# Histograms, exponential histograms and summaries: few rows per series, merged in Python.
+_POSTGRESQL = _Dialect(
+    collate=' COLLATE "C"',
+    uncollate=' COLLATE "default"',
+    array_length="jsonb_array_length",
+    type_of="jsonb_typeof",
+    build_object="jsonb_build_object",
+    build_array="jsonb_build_array",
+    elements_sql="jsonb_array_elements({x}) WITH ORDINALITY AS {a}(value, ord)",
+    index_sql="CAST({a}.ord - 1 AS INTEGER)",
+    element_sql="{a}.value",
+    indices_sql="generate_series(0, jsonb_array_length({x})) AS {a}(key)",
+    aggregate_sql="jsonb_agg({x} ORDER BY {order})",
+    strip_nulls_sql="jsonb_strip_nulls({x})",
+    json_sql="{x}",
+    # 64 bits a row from the values as stored, without rendering them as text.
+    fingerprint_sql="hash_record_extended(ROW({x}), 0)",
+    same_sql="{a} IS NOT DISTINCT FROM {b}",
+    dropped_sql="""EXISTS (SELECT 1 FROM generate_series(0, jsonb_array_length({a}) - 1) AS g(i)
+        WHERE CAST({a} ->> g.i AS BIGINT) < CAST({b} ->> g.i AS BIGINT))""",
+    # One backward step of the (tenant, series_key, time_ns) index per series.
+    baseline_sql="""cumulative s CROSS JOIN LATERAL (
+        SELECT {columns} FROM {table} p
+        WHERE p.tenant_id = %(tenant)s AND p.series_key = s.series_key AND p.time_ns < %(lo)s
+        ORDER BY p.time_ns DESC LIMIT 1
+    ) p""",
+    fence="OFFSET 0",
+    materialized=" MATERIALIZED",
+)
+_SQLITE = _Dialect(
+    collate="",
+    uncollate="",
+    array_length="json_array_length",
+    type_of="json_type",
+    build_object="json_object",
+    build_array="json_array",
+    elements_sql="json_each({x}) AS {a}",
+    index_sql="{a}.key",
+    element_sql="json({a}.value)",
+    indices_sql="json_each(json_insert({x}, '$[#]', 0)) AS {a}",
+    aggregate_sql="json_group_array(json({x}))",
+    strip_nulls_sql="json_patch('{{}}', {x})",
+    json_sql="json({x})",
+    fingerprint_sql="json_array({x})",
+    same_sql="{a} IS {b}",
+    dropped_sql="""EXISTS (SELECT 1 FROM json_each({a}) AS g
+        WHERE CAST(g.value AS BIGINT) < CAST({b} ->> g.key AS BIGINT))""",
+    baseline_sql="""cumulative s JOIN {table} p ON p.tenant_id = %(tenant)s
+        AND p.series_key = s.series_key AND p.time_ns = (
+            SELECT MAX(q.time_ns) FROM {table} q
+            WHERE q.tenant_id = %(tenant)s AND q.series_key = s.series_key
+                AND q.time_ns < %(lo)s
+        )""",
+    fence="",
+    materialized="",
+)
 
-_DISTRIBUTION_FIELDS = [
-    "id", "series_key", "kind", "temporality", "start_ns", "time_ns", "count", "sum", "min",
-    "max", "buckets",
+# Families of points, each aggregated by its own rules (0: a number point without a value).
+GAUGE, DELTA_SUM, CUMULATIVE_SUM, DISTRIBUTION = 1, 2, 3, 4
+# What a distribution point adds to its window: nothing, its whole value (a run's start, a
+# delta point), its whole value after an unmarked reset, or its increase over the point before.
+NOTHING, WHOLE, RESET, INCREASE = 0, 1, 2, 3
+
+
+def _family(p: str = "") -> str:
+    distributions = ", ".join(str(int(k)) for k in DISTRIBUTIONS)
+    return f"""CASE
+        WHEN {p}kind IN ({distributions}) THEN {DISTRIBUTION}
+        WHEN {p}value IS NULL THEN 0
+        WHEN {p}kind = {Kind.GAUGE:d} THEN {GAUGE}
+        WHEN {p}kind = {Kind.SUM:d} AND {p}temporality = {Temporality.DELTA:d} THEN {DELTA_SUM}
+        WHEN {p}kind = {Kind.SUM:d} THEN {CUMULATIVE_SUM}
+        ELSE 0 END"""
+
+
+# The columns of a point that the families' computations read, window or baseline.
+_POINT_COLUMNS = [
+    "series_key", "kind", "temporality", "monotonic", "start_ns", "time_ns", "value", "count",
+    "sum", "min", "max",
+]  # fmt: skip
+# Per series: the families' results in one shape, for the upsert.
+_FOUND_COLUMNS = [
+    "series_key", "fam", "points", "delta", "count", "sum", "min", "max", "mean", "resets",
+    "gaps", "overlapped", "bounds_changed", "newest_ns",
 ]  # fmt: skip
 
 
-def _distributions(tenant_id, lo: int, hi: int, series: dict, newest: dict) -> None:
-    in_window = list(
-        MetricPoint.objects.filter(
-            tenant_id=tenant_id, kind__in=DISTRIBUTIONS, time_ns__gte=lo, time_ns__lt=hi
-        )
-        .order_by("series_key", "time_ns")
-        .values(*_DISTRIBUTION_FIELDS)
+@cache
+def _window_sql(vendor: str, *, upsert: bool = True) -> str:
+    """One window of one tenant: INSERT ... SELECT (ON CONFLICT DO UPDATE when `upsert`),
+    RETURNING each row's series_key, name, points and a fingerprint of its values (for the
+    event's digest). Parameters: tenant, lo and hi (time_ns), window, start, end, now.
+
+    Gauges and delta sums are grouped straight from the window's points; cumulative sums and
+    distributions each go through one sort of their own points (and baselines) for LAG."""
+    d = _POSTGRESQL if vendor == "postgresql" else _SQLITE
+    points, series = MetricPoint._meta.db_table, MetricSeries._meta.db_table
+    histogram = f"{Kind.HISTOGRAM:d}"
+    columns = ", ".join(_POINT_COLUMNS)
+    p_columns = ", ".join(f"p.{c}" for c in _POINT_COLUMNS)
+    return f"""
+WITH win AS (
+    SELECT {columns}, {_histogram_columns(d)}, exemplars, {_family()} AS fam
+    FROM {points}
+    WHERE tenant_id = %(tenant)s AND time_ns >= %(lo)s AND time_ns < %(hi)s
+), cumulative AS (
+    SELECT DISTINCT series_key FROM win
+    WHERE fam = {CUMULATIVE_SUM}
+        OR (fam = {DISTRIBUTION} AND temporality <> {Temporality.DELTA:d})
+), base AS (
+    -- Each cumulative series' newest point before the window: the first one's baseline.
+    SELECT {p_columns}, {_histogram_columns(d, "p.")}, {_family("p.")} AS fam
+    FROM {d.baseline(points, p_columns + ", p.buckets")}
+), {_plain_sql(d)}, {_sums_sql(d)}, {_distributions_sql(d)}, found AS (
+    SELECT {", ".join(_FOUND_COLUMNS)} FROM plain
+    UNION ALL SELECT {", ".join(_FOUND_COLUMNS)} FROM sums
+    UNION ALL SELECT {", ".join(_FOUND_COLUMNS)} FROM dists
+), chosen AS (
+    -- One family per series; its identity, `last` and bounds as its newest point has them.
+    SELECT f.*, n.name, n.unit, n.kind, n.temporality, n.monotonic, n.resource, n.scope,
+        n.attributes, n.value AS newest_value, n.buckets AS newest_buckets,
+        CASE WHEN f.fam = {DISTRIBUTION} AND n.kind = {histogram}
+            AND {d.is_array("n.buckets -> 'bounds'")} THEN n.buckets -> 'bounds' END AS bounds
+    FROM (
+        SELECT found.*, ROW_NUMBER() OVER (PARTITION BY series_key ORDER BY fam DESC) AS pick
+        FROM found
+    ) f
+    JOIN {points} n ON n.tenant_id = %(tenant)s AND n.series_key = f.series_key
+        AND n.time_ns = f.newest_ns
+    WHERE f.pick = 1
+), {_histograms_sql(d)}, {_exemplars_sql(d)}
+{_upsert_sql(d, series, upsert=upsert)}
+"""
+
+
+def _plain_sql(d: _Dialect) -> str:
+    """Gauges and delta sums: GROUP BY alone."""
+    return f"""plain AS (
+    SELECT series_key, fam, COUNT(*) AS points,
+        CASE WHEN fam = {DELTA_SUM} THEN SUM(value) END AS delta,
+        CASE WHEN fam = {GAUGE} THEN COUNT(*) END AS count,
+        CAST(NULL AS DOUBLE PRECISION) AS sum,
+        CASE WHEN fam = {GAUGE} THEN MIN(value) END AS min,
+        CASE WHEN fam = {GAUGE} THEN MAX(value) END AS max,
+        CASE WHEN fam = {GAUGE} THEN AVG(value) END AS mean,
+        0 AS resets, 0 AS gaps, 0 AS overlapped, 0 AS bounds_changed,
+        MAX(time_ns) AS newest_ns
+    FROM win
+    WHERE fam IN ({GAUGE}, {DELTA_SUM})
+    GROUP BY series_key, fam
+)"""
+
+
+def _sums_sql(d: _Dialect) -> str:
+    """Cumulative sums: each point's increase over the one before it (module docstring)."""
+    run_start = "(prev_time IS NULL OR start_ns <> prev_start)"
+    unknown_start = "(start_ns = 0 OR start_ns >= time_ns)"
+    dropped = "(monotonic AND value < prev_value)"
+    return f"""sums AS (
+    SELECT sk{d.uncollate} AS series_key, {CUMULATIVE_SUM} AS fam, COUNT(*) AS points,
+        SUM(CASE
+            WHEN {run_start} THEN CASE
+                WHEN {unknown_start} THEN 0
+                WHEN prev_time IS NOT NULL AND start_ns < prev_time THEN 0  -- an overlap
+                ELSE value END
+            WHEN {dropped} THEN value
+            ELSE value - prev_value
+        END) AS delta,
+        CAST(NULL AS BIGINT) AS count, CAST(NULL AS DOUBLE PRECISION) AS sum,
+        CAST(NULL AS DOUBLE PRECISION) AS min, CAST(NULL AS DOUBLE PRECISION) AS max,
+        CAST(NULL AS DOUBLE PRECISION) AS mean,
+        SUM(CASE WHEN prev_time IS NOT NULL AND (start_ns <> prev_start OR {dropped})
+            THEN 1 ELSE 0 END) AS resets,
+        SUM(CASE WHEN prev_time IS NOT NULL AND start_ns <> prev_start
+            AND start_ns > prev_time THEN 1 ELSE 0 END) AS gaps,
+        SUM(CASE WHEN prev_time IS NOT NULL AND start_ns <> prev_start
+            AND NOT {unknown_start} AND start_ns < prev_time THEN 1 ELSE 0 END) AS overlapped,
+        0 AS bounds_changed,
+        MAX(time_ns) AS newest_ns
+    FROM (
+        SELECT sk, in_window, monotonic, start_ns, time_ns, value,
+            LAG(start_ns) OVER w AS prev_start,
+            LAG(time_ns) OVER w AS prev_time,
+            LAG(value) OVER w AS prev_value
+        FROM (
+            SELECT series_key{d.collate} AS sk, 1 AS in_window, monotonic, start_ns,
+                time_ns, value
+            FROM win WHERE fam = {CUMULATIVE_SUM}
+            UNION ALL
+            SELECT series_key{d.collate} AS sk, 0 AS in_window, monotonic, start_ns,
+                time_ns, value
+            FROM base WHERE fam = {CUMULATIVE_SUM}
+        ) pts
+        WINDOW w AS (PARTITION BY sk ORDER BY time_ns)
+    ) steps
+    WHERE in_window = 1
+    GROUP BY sk
+)"""
+
+
+def _histogram_columns(d: _Dialect, p: str = "") -> str:
+    """A histogram point's bounds (as stored) and counts (when an array), read once."""
+    histogram = f"{p}kind = {Kind.HISTOGRAM:d}"
+    counts = f"{p}buckets -> 'counts'"
+    return (
+        f"CASE WHEN {histogram} THEN {p}buckets -> 'bounds' END AS bounds, "
+        f"CASE WHEN {histogram} AND {d.is_array(counts)} THEN {counts} END AS counts"
     )
-    if not in_window:
-        return
-    cumulative = {p["series_key"] for p in in_window if p["temporality"] != Temporality.DELTA}
-    baselines = {}
-    if cumulative:
-        before = MetricPoint.objects.filter(
-            tenant_id=tenant_id, series_key=OuterRef("series_key"), time_ns__lt=lo
-        ).order_by("-time_ns")
-        window_series = MetricPoint.objects.filter(
-            tenant_id=tenant_id, kind__in=DISTRIBUTIONS, time_ns__gte=lo, time_ns__lt=hi
-        ).exclude(temporality=Temporality.DELTA)
-        baselines = {
-            p["series_key"]: p
-            for p in MetricPoint.objects.filter(
-                tenant_id=tenant_id,
-                kind__in=DISTRIBUTIONS,
-                series_key__in=window_series.values("series_key"),
-                time_ns=Subquery(before.values("time_ns")[:1]),
-            ).values(*_DISTRIBUTION_FIELDS)
-        }
-    by_series = defaultdict(list)
-    for point in in_window:
-        by_series[point["series_key"]].append(point)
-    for key, points in by_series.items():
-        newest[key] = points[-1]["id"]
-        series[key] = _distribution(baselines.get(key), points)
 
 
-def _distribution(baseline: dict | None, points: list[dict]) -> dict:
-    latest = points[-1]
-    bounds = (latest["buckets"] or {}).get("bounds") if latest["kind"] == Kind.HISTOGRAM else None
-    merged = [0] * (len(bounds) + 1) if bounds is not None else None
-    count, total, low, high = 0, None, None, None
-    resets = gaps = overlaps = bounds_changed = 0
-    previous = baseline
-    for point in points:
-        part = _increase(previous, point)
-        previous = point
-        if part["reset"]:
-            resets += 1
-        gaps += part["gap"]
-        overlaps += part["overlap"]
-        if part["contribution"] is None:
-            continue
-        c = part["contribution"]
-        count += c["count"] or 0
-        if c["sum"] is not None:
-            total = (total or 0.0) + c["sum"]
-        if c["min"] is not None:
-            low = c["min"] if low is None else min(low, c["min"])
-        if c["max"] is not None:
-            high = c["max"] if high is None else max(high, c["max"])
-        if merged is not None and c["counts"] is not None:
-            if c["bounds"] == bounds and len(c["counts"]) == len(merged):
-                merged = [a + b for a, b in zip(merged, c["counts"], strict=True)]
-            else:
-                bounds_changed += 1
-    values = {
-        "points": len(points),
-        "count": count,
-        "sum": total,
-        "min": low,
-        "max": high,
-        "resets": resets,
-        "notes": _notes(gaps=gaps, overlaps=overlaps, boundsChanged=bounds_changed),
-    }
-    if merged is not None:
-        values["buckets"] = {"bounds": bounds, "counts": merged}
-        for name, q in PERCENTILES.items():
-            values[name] = percentile(bounds, merged, q, low=low, high=high)
-    elif latest["kind"] == Kind.SUMMARY:
-        quantiles = (latest["buckets"] or {}).get("quantiles", [])
-        values["buckets"] = {"quantiles": quantiles}
-        exact = dict(quantiles)
-        for name, q in PERCENTILES.items():
-            values[name] = exact.get(q)
-    return values
-
-
-def _increase(previous: dict | None, point: dict) -> dict:
-    """What a distribution point adds to its window: the Sum rules, with count as the value.
-    Returns {"contribution": {count, sum, min, max, bounds, counts} or None, "reset", "gap",
-    "overlap"}."""
-    whole = _whole(point)
-    step = {"contribution": whole, "reset": False, "gap": 0, "overlap": 0}
-    if point["temporality"] == Temporality.DELTA:
-        return step
-    unknown_start = point["start_ns"] == 0 or point["start_ns"] >= point["time_ns"]
-    if previous is None or point["start_ns"] != previous["start_ns"]:
-        step["reset"] = previous is not None
-        if previous is not None and point["start_ns"] > previous["time_ns"]:
-            step["gap"] = 1
-        if unknown_start:
-            step["contribution"] = None
-        elif previous is not None and point["start_ns"] < previous["time_ns"]:
-            step["contribution"], step["overlap"] = None, 1
-        return step
-    before = _whole(previous)
-    if (point["count"] or 0) < (before["count"] or 0) or (
-        whole["counts"] is not None
-        and whole["bounds"] == before["bounds"]
-        and len(whole["counts"]) == len(before["counts"] or ())
-        and any(a < b for a, b in zip(whole["counts"], before["counts"], strict=True))
-    ):
-        step["reset"] = True  # the count dropped under the same start: counted from zero
-        return step
-    same_buckets = (
-        whole["counts"] is not None
-        and whole["bounds"] == before["bounds"]
-        and len(whole["counts"]) == len(before["counts"] or ())
+def _distributions_sql(d: _Dialect) -> str:
+    """Histograms, exponential histograms and summaries: the sums' rules with count as the
+    value, plus sum, min, max and what the bucket merge needs, in one pass over one sort: each
+    point beside the one before it (LAG) and its series' newest point (LAST_VALUE)."""
+    run_start = "(LAG(time_ns) OVER w IS NULL OR start_ns <> LAG(start_ns) OVER w)"
+    no_start = (
+        "(start_ns = 0 OR start_ns >= time_ns "
+        "OR (LAG(time_ns) OVER w IS NOT NULL AND start_ns < LAG(time_ns) OVER w))"
     )
-    step["contribution"] = {
-        "count": (point["count"] or 0) - (previous["count"] or 0),
-        "sum": _minus(point["sum"], previous["sum"]),
-        "min": point["min"] if point["min"] != previous["min"] else None,
-        "max": point["max"] if point["max"] != previous["max"] else None,
-        # Bounds changed under the same start: no bucket increase to take; counted as such.
-        "bounds": whole["bounds"] if same_buckets else None,
-        "counts": (
-            [a - b for a, b in zip(whole["counts"], before["counts"], strict=True)]
-            if same_buckets
-            else whole["counts"]
-        ),
-    }
-    return step
-
-
-def _whole(point: dict) -> dict:
-    buckets = point["buckets"] or {}
-    histogram = point["kind"] == Kind.HISTOGRAM and "counts" in buckets
-    return {
-        "count": point["count"],
-        "sum": point["sum"],
-        "min": point["min"],
-        "max": point["max"],
-        "bounds": buckets.get("bounds") if histogram else None,
-        "counts": [int(c) for c in buckets["counts"]] if histogram else None,
-    }
-
-
-def _minus(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
-
-
-def percentile(
-    bounds: list[float],
-    counts: list[int],
-    q: float,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-) -> float | None:
-    """Estimate the q-quantile of an explicit-bounds histogram by linear interpolation.
-
-    Bucket i holds the observations in (bounds[i-1], bounds[i]]; the first bucket is open
-    below and the last open above. The rank is q * total count; the estimate is the bucket
-    holding that rank, entered at its lower edge and left at its upper edge, the rank's share
-    of the bucket's count along the way: lower + (upper - lower) * (rank - before) / count.
-    Edges are clamped to the observed min and max when known; an open first bucket without a
-    min starts at 0 (or at its upper bound if that is negative), an open last bucket without
-    a max ends where it starts. None for an empty histogram.
-    """
-    total = sum(counts)
-    if total <= 0:
-        return None
-    rank = q * total
-    before = 0
-    for i, n in enumerate(counts):
-        if n <= 0 or before + n < rank:
-            before += n
-            continue
-        lower = bounds[i - 1] if i > 0 else None
-        upper = bounds[i] if i < len(bounds) else None
-        if low is not None:
-            lower = low if lower is None else max(lower, low)
-        if high is not None:
-            upper = high if upper is None else min(upper, high)
-        if lower is None:
-            lower = min(0.0, upper) if upper is not None else None
-        if upper is None:
-            upper = lower
-        if lower is None:
-            return None
-        lower = min(lower, upper)
-        return lower + (upper - lower) * (rank - before) / n
-    return None
-
-
-# Identity and exemplars
-
-
-def _identities(newest: dict[str, int], series: dict[str, dict]) -> None:
-    rows = MetricPoint.objects.filter(id__in=newest.values()).values(
-        "series_key", "name", "unit", "kind", "temporality", "monotonic", "resource", "scope",
-        "attributes", "value",
-    )  # fmt: skip
-    for row in rows:
-        values = series[row.pop("series_key")]
-        value = row.pop("value")
-        values.update(row)
-        if row["kind"] == Kind.GAUGE or (
-            row["kind"] == Kind.SUM and row["temporality"] != Temporality.DELTA
-        ):
-            values["last"] = value
-
-
-def _exemplars(tenant_id, lo: int, hi: int, series: dict[str, dict]) -> None:
-    rows = (
-        MetricPoint.objects.filter(tenant_id=tenant_id, time_ns__gte=lo, time_ns__lt=hi)
-        .exclude(exemplars=[])
-        .values_list("series_key", "time_ns", "exemplars")
+    same_buckets = f"""CASE WHEN counts IS NOT NULL AND LAG(counts) OVER w IS NOT NULL
+            AND {d.same("bounds", "LAG(bounds) OVER w")} AND n_counts = LAG(n_counts) OVER w
+        THEN 1 ELSE 0 END"""
+    # A bucket count dropped under the same start and bounds: a reset the producer did not mark.
+    bucket_dropped = (
+        "(cumulative = 1 AND run_start = 0 AND count_dropped = 0 AND same_buckets = 1 "
+        f"AND {d.dropped('counts', 'prev_counts')})"
     )
-    found = defaultdict(list)
-    for key, time_ns, exemplars in rows:
-        for exemplar in exemplars:
-            at = int(exemplar.get("timeUnixNano") or time_ns)
-            found[key].append(
-                (at, exemplar.get("traceId", ""), exemplar.get("spanId", ""), exemplar)
-            )
-    for key, exemplars in found.items():
-        if key in series:
-            exemplars.sort(key=lambda e: e[:3], reverse=True)
-            series[key]["exemplars"] = [e[3] for e in exemplars[:MAX_EXEMPLARS]]
+    columns = "kind, temporality, start_ns, time_ns, count, sum, min, max, bounds, counts"
+    pts = f"""series_key{d.collate} AS sk, {columns},
+            CASE WHEN {d.is_array("bounds")} THEN bounds END AS array_bounds,
+            CASE WHEN {d.is_array("bounds")} THEN {d.array_length}(bounds) END AS n_bounds,
+            {d.array_length}(counts) AS n_counts"""
+    window = "PARTITION BY sk ORDER BY time_ns"
+    return f"""dsteps AS (
+    SELECT sk, in_window, start_ns, time_ns, count, sum, min, max, bounds, counts,
+        array_bounds, n_bounds, n_counts,
+        LAG(time_ns) OVER w AS prev_time,
+        LAG(count) OVER w AS prev_count,
+        LAG(sum) OVER w AS prev_sum,
+        LAG(min) OVER w AS prev_min,
+        LAG(max) OVER w AS prev_max,
+        LAG(counts) OVER w AS prev_counts,
+        CASE WHEN temporality <> {Temporality.DELTA:d} THEN 1 ELSE 0 END AS cumulative,
+        CASE WHEN {run_start} THEN 1 ELSE 0 END AS run_start,
+        CASE WHEN start_ns = 0 OR start_ns >= time_ns THEN 1 ELSE 0 END AS unknown_start,
+        CASE WHEN COALESCE(count, 0) < COALESCE(LAG(count) OVER w, 0) THEN 1 ELSE 0 END
+            AS count_dropped,
+        {same_buckets} AS same_buckets,
+        -- The series' newest point is a histogram with bounds: its window has buckets, which
+        -- take the counts of the points with the same bounds.
+        CASE WHEN LAST_VALUE(array_bounds) OVER w IS NOT NULL THEN 1 ELSE 0 END AS bucketed,
+        CASE WHEN counts IS NOT NULL AND bounds = LAST_VALUE(array_bounds) OVER w
+            AND n_counts = LAST_VALUE(n_bounds) OVER w + 1 THEN 1 ELSE 0 END AS mergeable,
+        -- Whether the point's contribution, if any, is its own counts or their increase
+        -- (as opposed to nothing, or counts without an increase to take).
+        CASE
+            WHEN temporality = {Temporality.DELTA:d} THEN 1
+            WHEN {run_start} THEN CASE WHEN {no_start} THEN 0 ELSE 1 END
+            WHEN COALESCE(count, 0) < COALESCE(LAG(count) OVER w, 0) THEN 1
+            ELSE {same_buckets}
+        END AS merges
+    FROM (
+        SELECT {pts}, 1 AS in_window FROM win WHERE fam = {DISTRIBUTION}
+        UNION ALL
+        SELECT {pts}, 0 AS in_window FROM base WHERE fam = {DISTRIBUTION}
+    ) pts
+    -- LAG ignores the frame; LAST_VALUE (the series' newest point) needs all of it.
+    WINDOW w AS ({window} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+), dflagged AS (
+    -- Read by three queries below, so computed once: a point's mode, and whether the merged
+    -- buckets take its counts (whole, or less those of the point before it).
+    SELECT steps.*,
+        CASE WHEN mergeable = 1 AND mode = {INCREASE} AND same_buckets = 1 THEN 1 ELSE 0 END
+            AS takes_previous
+    FROM (
+        SELECT dsteps.*,
+            CASE
+                WHEN cumulative = 0 THEN {WHOLE}
+                WHEN run_start = 1 THEN CASE
+                    WHEN unknown_start = 1 THEN {NOTHING}
+                    WHEN prev_time IS NOT NULL AND start_ns < prev_time THEN {NOTHING}  -- overlap
+                    ELSE {WHOLE} END
+                WHEN count_dropped = 1 OR {bucket_dropped} THEN {RESET}
+                ELSE {INCREASE}
+            END AS mode
+        FROM dsteps
+    ) steps
+), dists AS (
+    SELECT sk{d.uncollate} AS series_key, {DISTRIBUTION} AS fam, COUNT(*) AS points,
+        CAST(NULL AS DOUBLE PRECISION) AS delta,
+        COALESCE(SUM(CASE mode WHEN {NOTHING} THEN NULL
+            WHEN {INCREASE} THEN COALESCE(count, 0) - COALESCE(prev_count, 0)
+            ELSE COALESCE(count, 0) END), 0) AS count,
+        SUM(CASE mode WHEN {NOTHING} THEN NULL WHEN {INCREASE} THEN sum - prev_sum
+            ELSE sum END) AS sum,
+        -- A cumulative point's min or max is known to fall in the window only if it changed.
+        MIN(CASE mode WHEN {NOTHING} THEN NULL
+            WHEN {INCREASE} THEN CASE WHEN prev_min IS NULL OR min <> prev_min THEN min END
+            ELSE min END) AS min,
+        MAX(CASE mode WHEN {NOTHING} THEN NULL
+            WHEN {INCREASE} THEN CASE WHEN prev_max IS NULL OR max <> prev_max THEN max END
+            ELSE max END) AS max,
+        CAST(NULL AS DOUBLE PRECISION) AS mean,
+        SUM(CASE WHEN cumulative = 1 AND prev_time IS NOT NULL
+            AND (run_start = 1 OR mode = {RESET}) THEN 1 ELSE 0 END) AS resets,
+        SUM(CASE WHEN cumulative = 1 AND run_start = 1 AND prev_time IS NOT NULL
+            AND start_ns > prev_time THEN 1 ELSE 0 END) AS gaps,
+        SUM(CASE WHEN cumulative = 1 AND run_start = 1 AND prev_time IS NOT NULL
+            AND unknown_start = 0 AND start_ns < prev_time THEN 1 ELSE 0 END) AS overlapped,
+        SUM(CASE WHEN mode <> {NOTHING} AND counts IS NOT NULL AND bucketed = 1
+            AND NOT (mergeable = 1 AND merges = 1) THEN 1 ELSE 0 END) AS bounds_changed,
+        MAX(time_ns) AS newest_ns
+    FROM dflagged
+    WHERE in_window = 1
+    GROUP BY sk
+)"""
+
+
+# The first buckets are summed position by position (cheap: no row per bucket); a histogram
+# with more buckets than this (OpenTelemetry SDKs' default has 16) has the rest unnested.
+SUMMED_BUCKETS = 16
+
+
+def _histograms_sql(d: _Dialect) -> str:
+    """The merged buckets of each histogram series, and its percentile estimates from the
+    buckets that hold their ranks (see the module docstring)."""
+    sums = ", ".join(f"SUM({_taken(i)})" for i in range(SUMMED_BUCKETS))
+    holds = " OR ".join(_holds(q) for q in PERCENTILES.values())
+    estimates = ", ".join(
+        f"MAX(CASE WHEN {_holds(q)} THEN lower_edge + (upper_edge - lower_edge) "
+        f"* ({_rank(q)} - before) / n END) AS {name}"
+        for name, q in PERCENTILES.items()
+    )
+    past = f"{d.index('e')} >= {SUMMED_BUCKETS}"
+    return f"""summed AS{d.materialized} (
+    SELECT sk{d.uncollate} AS series_key, {d.build_array}({sums}) AS sums
+    FROM dflagged
+    WHERE in_window = 1 AND mergeable = 1 AND merges = 1
+    GROUP BY sk
+), overflow AS{d.materialized} (
+    SELECT series_key, i, SUM(n) AS n FROM (
+        SELECT sk{d.uncollate} AS series_key, {d.index("e")} AS i,
+            CAST(e.value AS BIGINT) AS n
+        FROM dflagged, {d.elements("counts", "e")}
+        WHERE in_window = 1 AND mergeable = 1 AND merges = 1
+            AND n_counts > {SUMMED_BUCKETS} AND {past}
+        UNION ALL
+        SELECT sk{d.uncollate} AS series_key, {d.index("e")} AS i,
+            -CAST(e.value AS BIGINT) AS n
+        FROM dflagged, {d.elements("prev_counts", "e")}
+        WHERE in_window = 1 AND takes_previous = 1 AND n_counts > {SUMMED_BUCKETS} AND {past}
+    ) cells
+    GROUP BY series_key, i
+), slots AS (
+    SELECT h.series_key, ix.key AS i, h.bounds, h.min AS low, h.max AS high,
+        COALESCE(CAST(c.sums ->> ix.key AS BIGINT), o.n, 0) AS n
+    FROM chosen h CROSS JOIN {d.indices("h.bounds", "ix")}
+    LEFT JOIN summed c ON c.series_key = h.series_key
+    LEFT JOIN overflow o ON o.series_key = h.series_key AND o.i = ix.key
+    WHERE h.bounds IS NOT NULL
+), ranked AS (
+    SELECT series_key, i, n, bounds, low, high,
+        CAST(SUM(n) OVER (PARTITION BY series_key ORDER BY i) - n AS DOUBLE PRECISION)
+            AS before,
+        CAST(SUM(n) OVER (PARTITION BY series_key) AS DOUBLE PRECISION) AS total
+    FROM slots
+), histo AS{d.materialized} (
+    SELECT series_key, {d.aggregate("n", "i")} AS counts
+    FROM (SELECT series_key, i, n FROM ranked ORDER BY series_key, i) r
+    GROUP BY series_key
+), holding AS (
+    -- At most one bucket per percentile, clamped to the window's min and max.
+    SELECT series_key, CAST(n AS DOUBLE PRECISION) AS n, before, total,
+        CASE WHEN low IS NULL THEN lower_bound WHEN lower_bound IS NULL THEN low
+            WHEN low > lower_bound THEN low ELSE lower_bound END AS lower_edge,
+        CASE WHEN high IS NULL THEN upper_bound WHEN upper_bound IS NULL THEN high
+            WHEN high < upper_bound THEN high ELSE upper_bound END AS upper_edge
+    FROM (
+        SELECT ranked.*,
+            CASE WHEN i > 0 THEN CAST(bounds ->> (i - 1) AS DOUBLE PRECISION) END
+                AS lower_bound,
+            CASE WHEN i < {d.array_length}(bounds) THEN CAST(bounds ->> i AS DOUBLE PRECISION)
+                END AS upper_bound
+        FROM ranked
+        WHERE n > 0 AND ({holds}) {d.fence}
+    ) r {d.fence}
+), opened AS (
+    -- An open first bucket starts at 0 (or at its upper edge, if negative).
+    SELECT series_key, n, before, total, upper_edge,
+        CASE WHEN lower_edge IS NOT NULL THEN lower_edge WHEN upper_edge IS NULL THEN NULL
+            WHEN upper_edge < 0.0 THEN upper_edge ELSE 0.0 END AS lower_edge
+    FROM holding {d.fence}
+), edges AS (
+    -- An open last bucket ends where it starts.
+    SELECT series_key, n, before, total, COALESCE(upper_edge, lower_edge) AS upper_edge,
+        CASE WHEN COALESCE(upper_edge, lower_edge) < lower_edge
+            THEN COALESCE(upper_edge, lower_edge) ELSE lower_edge END AS lower_edge
+    FROM opened {d.fence}
+), estimates AS{d.materialized} (
+    SELECT series_key, {estimates}
+    FROM edges
+    GROUP BY series_key
+)"""
+
+
+def _taken(i: int) -> str:
+    """What a point adds to merged bucket i: its count there, less the point before's when
+    the point adds the increase over it."""
+    previous = f"CAST(prev_counts ->> {i} AS BIGINT)"
+    return (
+        f"CAST(counts ->> {i} AS BIGINT) - CASE WHEN takes_previous = 1 THEN {previous} ELSE 0 END"
+    )
+
+
+def _rank(q: float) -> str:
+    return f"(CAST({q!r} AS DOUBLE PRECISION) * total)"
+
+
+def _holds(q: float) -> str:
+    """The bucket a rank falls in: the one non-empty bucket with fewer observations before it
+    than the rank and at least as many up to its end (counts are never negative)."""
+    return f"(n > 0 AND before < {_rank(q)} AND before + n >= {_rank(q)})"
+
+
+def _exemplars_sql(d: _Dialect) -> str:
+    """Up to MAX_EXEMPLARS per series, newest first (by their time, then trace and span)."""
+    return f"""ex AS (
+    SELECT win.series_key, {d.element("e")} AS exemplar,
+        ROW_NUMBER() OVER (PARTITION BY win.series_key ORDER BY
+            COALESCE(CAST(NULLIF(NULLIF(CAST(e.value ->> 'timeUnixNano' AS TEXT), ''), '0')
+                AS NUMERIC), win.time_ns) DESC,
+            COALESCE(e.value ->> 'traceId', ''){d.collate} DESC,
+            COALESCE(e.value ->> 'spanId', ''){d.collate} DESC,
+            win.time_ns DESC, {d.index("e")}) AS rank
+    FROM win, {d.elements("win.exemplars", "e")}
+    WHERE win.exemplars <> '[]'
+), exs AS{d.materialized} (
+    SELECT series_key, {d.aggregate("exemplar", "rank")} AS exemplars
+    FROM (SELECT * FROM ex WHERE rank <= {MAX_EXEMPLARS} ORDER BY series_key, rank) top
+    GROUP BY series_key
+)"""
+
+
+def _upsert_sql(d: _Dialect, table: str, *, upsert: bool) -> str:
+    percentiles = ", ".join(_percentile_column(d, name, q) for name, q in PERCENTILES.items())
+    notes = (
+        f"{d.build_object}('gaps', NULLIF(c.gaps, 0), 'overlaps', NULLIF(c.overlapped, 0), "
+        "'boundsChanged', NULLIF(c.bounds_changed, 0))"
+    )
+    updates = ", ".join(f"{f} = excluded.{f}" for f in [*VALUE_FIELDS, "computed_at"])
+    on_conflict = (
+        f'ON CONFLICT (tenant_id, series_key, "window", window_start) DO UPDATE SET {updates}'
+    )
+    return f"""INSERT INTO {table} (tenant_id, series_key, "window", window_start, window_end,
+    computed_at, name, unit, kind, temporality, monotonic, resource, scope, attributes, points,
+    delta, last, count, sum, min, max, mean, buckets, p50, p95, p99, exemplars, resets, notes)
+SELECT %(tenant)s, c.series_key, %(window)s, %(start)s, %(end)s, %(now)s,
+    c.name, c.unit, c.kind, c.temporality, c.monotonic, c.resource, c.scope, c.attributes,
+    c.points, c.delta,
+    CASE WHEN c.kind = {Kind.GAUGE:d}
+        OR (c.kind = {Kind.SUM:d} AND c.temporality <> {Temporality.DELTA:d})
+        THEN c.newest_value END,
+    c.count, c.sum, c.min, c.max, c.mean,
+    CASE WHEN h.series_key IS NOT NULL
+            THEN {d.build_object}('bounds', {d.json("c.bounds")}, 'counts', {d.json("h.counts")})
+        WHEN c.fam = {DISTRIBUTION} AND c.kind = {Kind.SUMMARY:d}
+            THEN {d.build_object}('quantiles', {d.json(_QUANTILES)})
+    END,
+    {percentiles},
+    {d.json("COALESCE(x.exemplars, '[]')")},
+    c.resets,
+    {d.strip_nulls(notes)}
+FROM chosen c
+LEFT JOIN histo h ON h.series_key = c.series_key
+LEFT JOIN estimates pe ON pe.series_key = c.series_key
+LEFT JOIN exs x ON x.series_key = c.series_key
+WHERE TRUE
+{on_conflict if upsert else ""}
+RETURNING series_key, name, points, {_fingerprint(d)}"""
+
+
+_QUANTILES = "COALESCE(c.newest_buckets -> 'quantiles', '[]')"
+
+
+def _percentile_column(d: _Dialect, name: str, q: float) -> str:
+    """A histogram's estimate, or a summary's quantile q when its newest point has it (the
+    last one listed, if twice)."""
+    exact = (
+        f"(SELECT CAST(e.value ->> 1 AS DOUBLE PRECISION) "
+        f"FROM {d.elements(_QUANTILES, 'e')} "
+        f"WHERE CAST(e.value ->> 0 AS DOUBLE PRECISION) = CAST({q!r} AS DOUBLE PRECISION) "
+        f"ORDER BY {d.index('e')} DESC LIMIT 1)"
+    )
+    return (
+        f"CASE WHEN h.series_key IS NOT NULL THEN pe.{name} "
+        f"WHEN c.fam = {DISTRIBUTION} AND c.kind = {Kind.SUMMARY:d} THEN {exact} END"
+    )
+
+
+def _fingerprint(d: _Dialect) -> str:
+    """A fingerprint of a row's stored values, for the event's digest. The floats need no
+    rounding: the statement is never parallel and each sum takes its points in one order (scan
+    order for gauges and delta sums, time order for the others), so the same points give the
+    same floats. The identity's resource, scope and attributes are in series_key (a digest of
+    them)."""
+    skipped = ("window_end", "resource", "scope", "attributes")
+    return d.fingerprint([name for name in VALUE_FIELDS if name not in skipped])
 
 
 # The event
 
 
-def _event(envelope: Envelope, window: str, start: datetime, series: list[dict]) -> Envelope:
-    computation = _digest(series)
+def _event(envelope: Envelope, window: str, start: datetime, computed: Computed) -> Envelope:
     return build_envelope(
         tenant_id=envelope.tenant_id,
         type="MetricAggregated",
@@ -626,32 +872,16 @@ def _event(envelope: Envelope, window: str, start: datetime, series: list[dict])
             "window": window,
             "windowStart": start.isoformat(),
             "windowEnd": (start + WINDOWS[window]).isoformat(),
-            "series": len(series),
-            "points": sum(s["points"] for s in series),
-            "metrics": sorted({s["name"] for s in series}),
-            "computation": computation,
+            "series": computed.series,
+            "points": computed.points,
+            "metrics": computed.metrics,
+            "computation": computed.computation,
         },
         source="MetricAggregationWorker",
         source_id=f"{window}|{start.isoformat()}",
         correlation_id=envelope.correlation_id or str(envelope.event_id),
         event_id=uuid.uuid5(
-            EVENT_NAMESPACE, f"{envelope.tenant_id}|{window}|{start.isoformat()}|{computation}"
+            EVENT_NAMESPACE,
+            f"{envelope.tenant_id}|{window}|{start.isoformat()}|{computed.computation}",
         ),
     )
-
-
-def _digest(series: list[dict]) -> str:
-    """A fingerprint of a window's result: the same rows give the same event id."""
-    text = json.dumps(_normal(series), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _normal(value):
-    """Floats to 12 significant digits, so that summation order cannot change a digest."""
-    if isinstance(value, float):
-        return float(f"{value:.12g}")
-    if isinstance(value, dict):
-        return {k: _normal(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_normal(v) for v in value]
-    return value
