@@ -294,8 +294,14 @@ def _mark_done(worker: Worker, ids: list[int], token: uuid.UUID) -> None:
     )
     if marked != len(ids):
         raise LeaseLost(f"{len(ids) - marked} of {len(ids)} messages were re-claimed")
-    if not WorkerState.objects.filter(worker=worker.name).update(last_success=now):
-        WorkerState.objects.get_or_create(worker=worker.name, defaults={"last_success": now})
+    # After the commit: written inside the batch, the worker's one WorkerState row would stay
+    # locked for the whole batch, and every publisher's kick (an UPDATE of that row) would wait.
+    transaction.on_commit(lambda: _note_success(worker.name, now))
+
+
+def _note_success(name: str, at) -> None:
+    if not WorkerState.objects.filter(worker=name).update(last_success=at):
+        WorkerState.objects.get_or_create(worker=name, defaults={"last_success": at})
 
 
 def record_failure(

@@ -425,11 +425,14 @@ def test_it_counts_leased_messages_as_in_flight_not_backlog(client, tenant, make
     assert (counts["backlog"], counts["inFlight"]) == (1, 2)
 
 
-def test_it_reports_the_last_success_of_a_worker(client, tenant, make_worker):
+def test_it_reports_the_last_success_of_a_worker(
+    client, tenant, make_worker, django_capture_on_commit_callbacks
+):
     make_worker()
     queue.ensure_worker_states()  # as every migrate does
     services.publish(tenant=tenant, type="DeploymentPromoted")
-    dispatch.drain("TestWorker")
+    with django_capture_on_commit_callbacks(execute=True):  # noted once the batch commits
+        dispatch.drain("TestWorker")
 
     _, report = health(client)
 
