@@ -24,7 +24,7 @@ from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
 
 from core import telemetry
-from core.runtime import queue, scheduling, shutdown
+from core.runtime import heap, queue, scheduling, shutdown
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Command(qcluster.Command):
         # The forks must not share this process's database connection (a child closing it
         # would close it for the parent too).
         db.connections.close_all()
+        heap.settle()  # before the forks: the workers inherit the frozen start-up objects
         cluster.start()
         if options.get("run_once"):
             cluster.stop()
