@@ -1,29 +1,31 @@
-"""`field__one_of=[...]`: membership in a list of many values, bound as one parameter.
+"""`field__one_of=[...]`: membership in a long list of values, bound as one parameter.
 
-`field__in=[...]` binds each value on its own: for the hundreds of trace ids a batch names,
-Django's preparation of each value and psycopg's parsing of a query with hundreds of
-placeholders cost more than the query. This passes the list as one array (PostgreSQL:
-`= ANY(%s::text[])`) or one JSON text (SQLite: `IN (SELECT value FROM json_each(%s))`). For text
-columns (ids, keys); values are compared as text.
+`field__in=[...]` binds each value on its own: for the hundreds of trace ids a batch names, or
+the hundreds of message ids a drain claims, Django's preparation of each value and psycopg's
+parsing of a query with hundreds of placeholders cost more than the query. This passes the list
+as one array literal (PostgreSQL: `= ANY(%s::<column type>[])`) or one JSON text (SQLite:
+`IN (SELECT value FROM json_each(%s))`).
 """
 
 from __future__ import annotations
 
 import json
 
-from django.db.models import CharField, Lookup
+from django.db.models import Field, Lookup
 
 from core import bulk
 
 
-@CharField.register_lookup
+@Field.register_lookup
 class OneOf(Lookup):
     lookup_name = "one_of"
     prepare_rhs = False
 
     def as_sql(self, compiler, connection):
         lhs, params = self.process_lhs(compiler, connection)
-        values = [str(v) for v in self.rhs]
+        field = self.lhs.output_field
         if connection.vendor == "postgresql":
-            return f"{lhs} = ANY(%s::text[])", [*params, bulk.array_literal(values)]
+            array = f"%s::{field.db_type(connection)}[]"
+            return f"{lhs} = ANY({array})", [*params, bulk.array_literal(self.rhs)]
+        values = [field.get_db_prep_value(v, connection) for v in self.rhs]
         return f"{lhs} IN (SELECT value FROM json_each(%s))", [*params, json.dumps(values)]

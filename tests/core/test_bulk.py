@@ -86,3 +86,12 @@ def test_it_finds_rows_among_many_values_bound_as_one(tenant):
 
     assert sorted(found.values_list("correlation_id", flat=True)) == sorted(AWKWARD[:3])
     assert not Event.objects.filter(correlation_id__one_of=[]).exists()
+
+
+def test_it_finds_rows_among_many_ids_and_uuids(tenant):
+    rows = [row(tenant, str(n), {}) for n in range(5)]
+    bulk.insert_new(Event, EVENT_COLUMNS, rows)
+    uuids = [r[0] for r in rows[:2]]
+
+    assert set(Event.objects.filter(id__one_of=uuids).values_list("id", flat=True)) == set(uuids)
+    assert Event.objects.filter(tenant_id__one_of=[tenant.pk]).count() == 5
