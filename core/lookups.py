@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 
-from django.db.models import Field, Lookup
+from django.db.models import Field, ForeignObject, Lookup
 
 from core import bulk
 
 
-@Field.register_lookup
 class OneOf(Lookup):
     lookup_name = "one_of"
     prepare_rhs = False
@@ -29,3 +28,7 @@ class OneOf(Lookup):
             return f"{lhs} = ANY({array})", [*params, bulk.array_literal(self.rhs)]
         values = [field.get_db_prep_value(v, connection) for v in self.rhs]
         return f"{lhs} IN (SELECT value FROM json_each(%s))", [*params, json.dumps(values)]
+
+
+Field.register_lookup(OneOf)
+ForeignObject.register_lookup(OneOf)  # foreign keys take only the lookups they register
