@@ -363,8 +363,8 @@ class SpanAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     fields = [
         "name", "tenant", "trace", "span_id", "parent_span_id", "kind_name", "service", "scope",
-        "start_time", "end_time", "duration", "status", "status_message", "attributes_json",
-        "resource_json", "events_json", "links_json",
+        "scope_version", "start_time", "end_time", "duration", "status", "status_message",
+        "attributes_json", "resource_json", "scope_attributes_json", "events_json", "links_json",
     ]  # fmt: skip
     readonly_fields = fields
 
@@ -408,6 +408,10 @@ class SpanAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="resource")
     def resource_json(self, span: Span) -> str:
         return pretty_json(span.resource)
+
+    @admin.display(description="scope attributes")
+    def scope_attributes_json(self, span: Span) -> str:
+        return pretty_json(span.scope_attributes)
 
     @admin.display(description="events")
     def events_json(self, span: Span) -> str:

@@ -160,6 +160,8 @@ class SpanOutput(serializers.Serializer):
     kind = serializers.IntegerField()
     service = serializers.CharField()
     scope = serializers.CharField()
+    scopeVersion = serializers.CharField(source="scope_version")
+    scopeAttributes = serializers.DictField(source="scope_attributes")
     start = serializers.SerializerMethodField()
     end = serializers.SerializerMethodField()
     durationMs = serializers.FloatField(source="duration_ms")

@@ -83,7 +83,10 @@ class Span(models.Model):
     status_message = models.TextField(blank=True)
     attributes = models.JSONField(default=dict)
     resource = models.JSONField(default=dict)
+    # The instrumentation scope: its name, version and attributes.
     scope = models.CharField(max_length=200, blank=True)
+    scope_version = models.CharField(max_length=100, blank=True)
+    scope_attributes = models.JSONField(default=dict)
     events = models.JSONField(default=list)
     links = models.JSONField(default=list)
 

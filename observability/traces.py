@@ -50,6 +50,8 @@ class SpanRow(NamedTuple):
     attributes: str
     resource: str
     scope: str
+    scope_version: str
+    scope_attributes: str
     events: str
     links: str
 
@@ -98,7 +100,9 @@ def rows_of_proto(request) -> Iterator[SpanRow]:
         service = str(resource.get("service.name", ""))[:200]
         resource_json = json_text(resource)
         for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope.name[:200]
+            scope = scope_spans.scope
+            name, version = scope.name[:200], scope.version[:100]
+            scope_attributes = json_text(attributes(scope.attributes))
             for span in scope_spans.spans:
                 yield SpanRow(
                     span.trace_id.hex(),
@@ -113,7 +117,9 @@ def rows_of_proto(request) -> Iterator[SpanRow]:
                     span.status.message,
                     json_text(attributes(span.attributes)),
                     resource_json,
-                    scope,
+                    name,
+                    version,
+                    scope_attributes,
                     json_text([_event(e) for e in span.events]),
                     json_text([_link(link) for link in span.links]),
                 )
@@ -180,7 +186,9 @@ def rows_of_json(request: otlp_json.TracesRequest) -> Iterator[SpanRow]:
         service = str(resource.get("service.name", ""))[:200]
         resource_json = json_text(resource)
         for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope.name[:200] if scope_spans.scope else ""
+            scope = scope_spans.scope or otlp_json.Scope()
+            name, version = scope.name[:200], scope.version[:100]
+            scope_attributes = json_text(json_attributes(scope.attributes))
             for span in scope_spans.spans:
                 status = span.status
                 yield SpanRow(
@@ -196,7 +204,9 @@ def rows_of_json(request: otlp_json.TracesRequest) -> Iterator[SpanRow]:
                     status.message if status else "",
                     json_text(json_attributes(span.attributes)),
                     resource_json,
-                    scope,
+                    name,
+                    version,
+                    scope_attributes,
                     json_text([_json_event(e) for e in span.events]),
                     json_text([_json_link(link) for link in span.links]),
                 )

@@ -114,7 +114,7 @@ def as_row(span: Span) -> traces.SpanRow:
     return traces.SpanRow(
         span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind, span.service,
         span.start_ns, span.end_ns, span.status_code, span.status_message, "{}", "{}",
-        span.scope, "[]", "[]",
+        span.scope, "", "{}", "[]", "[]",
     )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ import gzip
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -390,3 +391,20 @@ def test_it_dead_letters_a_message_naming_another_tenants_batch(client, key, oth
     dead = Message.objects.get(tenant=other_tenant)
     assert dead.state == "dead" and "no stored request" in dead.last_error
     assert not Span.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"), [("traces.json", otlp.JSON), ("traces.pb", otlp.PROTOBUF)]
+)
+def test_it_keeps_each_spans_resource_and_scope(client, key, name, content_type):
+    body = (Path(__file__).parent / "golden" / name).read_bytes()
+
+    response = post(client, key, body, content_type=content_type)
+    ingest()
+
+    assert response.status_code == 200
+    span = Span.objects.get(span_id="eee19b7ec3c1b174")
+    assert (span.scope, span.scope_version) == ("io.opentelemetry.django", "0.66b2")
+    assert span.scope_attributes == {"scope.attr": True}
+    assert span.resource == {"service.name": "checkout", "host.cpu.count": 8}
+    assert span.service == "checkout"

@@ -32,7 +32,7 @@ def span_row(trace_id, span_id, parent, name, service, error, start_ns) -> trace
     end_ns, status = start_ns + 2_000_000, 2 if error else 1
     return traces.SpanRow(
         trace_id, span_id, parent, name, 2, service, start_ns, end_ns, status, "", "{}", "{}",
-        "", "[]", "[]",
+        "", "", "{}", "[]", "[]",
     )  # fmt: skip
 
 
