@@ -5,6 +5,9 @@ the hundreds of message ids a drain claims, Django's preparation of each value a
 parsing of a query with hundreds of placeholders cost more than the query. This passes the list
 as one array literal (PostgreSQL: `= ANY(%s::<column type>[])`) or one JSON text (SQLite:
 `IN (SELECT value FROM json_each(%s))`).
+
+Pass a set: Django walks a list or a tuple element by element before any lookup sees it (to
+resolve expressions in it), which for hundreds of values costs about what the query does.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def _lock_key(tenant_id, trace_id: str) -> int:
 def _stored(envelope: Envelope, trace_ids: list[str]) -> dict[str, dict]:
     """The content of the snapshots stored for these traces."""
     rows = TelemetryCorrelation.objects.filter(
-        tenant_id=envelope.tenant_id, trace_id__one_of=trace_ids
+        tenant_id=envelope.tenant_id, trace_id__one_of=set(trace_ids)
     ).values("tenant_id", "trace_id", *_CONTENT)
     found = {}
     for row in rows:
@@ -228,7 +228,7 @@ def _counts(queryset) -> dict[str, int]:
 
 
 def _traces(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
-    records = TraceRecord.objects.filter(tenant_id=tenant_id, trace_id__one_of=trace_ids)
+    records = TraceRecord.objects.filter(tenant_id=tenant_id, trace_id__one_of=set(trace_ids))
     found = {}
     for r in records:
         found[r.trace_id] = {
@@ -245,7 +245,7 @@ def _traces(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
         }
     failing = [t for t, trace in found.items() if trace["errorCount"]]
     errors = _first_per_trace(
-        Span.objects.filter(tenant_id=tenant_id, trace_id__one_of=failing, status_code=2),
+        Span.objects.filter(tenant_id=tenant_id, trace_id__one_of=set(failing), status_code=2),
         order=("start_ns", "span_id"),
         limit=MAX_ERROR_SPANS,
     ).values_list("trace_id", "span_id", "name", "service", "status_message")
@@ -261,7 +261,7 @@ def _traces(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
 
 def _logs(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
     found = {t: {"count": 0, "bySeverity": {}, "latest": []} for t in trace_ids}
-    records = LogRecord.objects.filter(tenant_id=tenant_id, trace_id__one_of=trace_ids)
+    records = LogRecord.objects.filter(tenant_id=tenant_id, trace_id__one_of=set(trace_ids))
     level = Case(
         *[
             When(severity_number__gte=lo, severity_number__lte=hi, then=Value(name))
@@ -282,7 +282,7 @@ def _logs(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
         found[trace_id]["bySeverity"][name] = n
     logged = [t for t, entry in found.items() if entry["count"]]
     latest = _first_per_trace(
-        records.filter(trace_id__one_of=logged),
+        records.filter(trace_id__one_of=set(logged)),
         order=("-time_ns", "-observed_ns", "record_key"),
         limit=MAX_LOGS,
     ).values_list(
@@ -321,11 +321,11 @@ def _severity(number: int) -> str:
 
 def _exemplars(tenant_id, trace_ids: list[str]) -> dict[str, tuple[int, list[dict]]]:
     """Each trace's exemplar count and its newest exemplars."""
-    stored = MetricExemplar.objects.filter(tenant_id=tenant_id, trace_id__one_of=trace_ids)
+    stored = MetricExemplar.objects.filter(tenant_id=tenant_id, trace_id__one_of=set(trace_ids))
     counts = _counts(stored)
     found: dict[str, list[dict]] = defaultdict(list)
     newest = _first_per_trace(
-        stored.filter(trace_id__one_of=list(counts)),
+        stored.filter(trace_id__one_of=set(counts)),
         order=("-time_ns", "series_key", "span_id", "-point_time_ns"),
         limit=MAX_EXEMPLARS,
     ).values_list("trace_id", "name", "unit", "series_key", "span_id", "value", "time_ns",
@@ -350,11 +350,11 @@ def _exemplars(tenant_id, trace_ids: list[str]) -> dict[str, tuple[int, list[dic
 
 def _events(tenant_id, trace_ids: list[str]) -> dict[str, tuple[int, list[dict]]]:
     """Each trace's count of events that named it, and the newest of them."""
-    stored = CorrelatedEvent.objects.filter(tenant_id=tenant_id, trace_id__one_of=trace_ids)
+    stored = CorrelatedEvent.objects.filter(tenant_id=tenant_id, trace_id__one_of=set(trace_ids))
     counts = _counts(stored)
     found: dict[str, list[dict]] = defaultdict(list)
     newest = _first_per_trace(
-        stored.filter(trace_id__one_of=list(counts)),
+        stored.filter(trace_id__one_of=set(counts)),
         order=("-occurred_at", "-event_id"),
         limit=MAX_EVENTS,
     ).values_list("trace_id", "event_id", "type", "occurred_at", "source", "signal")

@@ -108,12 +108,12 @@ def claim(worker: Worker, *, limit: int) -> list[Claimed]:
         ids = list(due[:limit])
         if not ids:
             return []
-        Message.objects.filter(id__one_of=ids).update(
+        Message.objects.filter(id__one_of=set(ids)).update(
             leased_until=now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS),
             lease_token=token,
             claims=F("claims") + 1,
         )
-    rows = Message.objects.filter(id__one_of=ids).order_by("id").values_list(*_CLAIMED)
+    rows = Message.objects.filter(id__one_of=set(ids)).order_by("id").values_list(*_CLAIMED)
     return [_claimed(row, token) for row in rows]
 
 
@@ -289,7 +289,7 @@ def _mark_done(worker: Worker, ids: list[int], token: uuid.UUID) -> None:
     if not ids:
         return
     now = timezone.now()
-    marked = Message.objects.filter(id__one_of=ids, lease_token=token, state=PENDING).update(
+    marked = Message.objects.filter(id__one_of=set(ids), lease_token=token, state=PENDING).update(
         state=DONE, handled_at=now, leased_until=None, lease_token=None, last_error=""
     )
     if marked != len(ids):
@@ -380,5 +380,5 @@ def _dead_letter(worker: Worker, message: Claimed, reason: str) -> None:
 def release(messages: list[Claimed], token: uuid.UUID) -> int:
     """Give claimed messages back for immediate redelivery; the claim did not count."""
     return Message.objects.filter(
-        id__one_of=[m.id for m in messages], lease_token=token, state=PENDING
+        id__one_of={m.id for m in messages}, lease_token=token, state=PENDING
     ).update(leased_until=None, lease_token=None, claims=F("claims") - 1)
