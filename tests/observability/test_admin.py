@@ -11,8 +11,7 @@ import pytest
 from django.urls import reverse
 
 from core import services
-from core.models import Event, Message
-from core.runtime import dispatch
+from core.models import Event
 from observability import admin as observability_admin
 from observability import otlp, traces
 from observability.admin import (
@@ -34,6 +33,7 @@ from observability.models import (
     TelemetryCorrelation,
     TraceRecord,
 )
+from tests.helpers import drain_all
 from tests.observability.test_metric_aggregation import T0 as AGGREGATION_T0
 from tests.observability.test_metric_aggregation import add, at, histogram, run
 
@@ -85,8 +85,7 @@ def send(client, tenant, *spans, service="checkout"):
         headers={"Authorization": f"Bearer {key}"},
     )
     assert response.status_code == 200
-    while Message.objects.filter(worker="TraceIngestionWorker", state="pending").exists():
-        dispatch.drain("TraceIngestionWorker")
+    drain_all("TraceIngestionWorker")
 
 
 # Spans as rows, for the geometry (never saved) and for pages that need no HTTP round trip.
@@ -846,8 +845,7 @@ def send_exemplar(client, tenant, metric: str, value: float, *, span_id=CHILD_A)
 
 
 def drain(worker: str) -> None:
-    while Message.objects.filter(worker=worker, state="pending").exists():
-        dispatch.drain(worker)
+    drain_all(worker)
 
 
 def correlate() -> None:

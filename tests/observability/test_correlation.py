@@ -15,6 +15,7 @@ from core.models import Event, Message
 from core.runtime import dispatch, registry
 from observability import correlation
 from observability.models import LogRecord, MetricExemplar, TelemetryCorrelation
+from tests.helpers import drain_all
 
 pytestmark = pytest.mark.django_db
 NOW_NS = time.time_ns()
@@ -57,8 +58,7 @@ def post_trace(client, tenant, *spans: dict) -> None:
 
 
 def drain(worker: str) -> None:
-    while Message.objects.filter(worker=worker, state="pending").exists():
-        dispatch.drain(worker)
+    drain_all(worker)
 
 
 def correlate() -> None:

@@ -22,6 +22,7 @@ from core.models import Event, Failure, Message
 from core.runtime import dispatch, scheduling
 from observability import otlp, traces
 from observability.models import Span, TelemetryBatch, TraceRecord
+from tests.helpers import drain_all
 
 pytestmark = pytest.mark.django_db
 NOW_NS = time.time_ns()
@@ -80,8 +81,7 @@ def post(client, key, body: bytes, *, content_type=otlp.JSON, **headers):
 
 
 def ingest() -> None:
-    while Message.objects.filter(worker="TraceIngestionWorker", state="pending").exists():
-        dispatch.drain("TraceIngestionWorker")
+    drain_all("TraceIngestionWorker")
 
 
 def test_it_projects_a_batch_into_a_trace_record(client, key, tenant):

@@ -12,10 +12,9 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from core import services
-from core.models import Message
-from core.runtime import dispatch
 from observability import otlp
 from observability.models import LogRecord
+from tests.helpers import drain_all
 
 pytestmark = pytest.mark.django_db
 GOLDEN = Path(__file__).parent / "golden" / "logs.json"
@@ -34,8 +33,7 @@ def post(client, key, body: bytes):
 
 
 def ingest() -> None:
-    while Message.objects.filter(worker="TraceIngestionWorker", state="pending").exists():
-        dispatch.drain("TraceIngestionWorker")
+    drain_all("TraceIngestionWorker")
 
 
 def test_it_stores_each_record_with_its_trace(client, key, tenant):

@@ -12,10 +12,9 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from core import services
-from core.models import Message
-from core.runtime import dispatch
 from observability import otlp
 from observability.models import MetricPoint
+from tests.helpers import drain_all
 
 pytestmark = pytest.mark.django_db
 GOLDEN = Path(__file__).parent / "golden" / "metrics.json"
@@ -36,8 +35,7 @@ def post(client, key, body: bytes, content_type=otlp.JSON):
 
 
 def ingest() -> None:
-    while Message.objects.filter(worker="TraceIngestionWorker", state="pending").exists():
-        dispatch.drain("TraceIngestionWorker")
+    drain_all("TraceIngestionWorker")
 
 
 def point(name: str) -> MetricPoint:

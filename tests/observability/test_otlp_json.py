@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from core import services
-from core.models import Message
-from core.runtime import dispatch
 from observability import otlp, otlp_json, traces
 from observability.models import Span, TelemetryBatch
+from tests.helpers import drain_all
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = 1_767_225_600_000_000_000  # 2026-01-01, after every golden timestamp
@@ -191,8 +190,7 @@ def test_it_stores_a_clean_gzipped_request_as_the_client_compressed_it(client, k
     assert response.status_code == 200
     batch = TelemetryBatch.objects.get()
     assert bytes(batch.payload) == data
-    while Message.objects.filter(worker="TraceIngestionWorker", state="pending").exists():
-        dispatch.drain("TraceIngestionWorker")
+    drain_all("TraceIngestionWorker")
     assert Span.objects.get(tenant=tenant).name == "GET /cart"
 
 
@@ -221,8 +219,7 @@ def test_it_ingests_stored_json_and_protobuf_batches_alike(client, key, tenant):
         "protobuf",
     ]
 
-    while Message.objects.filter(worker="TraceIngestionWorker", state="pending").exists():
-        dispatch.drain("TraceIngestionWorker")
+    drain_all("TraceIngestionWorker")
 
     stored = {s.span_id: s for s in Span.objects.filter(tenant=tenant)}
     assert set(stored) == {"eee19b7ec3c1b174", "eee19b7ec3c1b175"}

@@ -9,10 +9,10 @@ from datetime import datetime
 import pytest
 
 from core import services
-from core.models import Event, Message
-from core.runtime import dispatch
+from core.models import Event
 from observability import traces
 from observability.models import TelemetryCorrelation
+from tests.helpers import drain_all
 
 pytestmark = pytest.mark.django_db
 NOW_NS = time.time_ns()
@@ -202,8 +202,7 @@ def send_metrics(client, key, *metrics: dict) -> None:
 
 
 def drain(worker: str) -> None:
-    while Message.objects.filter(worker=worker, state="pending").exists():
-        dispatch.drain(worker)
+    drain_all(worker)
 
 
 def correlate() -> None:
