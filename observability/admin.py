@@ -353,6 +353,13 @@ class TraceRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
+def trace_record_pk() -> Subquery:
+    """The pk of the TraceRecord of a row's trace, of the row's own tenant (another tenant may
+    have a trace with the same id), for links to the trace's page."""
+    record = TraceRecord.objects.filter(tenant=OuterRef("tenant"), trace_id=OuterRef("trace_id"))
+    return Subquery(record.values("pk")[:1])
+
+
 @admin.register(Span)
 class SpanAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["name", "service", "trace", "duration", "status"]
@@ -369,10 +376,7 @@ class SpanAdmin(ReadOnlyMixin, admin.ModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request):
-        record = TraceRecord.objects.filter(
-            tenant=OuterRef("tenant"), trace_id=OuterRef("trace_id")
-        ).values("pk")[:1]
-        return super().get_queryset(request).annotate(record_pk=Subquery(record))
+        return super().get_queryset(request).annotate(record_pk=trace_record_pk())
 
     @admin.display(description="trace id", ordering="trace_id")
     def trace(self, span: Span) -> str:
@@ -551,11 +555,7 @@ class TelemetryCorrelationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request):
-        # The record of the same tenant: another tenant may have a trace with the same id.
-        record = TraceRecord.objects.filter(
-            tenant=OuterRef("tenant"), trace_id=OuterRef("trace_id")
-        ).values("pk")[:1]
-        found = super().get_queryset(request).annotate(record_pk=Subquery(record))
+        found = super().get_queryset(request).annotate(record_pk=trace_record_pk())
         # The snapshot's JSON (up to 20 log bodies, 50 exemplars and 50 events a row) stays in
         # the database for the list, which shows counts; a snapshot's page loads it as it shows it.
         return found.defer("trace", "logs", "exemplars", "events")
