@@ -227,20 +227,28 @@ def _counts(queryset) -> dict[str, int]:
 # Traces
 
 
+_RECORD_FIELDS = [
+    "trace_id", "root_name", "root_service", "services", "span_count", "error_count", "status",
+    "start_ns", "end_ns",
+]  # fmt: skip
+
+
 def _traces(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
-    records = TraceRecord.objects.filter(tenant_id=tenant_id, trace_id__one_of=set(trace_ids))
+    records = TraceRecord.objects.filter(
+        tenant_id=tenant_id, trace_id__one_of=set(trace_ids)
+    ).values_list(*_RECORD_FIELDS)
     found = {}
-    for r in records:
-        found[r.trace_id] = {
-            "rootName": r.root_name,
-            "rootService": r.root_service,
-            "services": r.services,
-            "spanCount": r.span_count,
-            "errorCount": r.error_count,
-            "status": r.status,
-            "startTimeUnixNano": r.start_ns,
-            "endTimeUnixNano": r.end_ns,
-            "durationMs": r.duration_ms,
+    for trace_id, name, service, services, spans, errors, status, start, end in records:
+        found[trace_id] = {
+            "rootName": name,
+            "rootService": service,
+            "services": services,
+            "spanCount": spans,
+            "errorCount": errors,
+            "status": status,
+            "startTimeUnixNano": start,
+            "endTimeUnixNano": end,
+            "durationMs": (end - start) / 1e6,
             "errorSpans": [],
         }
     failing = [t for t, trace in found.items() if trace["errorCount"]]
