@@ -6,6 +6,7 @@ class ObservabilityConfig(AppConfig):
 
     def ready(self) -> None:
         from core.runtime import scheduling
-        from observability import services
+        from observability import retention, services
 
         scheduling.pruning.connect(services.prune_batches, dispatch_uid="observability-batches")
+        scheduling.pruning.connect(retention.prune, dispatch_uid="observability-retention")

@@ -314,7 +314,10 @@ class MetricExemplar(models.Model):
     point_time_ns = models.BigIntegerField()
 
     class Meta:
-        indexes = [models.Index(fields=["tenant", "trace_id"])]
+        indexes = [
+            models.Index(fields=["tenant", "trace_id"]),
+            models.Index(fields=["tenant", "point_time_ns"]),  # retention
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} exemplar of {self.trace_id}"
