@@ -190,7 +190,7 @@ class MetricPoint(models.Model):
         ]
         indexes = [
             models.Index(fields=["tenant", "time_ns"]),
-            models.Index(fields=["received_at"]),
+            models.Index(fields=["tenant", "received_at"]),  # late points of a tenant
         ]
 
     def __str__(self) -> str:
