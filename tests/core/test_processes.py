@@ -219,7 +219,9 @@ def test_it_kills_a_cluster_that_does_not_drain_in_time_and_loses_nothing(
     os.kill(cluster.pid, signal.SIGTERM)
     started = time.monotonic()
     cluster.wait(timeout=30)
-    assert time.monotonic() - started < 2 + 4  # the handler would have slept for a minute
+    # Killed soon after the 2 s drain timeout, not after the handler's minute of sleep (the
+    # margin is wide: on a loaded machine the kill and the exit take seconds).
+    assert time.monotonic() - started < 20
 
     time.sleep(3)  # the lease of the killed drain runs out
     while messages().filter(state="pending").exists():
