@@ -1,4 +1,6 @@
-"""Telemetry as received (TelemetryBatch) and as projected (Span, TraceRecord)."""
+"""Telemetry as received (TelemetryBatch), as stored and projected (Span and TraceRecord,
+MetricPoint and MetricSeries, LogRecord), and as stitched by trace (MetricExemplar and
+CorrelatedEvent, which TelemetryCorrelation snapshots read)."""
 
 from __future__ import annotations
 
