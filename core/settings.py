@@ -198,4 +198,7 @@ OTLP_TENANT_REQUESTS_PER_SECOND = env.int("OTLP_TENANT_REQUESTS_PER_SECOND", def
 OTLP_BACKLOG_CEILING = env.int("OTLP_BACKLOG_CEILING", default=20000)  # batches waiting
 OTLP_BATCH_RETENTION_HOURS = env.int("OTLP_BATCH_RETENTION_HOURS", default=24)
 TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=7)
+# Added to a qcluster's niceness (and its workers'): on a machine it shares with the web tier,
+# background work yields the CPU to the requests that wait for it. 0 leaves it as it is.
+QCLUSTER_NICE = env.int("QCLUSTER_NICE", default=5)
 TRACE_SLOW_SPAN_MS = env.int("TRACE_SLOW_SPAN_MS", default=1000)

@@ -47,6 +47,8 @@ class Command(qcluster.Command):
         # would close it for the parent too).
         db.connections.close_all()
         heap.settle()  # before the forks: the workers inherit the frozen start-up objects
+        if settings.QCLUSTER_NICE:
+            os.nice(settings.QCLUSTER_NICE)  # the workers inherit it too
         cluster.start()
         if options.get("run_once"):
             cluster.stop()
