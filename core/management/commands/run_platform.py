@@ -108,6 +108,11 @@ def banner(*, host: str, port: int, password: str, key: str) -> str:
       -H "Content-Type: application/json" \\
       -d '{body}'
 
+  Point an OpenTelemetry SDK or Collector at it (OTLP/HTTP, protobuf or JSON):
+    export OTEL_EXPORTER_OTLP_ENDPOINT={base}
+    export OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer {key}"
+  then see the traces at {base}/api/traces (same header) and in the admin.
+
   Ctrl-C stops the web server and the cluster.
 """
 
