@@ -140,8 +140,9 @@ class TracesRequest(_Base):
 _decoder = msgspec.json.Decoder(TracesRequest)
 
 
-class Unsure(Exception):
-    """This path cannot vouch for the request: the reference path must decide."""
+class Unsure(ValueError):
+    """This path cannot vouch for the request: the reference path must decide. (A ValueError:
+    should a stored body ever fail the worker's decode, retrying cannot help.)"""
 
 
 def decode_traces(body: bytes) -> TracesRequest:

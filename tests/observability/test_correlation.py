@@ -15,7 +15,7 @@ from core.models import Event, Message
 from core.runtime import dispatch, registry
 from observability import correlation
 from observability.models import LogRecord, MetricExemplar, TelemetryCorrelation
-from tests.helpers import drain_all
+from tests.helpers import drain_all, post_otlp
 
 pytestmark = pytest.mark.django_db
 NOW_NS = time.time_ns()
@@ -267,17 +267,6 @@ def test_it_finds_exemplars_of_a_trace_not_ingested_yet(tenant):
     assert [e["metric"] for e in row.exemplars] == ["queue.wait"]
 
 
-def post_signal(client, key, signal: str, body: dict) -> None:
-    response = client.post(
-        f"/v1/{signal}",
-        data=json.dumps(body),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    assert response.status_code == 200 and response.json() == {}, response.content
-    drain("TraceIngestionWorker")
-
-
 def test_it_stitches_logs_and_exemplars_ingested_after_the_trace(client, tenant):
     post_trace(client, tenant, span(ROOT, "GET /cart"))
     correlate()
@@ -289,14 +278,14 @@ def test_it_stitches_logs_and_exemplars_ingested_after_the_trace(client, tenant)
         "traceId": TRACE,
         "spanId": ROOT,
     }
-    post_signal(client, key, "logs", {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]})
+    post_otlp(client, key, "logs", {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]})
     point = {
         "timeUnixNano": str(NOW_NS + 2000),
         "asDouble": 12.5,
         "exemplars": [{"timeUnixNano": str(NOW_NS), "asDouble": 12.5, "traceId": TRACE}],
     }
     gauge = {"name": "queue.depth", "gauge": {"dataPoints": [point]}}
-    post_signal(
+    post_otlp(
         client, key, "metrics", {"resourceMetrics": [{"scopeMetrics": [{"metrics": [gauge]}]}]}
     )
 

@@ -12,7 +12,7 @@ from core import services
 from core.models import Event
 from observability import traces
 from observability.models import TelemetryCorrelation
-from tests.helpers import drain_all
+from tests.helpers import drain_all, post_otlp
 
 pytestmark = pytest.mark.django_db
 NOW_NS = time.time_ns()
@@ -171,34 +171,22 @@ def otlp_gauge(name: str, value: float) -> dict:
     return {"name": name, "unit": "ms", "gauge": {"dataPoints": [point]}}
 
 
-def send(client, key, signal: str, body: dict) -> None:
-    """POST /v1/<signal> and let TraceIngestionWorker (every signal's ingestion) store it."""
-    response = client.post(
-        f"/v1/{signal}",
-        data=json.dumps(body),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    assert response.status_code == 200 and response.json() == {}, response.content
-    drain("TraceIngestionWorker")
-
-
 CHECKOUT = {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]}
 
 
 def send_trace(client, key, *spans: dict) -> None:
     resource_spans = {"resource": CHECKOUT, "scopeSpans": [{"spans": list(spans)}]}
-    send(client, key, "traces", {"resourceSpans": [resource_spans]})
+    post_otlp(client, key, "traces", {"resourceSpans": [resource_spans]})
 
 
 def send_logs(client, key, *records: dict) -> None:
     resource_logs = {"resource": CHECKOUT, "scopeLogs": [{"logRecords": list(records)}]}
-    send(client, key, "logs", {"resourceLogs": [resource_logs]})
+    post_otlp(client, key, "logs", {"resourceLogs": [resource_logs]})
 
 
 def send_metrics(client, key, *metrics: dict) -> None:
     resource_metrics = {"resource": CHECKOUT, "scopeMetrics": [{"metrics": list(metrics)}]}
-    send(client, key, "metrics", {"resourceMetrics": [resource_metrics]})
+    post_otlp(client, key, "metrics", {"resourceMetrics": [resource_metrics]})
 
 
 def drain(worker: str) -> None:
