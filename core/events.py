@@ -39,7 +39,9 @@ _CATALOG = [
     EventType("QualityScoreComputed", "A quality score was recomputed for a project."),
     EventType("CostAnomalyDetected", "Cost for a category deviated from its baseline."),
     # Integration (seed 001)
-    EventType("WebhookDelivered", "A webhook delivery was acknowledged by its endpoint."),
+    # Internal: a webhook about every webhook delivered would loop (and double the traffic).
+    EventType("WebhookDelivered", "A webhook delivery was acknowledged by its endpoint.", True),
+    EventType("WebhookDeliveryQueued", "Command: send one webhook delivery.", True),
     EventType("IntegrationFailed", "An integration run or a delivery failed for good."),
     EventType("IntegrationRunCompleted", "An integration run completed."),
     EventType("CredentialRotated", "A credential was rotated and verified."),

@@ -187,6 +187,22 @@ LOGGING = {
 # min(MAX, BASE * 2^(n-1)), so with the defaults the last waits are up to an hour.
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=60)
 WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
+# Endpoints must be https (outside DEBUG), and may not be private, loopback or link-local
+# addresses unless listed here (hosts or CIDRs, comma-separated): checked when a subscription is
+# saved and again on every connection, against the address actually connected to.
+WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=not DEBUG)
+WEBHOOK_ALLOWED_HOSTS = env.list("WEBHOOK_ALLOWED_HOSTS", default=[])
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3)
+# The longest wait for the reply (for its status line, then between bytes of it).
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
+# POSTs in flight per worker process, and at most this many to one endpoint (scheme, host,
+# port), so that one slow receiver cannot take every connection.
+WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=32)
+WEBHOOK_PER_ENDPOINT_CONCURRENCY = env.int("WEBHOOK_PER_ENDPOINT_CONCURRENCY", default=8)
+# After a rotation the old secret keeps signing beside the new one for this long.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env.float("WEBHOOK_SECRET_OVERLAP_SECONDS", default=24 * 3600)
+# A subscription whose deliveries fail without one success for this long is disabled.
+WEBHOOK_DISABLE_AFTER_SECONDS = env.float("WEBHOOK_DISABLE_AFTER_SECONDS", default=5 * 86400)
 
 # Admin assets are served by WhiteNoise under gunicorn; locally straight from the apps.
 WHITENOISE_USE_FINDERS = DEBUG

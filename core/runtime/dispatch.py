@@ -159,9 +159,10 @@ def _handle_batch(
     done, failed, pending = [], [], list(batch)
     size = worker.chunk
     while pending:
-        ran, failure = _run_together(worker, pending, deadline, size)
+        ran, failure, reported = _run_together(worker, pending, deadline, size)
         if failure is None:
             done, pending = pending[:ran], pending[ran:]
+            failed.extend(reported)
             break
         if failure.position is None:
             # A batch handler failed on several messages at once: run them one at a time, so
@@ -174,7 +175,9 @@ def _handle_batch(
         failed.append((pending[index], failure.error, failure.trace))
         pending = pending[:index] + pending[index + 1 :]
     outcome = Outcome(released=release(pending, token) if pending else 0)
-    _mark_done(worker, [m.id for m in done], token)
+    reported_ids = {message.id for message, _, _ in failed}
+    done = [m.id for m in done if m.id not in reported_ids]
+    _mark_done(worker, done, token)
     outcome.handled = len(done)
     for message, exc, trace in failed:
         dead = record_failure(worker, message, exc, trace, token=token)
@@ -194,31 +197,31 @@ class _Failed(Exception):
 
 def _run_together(
     worker: Worker, messages: list[Claimed], deadline: float, size: int
-) -> tuple[int, _Failed | None]:
+) -> tuple[int, _Failed | None, list[tuple]]:
     """Run messages in one savepoint, not one each: a savepoint is two round trips, more than
     a no-op handler costs. The handler is called with `size` messages at a time. Returns how
-    many ran, and the failure if a call failed (then the savepoint rolled back all of them;
-    the failing call's messages start at the count returned). Stops early on shutdown or past
-    the deadline."""
-    ran = 0
+    many ran, the failure if a call failed (then the savepoint rolled back all of them; the
+    failing call's messages start at the count returned), and the failures batch handlers
+    reported without raising. Stops early on shutdown or past the deadline."""
+    ran, reported = 0, []
     try:
         with transaction.atomic():
             while ran < len(messages) and not (shutdown.requested() or monotonic() > deadline):
                 chunk = messages[ran : ran + size]
-                _handle_chunk(worker, chunk)
+                reported.extend(_handle_chunk(worker, chunk))
                 ran += len(chunk)
     except _Failed as failed:  # every failure is recorded, never lost
-        return ran, failed
-    return ran, None
+        return ran, failed, []
+    return ran, None, reported
 
 
-def _handle_chunk(worker: Worker, chunk: list[Claimed]) -> None:
+def _handle_chunk(worker: Worker, chunk: list[Claimed]) -> list[tuple]:
     if worker.batch_handler is None:
         try:
             handle_one(worker, chunk[0])
         except Exception as exc:
             raise _Failed(0, exc) from exc
-        return
+        return []
     admitted = []
     for position, message in enumerate(chunk):
         try:
@@ -228,13 +231,18 @@ def _handle_chunk(worker: Worker, chunk: list[Claimed]) -> None:
         except Exception as exc:
             raise _Failed(position, exc) from exc
     if not admitted:
-        return
+        return []
     envelopes = [chunk[p].envelope for p in admitted]
     try:
         with telemetry.batch_span(worker.name, envelopes):
-            worker.batch_handler(envelopes)
+            failures = worker.batch_handler(envelopes) or {}
     except Exception as exc:
         raise _Failed(admitted[0] if len(admitted) == 1 else None, exc) from exc
+    return [
+        (chunk[p], failures[chunk[p].envelope.event_id], "")
+        for p in admitted
+        if chunk[p].envelope.event_id in failures
+    ]
 
 
 def handle_one(worker: Worker, message: Claimed) -> None:
@@ -342,6 +350,8 @@ def record_failure(
     if dead:
         reason = error if permanent else f"gave up after {attempt} attempts; last: {error}"
         _dead_letter(worker, message, reason)
+        if worker.on_dead:
+            worker.on_dead(message.envelope, reason)
     log.log(
         logging.ERROR if dead else logging.WARNING,
         "%s: attempt %s of %s failed: %s",

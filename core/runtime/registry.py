@@ -87,8 +87,14 @@ class Worker:
     # A worker whose work is cheaper in bulk (one query for all the traces a hundred events
     # name) declares `batch_handler` instead: it is called with up to `batch_size` envelopes
     # at a time, in one transaction with their "done" marks.
+    # A batch handler may also return {eventId: exception} for messages it handled but whose
+    # outcome was a failure it has recorded itself (a webhook POST answered 500): those are
+    # retried or dead-lettered as if they had raised, without rolling back their writes.
     batch_handler: Callable | None = None
     batch_size: int = 1
+    # Called with (envelope, reason) in the transaction that dead-letters one of its messages,
+    # so the worker can record the end of its own story (a delivery marked dead).
+    on_dead: Callable | None = None
 
     def __post_init__(self) -> None:
         if self.handler and self.batch_handler:

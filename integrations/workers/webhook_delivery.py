@@ -1,13 +1,19 @@
 """WebhookDeliveryWorker: deliver outbound factory events to subscribed endpoints with signed
 payloads.
 
-Declared from the seed catalog. Its handler comes with the webhooks issue; until then it
-receives no messages and the health view shows it as not built.
+Every public event reaches it (the wildcard), and so do the WebhookDeliveryQueued commands it
+sends itself: matching fans an event out to one WebhookDelivery per matching subscription, and
+each delivery is then POSTed, signed the Standard Webhooks way (integrations.services).
+A failed POST is retried with full-jitter backoff (WEBHOOK_RETRY_BASE_SECONDS, ..._MAX_SECONDS)
+or after the receiver's Retry-After, eight attempts in all, then dead-lettered with
+IntegrationFailed published; the delivery's state machine keeps a delivered one from going out
+again.
 """
 
 from django.conf import settings
 
 from core.runtime.registry import WILDCARD, Idempotency, RetryPolicy, Trigger, Worker
+from integrations import services
 
 WORKER = Worker(
     name="WebhookDeliveryWorker",
@@ -17,6 +23,7 @@ WORKER = Worker(
     purpose="Deliver outbound factory events to subscribed endpoints with signed payloads.",
     trigger=Trigger(
         events=(WILDCARD,),
+        commands=("WebhookDeliveryQueued",),
         description="WebhookDelivery queued (event/command): every public event is matched",
     ),
     # Attempt 7 waits up to an hour: minutes to hours between the last attempts.
@@ -27,4 +34,9 @@ WORKER = Worker(
         description="Exponential backoff, max 8 attempts, then dead-letter",
     ),
     idempotency=Idempotency("Dedup on deliveryId; delivery state machine guards re-send"),
+    batch_handler=services.handle,
+    # Up to 64 deliveries a call, POSTed concurrently (WEBHOOK_CONCURRENCY,
+    # WEBHOOK_PER_ENDPOINT_CONCURRENCY); their outcomes are written together.
+    batch_size=64,
+    on_dead=services.mark_dead,
 )

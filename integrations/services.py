@@ -1,0 +1,493 @@
+"""Writes of the webhooks domain: subscriptions, matching events to them, and delivering.
+
+WebhookDeliveryWorker receives every public event and the WebhookDeliveryQueued commands that
+matching sends it. `handle` splits a batch between the two:
+
+- matching (`fan_out`) writes one WebhookDelivery per matching enabled subscription, and one
+  WebhookDeliveryQueued command per delivery, in the transaction that handles the event; both
+  have ids derived from (subscription, event), so handling an event twice adds nothing;
+- delivering (`deliver`) locks the batch's deliveries, skips those already delivered (the same
+  delivery claimed twice waits on the row lock, then finds it delivered), POSTs the rest
+  concurrently, and records every attempt. A failed POST is reported to the runtime, which
+  retries it with the worker's backoff (or the receiver's Retry-After) and dead-letters it
+  after the last attempt; `mark_dead` then marks the delivery dead and publishes
+  IntegrationFailed. Replaying the dead letter sends the same delivery, same webhook-id, again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from core import bulk, events, outbound
+from core import services as core_services
+from core.envelope import Envelope
+from core.models import Message, Tenant
+from core.runtime import queue, replay
+from core.runtime.errors import PermanentError, TransientError
+from integrations import signing
+from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription, new_secret
+
+log = logging.getLogger(__name__)
+WORKER = "WebhookDeliveryWorker"
+QUEUED = "WebhookDeliveryQueued"
+DELIVERY_NAMESPACE = uuid.UUID("1d0b7f4e-8a43-4c55-b1f2-6a3e2f9c0d17")
+USER_AGENT = f"worker-platform-webhooks/{settings.PLATFORM_VERSION}"
+State = WebhookDelivery.State
+
+
+# --- Subscriptions ---------------------------------------------------------------------------
+
+
+def check_event_types(patterns: list[str]) -> list[str]:
+    """Exact names must be public event types; patterns must match at least one."""
+    if not patterns:
+        raise ValidationError("event_types: name at least one event type, or '*' for all.")
+    public = events.public_types()
+    for pattern in patterns:
+        probe = WebhookSubscription(event_types=[pattern])
+        if not any(probe.wants(name) for name in public):
+            raise ValidationError(
+                f"event_types: {pattern!r} matches no event type a webhook can receive. "
+                f"Known types: {', '.join(public)}."
+            )
+    return sorted(set(patterns))
+
+
+def check_url(url: str) -> str:
+    try:
+        outbound.check_url(url)
+    except outbound.BlockedDestination as exc:
+        raise ValidationError(f"url: {exc}") from None
+    return url
+
+
+@transaction.atomic
+def create_subscription(
+    *, tenant: Tenant, url: str, event_types: list[str], description: str = "", enabled=True
+) -> tuple[WebhookSubscription, str]:
+    """Create a subscription and return it with its signing secret, shown this once."""
+    now = timezone.now()
+    subscription = WebhookSubscription.objects.create(
+        tenant=tenant,
+        url=check_url(url),
+        event_types=check_event_types(event_types),
+        description=description,
+        enabled=enabled,
+        secret=new_secret(),
+        created=now,
+        updated=now,
+    )
+    return subscription, subscription.secret
+
+
+@transaction.atomic
+def update_subscription(*, subscription: WebhookSubscription, **changes) -> WebhookSubscription:
+    if "url" in changes:
+        subscription.url = check_url(changes["url"])
+    if "event_types" in changes:
+        subscription.event_types = check_event_types(changes["event_types"])
+    if "description" in changes:
+        subscription.description = changes["description"]
+    if "enabled" in changes:
+        set_enabled(subscription, changes["enabled"])
+    subscription.updated = timezone.now()
+    subscription.save()
+    return subscription
+
+
+def set_enabled(subscription: WebhookSubscription, enabled: bool) -> None:
+    if enabled and not subscription.enabled:
+        # Re-enabled: a fresh start for the failing-period rule.
+        subscription.disabled_reason, subscription.failing_since = "", None
+    subscription.enabled = enabled
+
+
+@transaction.atomic
+def rotate_secret(*, subscription: WebhookSubscription) -> str:
+    """Issue a new secret; the old one keeps signing beside it for the overlap."""
+    now = timezone.now()
+    secret = subscription.rotate_secret(now=now)
+    subscription.updated = now
+    subscription.save(
+        update_fields=["secret", "previous_secret", "previous_secret_expires", "updated"]
+    )
+    return secret
+
+
+def delete_subscription(*, subscription: WebhookSubscription) -> None:
+    subscription.delete()
+
+
+def disable(subscription: WebhookSubscription, *, reason: str, now: datetime) -> None:
+    """Disable a subscription and say so with a SubscriptionDisabled event."""
+    updated = WebhookSubscription.objects.filter(pk=subscription.pk, enabled=True).update(
+        enabled=False, disabled_reason=reason[:500], updated=now
+    )
+    subscription.enabled, subscription.disabled_reason = False, reason
+    if updated:
+        core_services.publish(
+            tenant=subscription.tenant,
+            type="SubscriptionDisabled",
+            data={
+                "subscriptionId": str(subscription.pk),
+                "url": subscription.url,
+                "reason": reason,
+            },
+            source="webhooks",
+            source_id=str(subscription.pk),
+        )
+
+
+# --- Redelivery ------------------------------------------------------------------------------
+
+
+def redeliver(*, delivery: WebhookDelivery) -> bool:
+    """Send a failed delivery again, now: a dead one's dead letter is replayed, a retrying
+    one's retry is brought forward. False if it is not failed (delivered, or on its way)."""
+    message = _message_of(delivery)
+    if message is None:
+        return False
+    if delivery.state == State.DEAD and message.state == Message.State.DEAD:
+        return replay.replay(message.dead_letter)
+    if delivery.state == State.RETRYING and message.state == Message.State.PENDING:
+        with transaction.atomic():
+            brought = Message.objects.filter(pk=message.pk, state=Message.State.PENDING).update(
+                due_at=timezone.now()
+            )
+            transaction.on_commit(lambda: queue.kick([WORKER]))
+        return bool(brought)
+    return False
+
+
+def recover(*, subscription: WebhookSubscription, since: datetime) -> int:
+    """Redeliver every failed delivery of the subscription created since `since`."""
+    failed = subscription.deliveries.filter(
+        created__gte=since, state__in=[State.DEAD, State.RETRYING]
+    ).order_by("created")
+    return sum(redeliver(delivery=d) for d in failed.iterator())
+
+
+def _message_of(delivery: WebhookDelivery) -> Message | None:
+    return (
+        Message.objects.select_related("dead_letter")
+        .filter(event_id=queued_event_id(delivery.pk), worker=WORKER, tenant_id=delivery.tenant_id)
+        .first()
+    )
+
+
+# --- The worker ------------------------------------------------------------------------------
+
+
+def handle(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
+    """WebhookDeliveryWorker's batch handler."""
+    fan_out([e for e in envelopes if e.type != QUEUED])
+    return deliver([e for e in envelopes if e.type == QUEUED])
+
+
+def delivery_id(subscription_id: uuid.UUID, event_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(DELIVERY_NAMESPACE, f"{subscription_id}:{event_id}")
+
+
+def queued_event_id(delivery_pk: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(DELIVERY_NAMESPACE, f"queued:{delivery_pk}")
+
+
+def fan_out(envelopes: list[Envelope]) -> None:
+    if not envelopes:
+        return
+    subscriptions = defaultdict(list)
+    tenants = {e.tenant_id for e in envelopes}
+    for s in WebhookSubscription.objects.filter(tenant_id__in=tenants, enabled=True):
+        subscriptions[s.tenant_id].append(s)
+    now = timezone.now()
+    rows, commands = [], []
+    for envelope in envelopes:
+        for subscription in subscriptions[envelope.tenant_id]:
+            if subscription.wants(envelope.type) and not _about(subscription, envelope):
+                rows.append(_delivery_row(subscription, envelope, now))
+                commands.append(_queued(rows[-1][0], envelope))
+    bulk.insert_new(WebhookDelivery, DELIVERY_COLUMNS, rows)
+    core_services.publish_envelopes(commands, to_worker=WORKER)
+
+
+def _about(subscription: WebhookSubscription, envelope: Envelope) -> bool:
+    # The platform's news about a subscription's own failures is not sent to it: it is the
+    # endpoint that fails, and each failure would make one more.
+    return envelope.data.get("subscriptionId") == str(subscription.pk)
+
+
+DELIVERY_COLUMNS = [
+    "id", "tenant_id", "subscription_id", "event_id", "event_type", "payload", "trace_id",
+    "span_id", "state", "attempts", "round_attempts", "created", "next_attempt_at", "last_error",
+]  # fmt: skip
+
+
+def _delivery_row(subscription: WebhookSubscription, envelope: Envelope, now: datetime) -> tuple:
+    body = {
+        "type": envelope.type,
+        "timestamp": envelope.occurred_at.isoformat(),
+        "data": envelope.as_dict(),
+    }
+    return (
+        delivery_id(subscription.pk, envelope.event_id), envelope.tenant_id, subscription.pk,
+        envelope.event_id, envelope.type, json.dumps(body, separators=(",", ":")),
+        envelope.trace_id, envelope.span_id, State.PENDING, 0, 0, now, now, "",
+    )  # fmt: skip
+
+
+def _queued(delivery_pk: uuid.UUID, envelope: Envelope) -> Envelope:
+    return core_services.build_envelope(
+        tenant_id=envelope.tenant_id,
+        type=QUEUED,
+        data={"deliveryId": str(delivery_pk)},
+        event_id=queued_event_id(delivery_pk),
+        trace_id=envelope.trace_id,
+        span_id=envelope.span_id,
+        correlation_id=envelope.correlation_id,
+        source="webhooks",
+        source_id=str(delivery_pk),
+    )
+
+
+def deliver(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
+    """Send the batch's deliveries; return the failures, by the eventId of their command."""
+    if not envelopes:
+        return {}
+    by_delivery = {uuid.UUID(e.data["deliveryId"]): e for e in envelopes}
+    deliveries = list(
+        WebhookDelivery.objects.select_for_update(of=("self",))
+        .select_related("subscription__tenant")
+        .filter(id__in=list(by_delivery))
+        .order_by("id")
+    )
+    _share_subscriptions(deliveries)
+    failures: dict[uuid.UUID, Exception] = {}
+    sendable = []
+    for delivery in deliveries:
+        envelope = by_delivery[delivery.pk]
+        envelope.ensure_tenant(delivery.tenant_id)
+        if delivery.state not in WebhookDelivery.SENDABLE:
+            log.info("delivery %s is %s: not sent again", delivery.pk, delivery.state)
+        elif not delivery.subscription.enabled:
+            failures[envelope.event_id] = PermanentError(
+                f"subscription {delivery.subscription_id} is disabled "
+                f"({delivery.subscription.disabled_reason or 'by its owner'}); "
+                "enable it, then redeliver"
+            )
+        else:
+            sendable.append(delivery)
+    failures.update(_send(sendable, by_delivery))
+    return failures
+
+
+def _share_subscriptions(deliveries: list[WebhookDelivery]) -> None:
+    # One instance per subscription, so that its health sums up all its deliveries' outcomes.
+    shared = {}
+    for delivery in deliveries:
+        delivery.subscription = shared.setdefault(delivery.subscription_id, delivery.subscription)
+
+
+def _send(deliveries: list[WebhookDelivery], by_delivery: dict) -> dict[uuid.UUID, Exception]:
+    if not deliveries:
+        return {}
+    for delivery in deliveries:
+        if delivery.state == State.DEAD:  # sent again after it died: a new round
+            delivery.round_attempts = 0
+    # In flight while the POSTs are out; readers outside this transaction see the state before
+    # it or the outcome, and a second claimer of the same delivery waits on the row lock.
+    WebhookDelivery.objects.filter(id__in=[d.pk for d in deliveries]).update(state=State.IN_FLIGHT)
+    now = timezone.now()
+    replies = outbound.post_all([_request(d, now) for d in deliveries])
+    outcomes = [_outcome(d, reply, now) for d, reply in zip(deliveries, replies, strict=True)]
+    _record(deliveries, replies, outcomes, now)
+    return {
+        by_delivery[d.pk].event_id: failure
+        for d, failure in zip(deliveries, outcomes, strict=True)
+        if failure is not None
+    }
+
+
+def _request(delivery: WebhookDelivery, now: datetime) -> outbound.Request:
+    body = delivery.payload.encode()
+    timestamp = int(now.timestamp())
+    secrets = delivery.subscription.signing_secrets(now=now)
+    return outbound.Request(
+        url=delivery.subscription.url,
+        body=body,
+        headers={
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": delivery.webhook_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signing.signature_header(
+                secrets=secrets, webhook_id=delivery.webhook_id, timestamp=timestamp, body=body
+            ),
+            "traceparent": f"00-{delivery.trace_id}-{delivery.span_id}-01",
+        },
+    )
+
+
+def _outcome(delivery, reply, now: datetime) -> Exception | None:
+    """None for a success; otherwise the failure to report, transient or permanent."""
+    subscription = delivery.subscription
+    if isinstance(reply, outbound.Reply) and 200 <= reply.status < 300:
+        return None
+    if isinstance(reply, outbound.BlockedDestination):
+        return PermanentError(f"refused to connect: {reply}")
+    if isinstance(reply, outbound.Reply) and reply.status == 410:
+        reason = "the endpoint answered 410 Gone"
+        disable(subscription, reason=reason, now=now)
+        return PermanentError(f"{reason}; the subscription was disabled")
+    if subscription.failing_since and subscription.failing_too_long(now=now):
+        reason = f"no successful delivery since {subscription.failing_since.isoformat()}"
+        disable(subscription, reason=reason, now=now)
+        return PermanentError(f"{_describe(reply)}; {reason}: the subscription was disabled")
+    retry_after = _retry_after(reply) if isinstance(reply, outbound.Reply) else None
+    if retry_after is None:
+        # The worker's policy, chosen here so that the delivery can show when it comes next.
+        retry_after = _policy().delay(delivery.round_attempts + 1).total_seconds()
+    return TransientError(_describe(reply), retry_after=retry_after)
+
+
+def _policy():
+    from core.runtime import registry
+
+    return registry.get(WORKER).retry
+
+
+def _describe(reply) -> str:
+    if isinstance(reply, outbound.Reply):
+        return f"the endpoint answered {reply.status}"
+    return f"{type(reply).__name__}: {reply}"
+
+
+def _retry_after(reply: outbound.Reply) -> float | None:
+    """Retry-After in seconds (RFC 9110: delay-seconds or an HTTP date), for 429 and 503."""
+    if reply.status not in (429, 503):
+        return None
+    value = {k.lower(): v for k, v in reply.headers.items()}.get("retry-after", "").strip()
+    if value.isdigit():
+        return min(float(value), settings.WEBHOOK_RETRY_MAX_SECONDS)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    seconds = (when - timezone.now()).total_seconds()
+    return max(0.0, min(seconds, settings.WEBHOOK_RETRY_MAX_SECONDS))
+
+
+def _record(deliveries, replies, outcomes, now: datetime) -> None:
+    """Every attempt, each delivery's new state, the subscriptions' health, and one
+    WebhookDelivered per success: a handful of statements for the whole batch."""
+    attempts, delivered, changed = [], [], {}
+    for delivery, reply, failure in zip(deliveries, replies, outcomes, strict=True):
+        delivery.attempts += 1
+        attempts.append(_attempt(delivery, reply, now))
+        delivery.last_attempt_at = now
+        delivery.last_status = reply.status if isinstance(reply, outbound.Reply) else None
+        subscription = delivery.subscription
+        if failure is None:
+            delivery.state, delivery.delivered_at, delivery.last_error = State.DELIVERED, now, ""
+            delivery.next_attempt_at = None
+            subscription.last_success, subscription.failing_since = now, None
+            delivered.append(delivery)
+        else:
+            delivery.state, delivery.last_error = State.RETRYING, str(failure)[:2000]
+            delivery.round_attempts += 1
+            delivery.next_attempt_at = _next_attempt(failure, now)
+            subscription.failing_since = subscription.failing_since or now
+        changed[subscription.pk] = subscription
+    WebhookAttempt.objects.bulk_create(attempts)
+    WebhookDelivery.objects.bulk_update(deliveries, DELIVERY_OUTCOME_FIELDS)
+    WebhookSubscription.objects.bulk_update(
+        list(changed.values()), ["last_success", "failing_since"]
+    )
+    core_services.publish_envelopes([_delivered_event(d) for d in delivered])
+
+
+DELIVERY_OUTCOME_FIELDS = [
+    "state", "attempts", "round_attempts", "last_attempt_at", "last_status", "delivered_at",
+    "next_attempt_at", "last_error",
+]  # fmt: skip
+
+
+def _attempt(delivery: WebhookDelivery, reply, now: datetime) -> WebhookAttempt:
+    attempt = WebhookAttempt(
+        delivery=delivery, tenant_id=delivery.tenant_id, number=delivery.attempts, at=now
+    )
+    if isinstance(reply, outbound.Reply):
+        attempt.status_code = reply.status
+        attempt.latency_ms = round(reply.seconds * 1000)
+        attempt.response_body = reply.body.decode(errors="replace")
+    else:
+        attempt.error = _describe(reply)[:2000]
+    return attempt
+
+
+def _next_attempt(failure: Exception, now: datetime) -> datetime | None:
+    if isinstance(failure, TransientError) and failure.retry_after is not None:
+        return now + timedelta(seconds=failure.retry_after)
+    return None  # the runtime's backoff decides; the message's due time shows it
+
+
+def _delivered_event(delivery: WebhookDelivery) -> Envelope:
+    return core_services.build_envelope(
+        tenant_id=delivery.tenant_id,
+        type="WebhookDelivered",
+        data={
+            "deliveryId": str(delivery.pk),
+            "subscriptionId": str(delivery.subscription_id),
+            "eventId": str(delivery.event_id),
+            "eventType": delivery.event_type,
+            "attempts": delivery.attempts,
+        },
+        event_id=uuid.uuid5(DELIVERY_NAMESPACE, f"delivered:{delivery.pk}:{delivery.attempts}"),
+        trace_id=delivery.trace_id,
+        span_id=delivery.span_id,
+        source="webhooks",
+        source_id=str(delivery.pk),
+    )
+
+
+def mark_dead(envelope: Envelope, reason: str) -> None:
+    """The runtime dead-lettered one of the worker's messages. For a delivery: it is dead, and
+    IntegrationFailed says so."""
+    if envelope.type != QUEUED:
+        return
+    delivery = (
+        WebhookDelivery.objects.select_related("subscription__tenant")
+        .filter(pk=envelope.data.get("deliveryId"), tenant_id=envelope.tenant_id)
+        .first()
+    )
+    if delivery is None:
+        return
+    delivery.state, delivery.last_error, delivery.next_attempt_at = State.DEAD, reason[:2000], None
+    delivery.save(update_fields=["state", "last_error", "next_attempt_at"])
+    core_services.publish(
+        tenant=delivery.subscription.tenant,
+        type="IntegrationFailed",
+        data={
+            "kind": "webhook",
+            "deliveryId": str(delivery.pk),
+            "subscriptionId": str(delivery.subscription_id),
+            "url": delivery.subscription.url,
+            "eventId": str(delivery.event_id),
+            "eventType": delivery.event_type,
+            "attempts": delivery.attempts,
+            "reason": reason,
+        },
+        trace_id=delivery.trace_id,
+        span_id=delivery.span_id,
+        source="webhooks",
+        source_id=str(delivery.pk),
+    )

@@ -1,0 +1,382 @@
+"""WebhookDeliveryWorker against a real receiver that verifies with `standardwebhooks`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.utils import timezone
+
+from core import services as core_services
+from core.models import DeadLetter, Event, Message
+from core.runtime import dispatch, replay
+from integrations import services
+from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from tests.integrations.receiver import Answer
+
+pytestmark = pytest.mark.django_db
+WORKER = "WebhookDeliveryWorker"
+State = WebhookDelivery.State
+
+
+def subscribe(tenant, receiver, types=("DeploymentPromoted",), url=None):
+    subscription, secret = services.create_subscription(
+        tenant=tenant, url=url or receiver.url, event_types=list(types)
+    )
+    receiver.secrets.append(secret)
+    return subscription
+
+
+def publish(tenant, type="DeploymentPromoted", **data):
+    return core_services.publish(tenant=tenant, type=type, data=data or {"version": "1.2.3"})
+
+
+def run_worker() -> None:
+    """Drain what is due now: matching, then the deliveries it queued."""
+    dispatch.drain(WORKER)
+    dispatch.drain(WORKER)
+
+
+def come_due() -> None:
+    """Skip the wait before the next retry, as if its time had come."""
+    Message.objects.filter(worker=WORKER, state=Message.State.PENDING).update(due_at=timezone.now())
+
+
+def test_it_delivers_a_signed_event_that_the_receiver_verifies(tenant, receiver):
+    subscribe(tenant, receiver)
+    envelope = publish(tenant, version="1.2.3")
+    run_worker()
+
+    (got,) = receiver.received
+    assert got.verified
+    assert got.payload["type"] == "DeploymentPromoted"
+    assert got.payload["data"]["eventId"] == str(envelope.event_id)
+    assert got.payload["data"]["data"] == {"version": "1.2.3"}
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["user-agent"].startswith("worker-platform-webhooks/")
+    assert got.headers["traceparent"] == f"00-{envelope.trace_id}-{envelope.span_id}-01"
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.state == State.DELIVERED
+    assert got.headers["webhook-id"] == delivery.webhook_id
+
+
+def test_it_records_every_attempt_with_status_latency_and_body(tenant, receiver):
+    receiver.answer(Answer(status=500, body=b"x" * 3000))
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    come_due()
+    run_worker()
+
+    first, second = WebhookAttempt.objects.order_by("number")
+    assert (first.number, first.status_code, second.status_code) == (1, 500, 200)
+    assert len(first.response_body) == 1024
+    assert first.latency_ms >= 0 and first.at <= second.at
+    assert WebhookDelivery.objects.get().state == State.DELIVERED
+
+
+def test_it_matches_exact_names_and_wildcards_only(tenant, receiver):
+    subscribe(tenant, receiver, types=["Incident*"])
+    publish(tenant, "IncidentOpened")
+    publish(tenant, "IncidentResolved")
+    publish(tenant, "DeploymentPromoted")
+    run_worker()
+
+    types = sorted(r.payload["type"] for r in receiver.received)
+    assert types == ["IncidentOpened", "IncidentResolved"]
+
+
+def test_it_sends_nothing_to_a_disabled_subscription_or_another_tenant(
+    tenant, other_tenant, receiver
+):
+    subscription = subscribe(tenant, receiver)
+    services.update_subscription(subscription=subscription, enabled=False)
+    subscribe(other_tenant, receiver)
+    publish(tenant)
+    run_worker()
+
+    assert receiver.received == []
+    assert not WebhookDelivery.objects.filter(tenant_id=tenant.pk).exists()
+
+
+def test_it_fans_out_once_when_an_event_is_handled_again(tenant, receiver):
+    subscribe(tenant, receiver)
+    envelope = publish(tenant)
+    services.fan_out([envelope])
+    services.fan_out([envelope])
+    run_worker()
+
+    assert WebhookDelivery.objects.count() == 1
+    assert len(receiver.received) == 1
+
+
+def test_it_retries_with_the_same_webhook_id_and_a_fresh_timestamp(tenant, receiver):
+    receiver.answer(Answer(status=503), Answer(status=302))
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    for _ in range(2):
+        come_due()
+        time.sleep(1.01)  # a new second, so a new webhook-timestamp
+        run_worker()
+
+    ids = {r.headers["webhook-id"] for r in receiver.received}
+    stamps = [int(r.headers["webhook-timestamp"]) for r in receiver.received]
+    assert len(receiver.received) == 3 and len(ids) == 1
+    assert stamps == sorted(stamps) and len(set(stamps)) == 3
+    assert all(r.verified for r in receiver.received)
+
+
+def test_it_counts_a_redirect_as_a_failure(tenant, receiver):
+    receiver.answer(Answer(status=301, headers={"Location": "http://127.0.0.1:1/"}))
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.last_status) == (State.RETRYING, 301)
+    assert len(receiver.received) == 1
+
+
+def test_it_waits_as_long_as_retry_after_says(tenant, receiver):
+    receiver.answer(Answer(status=429, headers={"Retry-After": "120"}))
+    subscribe(tenant, receiver)
+    publish(tenant)
+    before = timezone.now()
+    run_worker()
+
+    message = Message.objects.get(worker=WORKER, event__type="WebhookDeliveryQueued")
+    waited = (message.due_at - before).total_seconds()
+    assert 119 <= waited <= 122
+    shown = WebhookDelivery.objects.get().next_attempt_at
+    assert abs((shown - message.due_at).total_seconds()) < 1
+
+
+def test_it_backs_off_along_the_policy_between_attempts(tenant, receiver):
+    receiver.default = Answer(status=500)
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    for attempt in range(2, 5):
+        come_due()
+        before = timezone.now()
+        run_worker()
+        message = Message.objects.get(worker=WORKER, event__type="WebhookDeliveryQueued")
+        ceiling = min(6 * 3600, 60 * 2 ** (attempt - 1))
+        assert 0 <= (message.due_at - before).total_seconds() <= ceiling + 1
+    assert WebhookDelivery.objects.get().round_attempts == 4
+
+
+def test_it_dead_letters_after_eight_attempts_and_publishes_integration_failed(tenant, receiver):
+    receiver.default = Answer(status=500)
+    subscription = subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    for _ in range(7):
+        come_due()
+        run_worker()
+
+    assert len(receiver.received) == 8
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts) == (State.DEAD, 8)
+    dead = DeadLetter.objects.get(worker=WORKER)
+    assert "gave up after 8 attempts" in dead.reason
+    assert dead.envelope["data"] == {"deliveryId": str(delivery.pk)}
+    failed = Event.objects.get(type="IntegrationFailed")
+    assert failed.data["deliveryId"] == str(delivery.pk)
+    assert failed.data["subscriptionId"] == str(subscription.pk)
+    assert failed.data["attempts"] == 8
+
+
+def test_it_delivers_a_replayed_dead_letter_once_with_the_same_webhook_id(tenant, receiver):
+    receiver.default = Answer(status=500)
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    for _ in range(7):
+        come_due()
+        run_worker()
+    receiver.default = Answer(status=200)
+    dead = DeadLetter.objects.get(worker=WORKER)
+
+    assert replay.replay(dead) is True
+    assert replay.replay(dead) is False  # twice has the effect of once
+    run_worker()
+    run_worker()
+
+    assert len(receiver.received) == 9
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.round_attempts) == (State.DELIVERED, 9, 0)
+
+
+def test_it_never_sends_a_delivered_delivery_again(tenant, receiver):
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    delivery = WebhookDelivery.objects.get()
+    queued = Event.objects.get(type="WebhookDeliveryQueued")
+
+    # The same delivery claimed a second time (a lease that ran out, a duplicate command).
+    failures = services.deliver([queued_envelope(queued)])
+
+    assert failures == {}
+    assert len(receiver.received) == 1
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1
+
+
+def queued_envelope(event):
+    from core.envelope import Envelope
+
+    return Envelope.from_event(event)
+
+
+def test_it_disables_the_subscription_on_410(tenant, receiver):
+    receiver.answer(Answer(status=410))
+    subscription = subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+
+    subscription.refresh_from_db()
+    assert not subscription.enabled
+    assert "410" in subscription.disabled_reason
+    assert WebhookDelivery.objects.get().state == State.DEAD
+    disabled = Event.objects.get(type="SubscriptionDisabled")
+    assert disabled.data["subscriptionId"] == str(subscription.pk)
+    publish(tenant)
+    run_worker()
+    assert len(receiver.received) == 1
+
+
+def test_it_disables_a_subscription_failing_longer_than_the_period(tenant, receiver, settings):
+    settings.WEBHOOK_DISABLE_AFTER_SECONDS = 3600
+    receiver.default = Answer(status=500)
+    subscription = subscribe(tenant, receiver)
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(
+        failing_since=timezone.now() - timezone.timedelta(hours=2)
+    )
+    publish(tenant)
+    run_worker()
+
+    subscription.refresh_from_db()
+    assert not subscription.enabled
+    assert "no successful delivery since" in subscription.disabled_reason
+    assert Event.objects.filter(type="SubscriptionDisabled").count() == 1
+
+
+def test_a_success_clears_the_failing_period(tenant, receiver):
+    receiver.answer(Answer(status=500))
+    subscription = subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    subscription.refresh_from_db()
+    assert subscription.failing_since is not None
+
+    come_due()
+    run_worker()
+    subscription.refresh_from_db()
+    assert subscription.failing_since is None and subscription.last_success is not None
+
+
+def test_it_times_out_a_receiver_that_does_not_answer(tenant, receiver, settings):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.3
+    receiver.answer(Answer(delay=1.0))
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+
+    attempt = WebhookAttempt.objects.get()
+    assert attempt.status_code is None and "Timeout" in attempt.error
+    assert WebhookDelivery.objects.get().state == State.RETRYING
+
+
+def test_it_refuses_at_delivery_time_an_address_no_longer_allowed(tenant, receiver, settings):
+    subscription = subscribe(tenant, receiver, url=receiver.url.replace("127.0.0.1", "localhost"))
+    settings.WEBHOOK_ALLOWED_HOSTS = []
+    publish(tenant)
+    run_worker()
+
+    assert receiver.received == []
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.state == State.DEAD
+    assert "127.0.0.1" in delivery.last_error
+    assert subscription.pk
+
+
+def test_a_slow_receiver_does_not_hold_up_a_fast_one(tenant, receiver, settings):
+    from tests.integrations.receiver import Receiver
+
+    settings.WEBHOOK_PER_ENDPOINT_CONCURRENCY = 2
+    slow = Receiver()
+    try:
+        slow.default = Answer(delay=0.5)
+        subscribe(tenant, slow)
+        subscribe(tenant, receiver)
+        for n in range(8):
+            publish(tenant, n=n)
+        started = time.monotonic()
+        run_worker()
+
+        fast_done = max(r.at for r in receiver.received) - started
+        slow_done = max(r.at for r in slow.received) - started
+        assert len(receiver.received) == len(slow.received) == 8
+        assert fast_done < 0.5 <= 1.5 <= slow_done  # 8 slow ones, 2 at a time: 4 x 0.5 s
+    finally:
+        slow.close()
+
+
+def test_it_signs_with_both_secrets_during_a_rotation_overlap(tenant, receiver, settings):
+    subscription = subscribe(tenant, receiver)
+    old = receiver.secrets.pop()
+    new = services.rotate_secret(subscription=subscription)
+    publish(tenant)
+    run_worker()
+
+    (got,) = receiver.received
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):  # a receiver holding either one verifies it
+        receiver.secrets = [secret]
+        assert receiver.verify(got.body, got.headers) is not None
+
+
+def test_it_signs_with_the_new_secret_only_after_the_overlap(tenant, receiver, settings):
+    settings.WEBHOOK_SECRET_OVERLAP_SECONDS = 0
+    subscription = subscribe(tenant, receiver)
+    old = receiver.secrets.pop()
+    services.rotate_secret(subscription=subscription)
+    publish(tenant)
+    run_worker()
+
+    (got,) = receiver.received
+    assert len(got.headers["webhook-signature"].split(" ")) == 1
+    receiver.secrets = [old]
+    assert receiver.verify(got.body, got.headers) is None
+
+
+def test_it_keeps_the_secret_encrypted_at_rest(tenant, receiver):
+    from django.db import connection
+
+    subscription = subscribe(tenant, receiver)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT secret FROM integrations_webhooksubscription WHERE id = %s",
+            [subscription.pk.hex if connection.vendor == "sqlite" else subscription.pk],
+        )
+        (stored,) = cursor.fetchone()
+    stored = bytes(stored).decode() if not isinstance(stored, str) else stored
+    assert "whsec_" not in stored and subscription.secret not in stored
+
+
+def test_the_body_is_the_same_bytes_on_every_attempt(tenant, receiver):
+    receiver.answer(Answer(status=500))
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    come_due()
+    run_worker()
+
+    first, second = receiver.received
+    assert first.body == second.body
+    assert json.loads(first.body)["type"] == "DeploymentPromoted"
