@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from core import api
+from integrations import api as webhooks
 from observability.api import MetricSeriesView, OtlpView, TraceDetailView, TraceListView
 
 urlpatterns = [
@@ -13,5 +14,23 @@ urlpatterns = [
     path("api/traces", TraceListView.as_view(), name="api-traces"),
     path("api/traces/<str:trace_id>", TraceDetailView.as_view(), name="api-trace"),
     path("api/metrics/series", MetricSeriesView.as_view(), name="api-metric-series"),
+    path("api/webhooks/subscriptions", webhooks.SubscriptionListView.as_view()),
+    path(
+        "api/webhooks/subscriptions/<str:subscription_id>",
+        webhooks.SubscriptionDetailView.as_view(),
+    ),
+    path(
+        "api/webhooks/subscriptions/<str:subscription_id>/rotate-secret",
+        webhooks.RotateSecretView.as_view(),
+    ),
+    path(
+        "api/webhooks/subscriptions/<str:subscription_id>/deliveries",
+        webhooks.DeliveryListView.as_view(),
+    ),
+    path(
+        "api/webhooks/subscriptions/<str:subscription_id>/recover",
+        webhooks.RecoverView.as_view(),
+    ),
+    path("api/webhooks/deliveries/<str:delivery_id>/redeliver", webhooks.RedeliverView.as_view()),
     path("api/health/workers", api.WorkerHealthView.as_view(), name="api-health-workers"),
 ]
