@@ -90,6 +90,7 @@ def make_worker():
         group="reaction",
         batch_handler=None,
         batch_size=1,
+        on_dead=None,
     ):
         worker = Worker(
             name=name,
@@ -108,6 +109,7 @@ def make_worker():
             handler=None if batch_handler else handler,
             batch_handler=batch_handler,
             batch_size=batch_size,
+            on_dead=on_dead,
         )
         registry.register(worker)
         names.append(name)

@@ -133,7 +133,7 @@ def test_it_publishes_an_event_and_names_the_workers_it_was_addressed_to(tenant,
 
 
 def test_it_says_so_when_no_built_worker_subscribes_to_the_event(tenant, without_workers):
-    without_workers("TelemetryCorrelationWorker")
+    without_workers("TelemetryCorrelationWorker", "WebhookDeliveryWorker")
 
     out = run("publish_event", "--tenant", "acme", "--type", "BuildCompleted", "--data", "{}")
 

@@ -57,12 +57,13 @@ def test_it_handles_a_published_event_once(tenant, make_worker):
 
 
 def test_it_addresses_no_message_to_a_worker_that_is_not_built(tenant):
-    envelope = publish(tenant)
-    # WebhookDeliveryWorker subscribes to every event, but its handler comes with a later
-    # issue: nothing may be queued for a handler that does not exist.
+    envelope = services.publish(tenant=tenant, type="IntegrationFailed", data={})
+    # IntegrationRetryWorker is declared (it will take IntegrationFailed) but not built yet;
+    # nothing may be queued for a handler that does not exist.
     addressed = Message.objects.filter(event_id=envelope.event_id).values_list("worker", flat=True)
     assert all(registry.get(name).built for name in addressed)
-    assert "WebhookDeliveryWorker" not in addressed
+    assert "IntegrationRetryWorker" not in addressed
+    assert not registry.get("IntegrationRetryWorker").built
 
 
 def test_it_changes_nothing_when_a_handled_event_is_redelivered(tenant, make_worker):
@@ -494,3 +495,35 @@ def test_it_refuses_a_worker_with_both_kinds_of_handler():
             handler=record,
             batch_handler=Batches(),
         )
+
+
+def test_it_keeps_a_batch_handlers_writes_for_the_failures_it_reports(tenant, make_worker):
+    def handler(envelopes):
+        for envelope in envelopes:
+            Effect.objects.create(event_id=envelope.event_id, worker="attempted")
+        return {envelopes[0].event_id: TransientError("the receiver answered 500")}
+
+    make_worker(batch_handler=handler, batch_size=10)
+    failing, passing = publish(tenant, n=1), publish(tenant, n=2)
+    dispatch.drain("TestWorker")
+
+    assert Effect.objects.filter(worker="attempted").count() == 2  # nothing rolled back
+    states = dict(Message.objects.filter(worker="TestWorker").values_list("event_id", "state"))
+    assert states == {failing.event_id: "pending", passing.event_id: "done"}
+    failure = Failure.objects.get(worker="TestWorker")
+    assert "answered 500" in failure.error and failure.attempt == 1
+
+
+def test_it_tells_the_worker_when_one_of_its_messages_is_dead_lettered(tenant, make_worker):
+    told = []
+
+    def fail(envelope):
+        raise PermanentError("bad data")
+
+    make_worker(handler=fail, on_dead=lambda envelope, reason: told.append((envelope, reason)))
+    envelope = publish(tenant)
+    dispatch.drain("TestWorker")
+
+    ((dead, reason),) = told
+    assert dead.event_id == envelope.event_id and "bad data" in reason
+    assert DeadLetter.objects.filter(worker="TestWorker").count() == 1

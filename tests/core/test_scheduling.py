@@ -349,7 +349,7 @@ def test_it_recovers_drains_counted_by_a_cluster_that_died(tenant, make_worker):
 def runtime_only(without_workers):
     """Pruning turns on which workers received an event: only the test's own, not the wildcard
     TelemetryCorrelationWorker that receives every public event too."""
-    without_workers("TelemetryCorrelationWorker")
+    without_workers("TelemetryCorrelationWorker", "WebhookDeliveryWorker")
 
 
 def test_it_prunes_old_events_whose_messages_are_all_handled(
