@@ -201,6 +201,7 @@ WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=32)
 WEBHOOK_PER_ENDPOINT_CONCURRENCY = env.int("WEBHOOK_PER_ENDPOINT_CONCURRENCY", default=8)
 # After a rotation the old secret keeps signing beside the new one for this long.
 WEBHOOK_SECRET_OVERLAP_SECONDS = env.float("WEBHOOK_SECRET_OVERLAP_SECONDS", default=24 * 3600)
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
 # A subscription whose deliveries fail without one success for this long is disabled.
 WEBHOOK_DISABLE_AFTER_SECONDS = env.float("WEBHOOK_DISABLE_AFTER_SECONDS", default=5 * 86400)
 

@@ -128,6 +128,7 @@ class WebhookDelivery(models.Model):
                 name="delivery_failed",
                 condition=Q(state__in=["retrying", "dead"]),
             ),
+            models.Index(fields=["created"], name="delivery_done", condition=Q(state="delivered")),
         ]
 
     def __str__(self) -> str:

@@ -409,8 +409,9 @@ def _record(deliveries, replies, outcomes, now: datetime) -> None:
         changed[subscription.pk] = subscription
     WebhookAttempt.objects.bulk_create(attempts)
     WebhookDelivery.objects.bulk_update(deliveries, DELIVERY_OUTCOME_FIELDS)
+    # In one order, so that two batches updating the same subscriptions cannot deadlock.
     WebhookSubscription.objects.bulk_update(
-        list(changed.values()), ["last_success", "failing_since"]
+        sorted(changed.values(), key=lambda s: s.pk), ["last_success", "failing_since"]
     )
     core_services.publish_envelopes([_delivered_event(d) for d in delivered])
 
@@ -491,3 +492,19 @@ def mark_dead(envelope: Envelope, reason: str) -> None:
         source="webhooks",
         source_id=str(delivery.pk),
     )
+
+
+PRUNE_CHUNK = 1000
+
+
+def prune(*, now: datetime, **kwargs) -> int:
+    """Delete delivered deliveries (and their attempts) older than
+    WEBHOOK_DELIVERY_RETENTION_DAYS, a chunk at a time; failed ones stay until they are
+    delivered or their subscription is deleted, so that they can still be recovered."""
+    cutoff = now - timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    old = WebhookDelivery.objects.filter(state=State.DELIVERED, created__lt=cutoff)
+    deleted = 0
+    while ids := list(old.values_list("id", flat=True)[:PRUNE_CHUNK]):
+        WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
+        deleted += WebhookDelivery.objects.filter(id__in=ids).delete()[0]
+    return deleted

@@ -27,6 +27,7 @@ class Received:
     verified: bool
     at: float
     payload: dict | None
+    client_port: int = 0
 
 
 class Receiver:
@@ -82,7 +83,14 @@ class Receiver:
                     time.sleep(answer.delay)
                 with receiver.lock:
                     receiver.received.append(
-                        Received(headers, body, payload is not None, time.monotonic(), payload)
+                        Received(
+                            headers,
+                            body,
+                            payload is not None,
+                            time.monotonic(),
+                            payload,
+                            self.client_address[1],
+                        )
                     )
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():

@@ -380,3 +380,31 @@ def test_the_body_is_the_same_bytes_on_every_attempt(tenant, receiver):
     first, second = receiver.received
     assert first.body == second.body
     assert json.loads(first.body)["type"] == "DeploymentPromoted"
+
+
+def test_it_prunes_delivered_deliveries_past_retention_and_keeps_failed_ones(tenant, receiver):
+    receiver.answer(Answer(status=200), Answer(status=500))
+    subscribe(tenant, receiver)
+    publish(tenant, n=1)
+    publish(tenant, n=2)
+    run_worker()
+    old = timezone.now() - timezone.timedelta(days=31)
+    WebhookDelivery.objects.update(created=old)
+
+    from core.runtime import scheduling
+
+    scheduling.prune()
+
+    assert list(WebhookDelivery.objects.values_list("state", flat=True)) == [State.RETRYING]
+    assert WebhookAttempt.objects.count() == 1
+
+
+def test_it_reuses_connections_to_an_endpoint(tenant, receiver):
+    subscribe(tenant, receiver)
+    for n in range(20):
+        publish(tenant, n=n)
+    run_worker()
+
+    ports = {r.client_port for r in receiver.received}
+    assert len(receiver.received) == 20
+    assert len(ports) <= 8  # at most WEBHOOK_PER_ENDPOINT_CONCURRENCY connections
