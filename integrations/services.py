@@ -92,16 +92,23 @@ def create_subscription(
 
 @transaction.atomic
 def update_subscription(*, subscription: WebhookSubscription, **changes) -> WebhookSubscription:
+    """Change url, event_types, description or enabled. Only those columns are written: the
+    worker updates the subscription's health, and a rotation its secrets, meanwhile."""
+    fields = ["updated"]
     if "url" in changes:
         subscription.url = check_url(changes["url"])
+        fields.append("url")
     if "event_types" in changes:
         subscription.event_types = check_event_types(changes["event_types"])
+        fields.append("event_types")
     if "description" in changes:
         subscription.description = changes["description"]
+        fields.append("description")
     if "enabled" in changes:
         set_enabled(subscription, changes["enabled"])
+        fields += ["enabled", "disabled_reason", "failing_since"]
     subscription.updated = timezone.now()
-    subscription.save()
+    subscription.save(update_fields=fields)
     return subscription
 
 
@@ -109,6 +116,8 @@ def set_enabled(subscription: WebhookSubscription, enabled: bool) -> None:
     if enabled and not subscription.enabled:
         # Re-enabled: a fresh start for the failing-period rule.
         subscription.disabled_reason, subscription.failing_since = "", None
+    elif not enabled and subscription.enabled:
+        subscription.disabled_reason = "disabled by its owner"
     subscription.enabled = enabled
 
 
@@ -154,6 +163,7 @@ def disable(subscription: WebhookSubscription, *, reason: str, now: datetime) ->
 def redeliver(*, delivery: WebhookDelivery) -> bool:
     """Send a failed delivery again, now: a dead one's dead letter is replayed, a retrying
     one's retry is brought forward. False if it is not failed (delivered, or on its way)."""
+    _ensure_enabled(delivery.subscription)
     message = _message_of(delivery)
     if message is None:
         return False
@@ -171,10 +181,20 @@ def redeliver(*, delivery: WebhookDelivery) -> bool:
 
 def recover(*, subscription: WebhookSubscription, since: datetime) -> int:
     """Redeliver every failed delivery of the subscription created since `since`."""
+    _ensure_enabled(subscription)
     failed = subscription.deliveries.filter(
         created__gte=since, state__in=[State.DEAD, State.RETRYING]
     ).order_by("created")
     return sum(redeliver(delivery=d) for d in failed.iterator())
+
+
+def _ensure_enabled(subscription: WebhookSubscription) -> None:
+    # Sent to a disabled subscription, it would only be dead-lettered again at once.
+    if not subscription.enabled:
+        raise ValidationError(
+            f"Subscription {subscription.pk} is disabled "
+            f"({subscription.disabled_reason or 'by its owner'}): enable it, then redeliver."
+        )
 
 
 def _message_of(delivery: WebhookDelivery) -> Message | None:

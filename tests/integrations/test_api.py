@@ -229,3 +229,20 @@ def test_recover_needs_a_since(api, receiver):
 
     assert response.status_code == 400
     assert "since" in str(response.json())
+
+
+def test_it_refuses_to_redeliver_to_a_disabled_subscription(api, receiver, tenant):
+    receiver.answer(Answer(status=500))
+    created = create(api, receiver)
+    core_services.publish(tenant=tenant, type="DeploymentPromoted", data={})
+    deliver_all()
+    api("patch", f"{BASE}/{created['id']}", {"enabled": False})
+    delivery = WebhookDelivery.objects.get()
+
+    redeliver = api("post", f"/api/webhooks/deliveries/{delivery.pk}/redeliver")
+    recover = api("post", f"{BASE}/{created['id']}/recover?since=1h")
+
+    for response in (redeliver, recover):
+        assert response.status_code == 400
+        assert "disabled by its owner" in response.json()["error"]
+        assert "enable it" in response.json()["error"]

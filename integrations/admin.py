@@ -1,0 +1,469 @@
+"""The operator's console for outbound webhooks: subscriptions, and their deliveries with every
+attempt.
+
+Subscriptions are created through the API, the one place that shows a signing secret (once), so
+the admin adds none, and neither the secret nor the previous one is loaded, listed or rendered
+here. An operator may change a subscription's event types, description and `enabled`; the change
+goes through integrations.services.update_subscription, so the API's validation and its
+re-enable rule (a fresh failing period) hold here too.
+
+Deliveries and attempts are the worker's record of what was sent and what came back, so they are
+read-only. The operator's writes are redelivering deliveries and recovering a subscription's
+failed ones, through services.redeliver and services.recover: the same delivery, same
+webhook-id, sent again by the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.template.loader import render_to_string
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from core import events
+from core.admin import ReadOnlyMixin, pretty_json, truncated
+from core.models import Message
+from integrations import services
+from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+
+State = WebhookDelivery.State
+RECOVER_WINDOW = timedelta(days=7)
+LATEST_DELIVERIES = 20  # on a subscription's page; the rest are a link away
+FAILED = (State.RETRYING, State.DEAD)  # what redeliver and recover send again
+# Never loaded by the admin's querysets: what is not in memory cannot leak into a page.
+SECRET_FIELDS = ("secret", "previous_secret")
+
+
+def deliveries_url(subscription_pk) -> str:
+    """The deliveries changelist narrowed to one subscription."""
+    changelist = reverse("admin:integrations_webhookdelivery_changelist")
+    return f"{changelist}?subscription__id__exact={subscription_pk}"
+
+
+def format_moment(moment: datetime | None) -> str:
+    """To the millisecond, in the site's time zone: attempts can be milliseconds apart."""
+    if moment is None:
+        return "-"
+    moment = timezone.localtime(moment)
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d} {moment:%Z}"
+
+
+def format_wait(seconds: float) -> str:
+    """The wait between two attempts, which is the retry policy's backoff made visible."""
+    if seconds < 10:  # retries brought forward, or Retry-After: 1
+        return f"{max(seconds, 0):.1f} s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def payload_html(payload: str) -> str:
+    """The delivery's body, indented; as stored if it is not JSON (it always should be)."""
+    try:
+        return pretty_json(json.loads(payload))
+    except ValueError:
+        return format_html("<pre>{}</pre>", payload)
+
+
+def parse_delivery_id(term: str) -> uuid.UUID | None:
+    """A delivery id, an event id, or the webhook-id a receiver logged (msg_ and the hex)."""
+    term = term.strip()
+    term = term.removeprefix("msg_")
+    try:
+        return uuid.UUID(term)
+    except ValueError:
+        return None
+
+
+# --- Subscriptions ---------------------------------------------------------------------------
+
+
+class EventTypesField(forms.Field):
+    """The subscription's event types as one line, comma-separated: easier to edit than the
+    JSON list they are stored as."""
+
+    widget = forms.TextInput(attrs={"size": 80})
+
+    def prepare_value(self, value):
+        if isinstance(value, list | tuple):
+            return ", ".join(value)
+        return value
+
+    def to_python(self, value) -> list[str]:
+        if isinstance(value, list | tuple):
+            return list(value)
+        return [
+            name.strip() for name in (value or "").replace("\n", ",").split(",") if name.strip()
+        ]
+
+
+class SubscriptionForm(forms.ModelForm):
+    event_types = EventTypesField(
+        help_text="Event types or patterns, comma-separated: DeploymentPromoted, Incident*, "
+        "or * for every public event type."
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["event_types", "description", "enabled"]
+
+    def clean_event_types(self) -> list[str]:
+        # The service's own check, so that a bad pattern is a form error here rather than an
+        # exception when the change is saved.
+        try:
+            return services.check_event_types(self.cleaned_data["event_types"])
+        except ValidationError as exc:
+            raise ValidationError(
+                [message.removeprefix("event_types: ") for message in exc.messages]
+            ) from None
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionForm
+    list_display = [
+        "short_url", "tenant", "event_types_list", "enabled", "disabled_reason", "last_success",
+        "failing_since", "created", "deliveries_link",
+    ]  # fmt: skip
+    list_filter = ["enabled", "tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["url", "description"]
+    # secret and previous_secret are in no list: see SECRET_FIELDS.
+    fields = [
+        "tenant", "url", "event_types", "description", "enabled", "disabled_reason",
+        "failing_since", "last_success", "previous_secret_expires", "created", "updated",
+        "deliveries_panel",
+    ]  # fmt: skip
+    # The URL is not editable here: changing it must pass services.check_url, and the API is
+    # where a subscriber does that.
+    readonly_fields = [
+        "tenant", "url", "disabled_reason", "failing_since", "last_success",
+        "previous_secret_expires", "created", "updated", "deliveries_panel",
+    ]  # fmt: skip
+    actions = ["recover_failed"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).defer(*SECRET_FIELDS)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Created through the API, which shows the new secret once.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Deleting cascades to every delivery and attempt, the history an operator comes here
+        # for; disabling stops the traffic. Subscribers delete through the API.
+        return False
+
+    @admin.display(description="url", ordering="url")
+    def short_url(self, subscription: WebhookSubscription) -> str:
+        return format_html(
+            '<span title="{}">{}</span>', subscription.url, truncated(subscription.url)
+        )
+
+    @admin.display(description="event types")
+    def event_types_list(self, subscription: WebhookSubscription) -> str:
+        return ", ".join(subscription.event_types)
+
+    @admin.display(description="deliveries")
+    def deliveries_link(self, subscription: WebhookSubscription) -> str:
+        return format_html('<a href="{}">deliveries</a>', deliveries_url(subscription.pk))
+
+    @admin.display(description="latest deliveries")
+    def deliveries_panel(self, subscription: WebhookSubscription) -> str:
+        if subscription.pk is None:
+            return "-"
+        # Filtered by tenant too, so that the (tenant, subscription, created) index serves it.
+        mine = WebhookDelivery.objects.filter(
+            tenant_id=subscription.tenant_id, subscription=subscription
+        )
+        since = timezone.now() - RECOVER_WINDOW
+        return render_to_string(
+            "admin/integrations/webhooksubscription/deliveries.html",
+            {
+                "deliveries": mine.order_by("-created")[:LATEST_DELIVERIES],
+                "limit": LATEST_DELIVERIES,
+                "failed_recently": mine.filter(created__gte=since, state__in=FAILED).count(),
+                "recover_days": RECOVER_WINDOW.days,
+                "all_url": deliveries_url(subscription.pk),
+            },
+        )
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Through the service, with the stored row: the form has already written its values
+        onto `obj`, which would hide from update_subscription that `enabled` is being turned
+        on (and so keep the old failing period and disabled reason).
+
+        The row is locked, and its secrets are not loaded: a model saved with deferred fields
+        writes only the loaded ones, so a rotation that commits meanwhile is not undone."""
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        if not changes:
+            return
+        with transaction.atomic():
+            stored = (
+                WebhookSubscription.objects.select_for_update().defer(*SECRET_FIELDS).get(pk=obj.pk)
+            )
+            services.update_subscription(subscription=stored, **changes)
+
+    @admin.action(description="Recover failed deliveries (last 7 days)", permissions=["change"])
+    def recover_failed(self, request: HttpRequest, queryset: QuerySet) -> None:
+        since = timezone.now() - RECOVER_WINDOW
+        enabled = [s for s in queryset if s.enabled]
+        resent = sum(self._recover(request, s, since) for s in enabled)
+        self.message_user(
+            request,
+            f"Re-sent {resent} failed deliveries of {len(enabled)} subscription(s).",
+            messages.SUCCESS,
+        )
+        skipped = len(queryset) - len(enabled)
+        if skipped:
+            # Sent to a disabled subscription, a delivery fails at once and is dead again.
+            self.message_user(
+                request,
+                f"Skipped {skipped} disabled subscription(s): enable them, then recover.",
+                messages.WARNING,
+            )
+
+    def _recover(self, request: HttpRequest, subscription: WebhookSubscription, since) -> int:
+        resent = services.recover(subscription=subscription, since=since)
+        if resent:
+            self.log_change(request, subscription, f"Recovered {resent} failed deliveries")
+        return resent
+
+
+# --- Deliveries ------------------------------------------------------------------------------
+
+
+class EventTypeFilter(admin.SimpleListFilter):
+    """The public event types, the only ones delivered: listing them from the catalog spares a
+    DISTINCT over every delivery."""
+
+    title = "event type"
+    parameter_name = "event_type"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in events.public_types()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(event_type=self.value()) if self.value() else queryset
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    attempt: WebhookAttempt
+    at: str
+    after: str | None  # the wait since the previous attempt
+
+    @property
+    def outcome(self) -> str:
+        if self.attempt.status_code is not None:
+            return str(self.attempt.status_code)
+        return "no answer"
+
+
+def timeline(attempts: list[WebhookAttempt]) -> list[TimelineRow]:
+    """The delivery's attempts in order, each with the wait since the one before."""
+    rows, previous = [], None
+    for attempt in attempts:
+        after = None if previous is None else format_wait((attempt.at - previous).total_seconds())
+        rows.append(TimelineRow(attempt=attempt, at=format_moment(attempt.at), after=after))
+        previous = attempt.at
+    return rows
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "created", "tenant", "subscription_url", "event_type", "state", "attempts", "last_status",
+        "next_attempt_at", "delivered_at",
+    ]  # fmt: skip
+    list_filter = ["state", EventTypeFilter]
+    list_select_related = ["tenant"]
+    search_fields = ["=id", "=event_id"]  # see get_search_results
+    search_help_text = "A delivery id, its webhook-id (msg_…), or an event id."
+    show_full_result_count = False
+    fieldsets = [
+        (None, {"fields": [
+            "webhook_id", "tenant", "subscription", "event_link", "event_type", "state",
+            "attempts", "round_attempts", "created", "last_attempt_at", "next_attempt_at",
+            "delivered_at", "last_status", "last_error", "runtime_message", "trace_id", "span_id",
+        ]}),
+        ("Attempts", {"fields": ["attempts_timeline"]}),
+        ("Payload", {"fields": ["payload_json"]}),
+    ]  # fmt: skip
+    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+    actions = ["redeliver_selected"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The subscription's url, not the subscription: a row needs no secret.
+        return super().get_queryset(request).annotate(subscription_url=F("subscription__url"))
+
+    def get_search_results(self, request, queryset, search_term):
+        """Ids only, answered by the primary key alone. The default `=id` compares text, and
+        no index starts with event_id: both would read every delivery. A delivery's id derives
+        from (subscription, event), so an event's deliveries have ids known in advance."""
+        if not search_term.strip():
+            return queryset, False
+        found = parse_delivery_id(search_term)
+        if found is None:
+            return queryset.none(), False
+        subscriptions = WebhookSubscription.objects.values_list("pk", flat=True)
+        of_event = [services.delivery_id(pk, found) for pk in subscriptions.iterator()]
+        return queryset.filter(pk__in=[found, *of_event]), False
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            # The readonly FK shows str(subscription): load it without its secrets.
+            obj.subscription = WebhookSubscription.objects.defer(*SECRET_FIELDS).get(
+                pk=obj.subscription_id
+            )
+        return obj
+
+    @admin.display(description="subscription url", ordering="subscription__url")
+    def subscription_url(self, delivery: WebhookDelivery) -> str:
+        return format_html(
+            '<span title="{}">{}</span>',
+            delivery.subscription_url,
+            truncated(delivery.subscription_url, 60),
+        )
+
+    @admin.display(description="webhook-id")
+    def webhook_id(self, delivery: WebhookDelivery) -> str:
+        return delivery.webhook_id
+
+    @admin.display(description="event")
+    def event_link(self, delivery: WebhookDelivery) -> str:
+        url = reverse("admin:core_event_change", args=[delivery.event_id])
+        return format_html('<a href="{}">{}</a>', url, delivery.event_id)
+
+    @admin.display(description="runtime message")
+    def runtime_message(self, delivery: WebhookDelivery) -> str:
+        """The worker's message for this delivery: when it is due next (next_attempt_at is
+        empty when the runtime's backoff decides), and its failures with tracebacks."""
+        message = Message.objects.filter(
+            event_id=services.queued_event_id(delivery.pk),
+            worker=services.WORKER,
+            tenant_id=delivery.tenant_id,
+        ).first()
+        if message is None:
+            return "-"
+        url = reverse("admin:core_message_change", args=[message.pk])
+        due = (
+            f", due {format_moment(message.due_at)}"
+            if message.state == Message.State.PENDING
+            else ""
+        )
+        return format_html('<a href="{}">{}{}</a>', url, message.get_state_display(), due)
+
+    @admin.display(description="attempts timeline")
+    def attempts_timeline(self, delivery: WebhookDelivery) -> str:
+        attempts = list(delivery.attempt_log.order_by("number"))
+        return render_to_string(
+            "admin/integrations/webhookdelivery/attempts.html", {"rows": timeline(attempts)}
+        )
+
+    @admin.display(description="payload")
+    def payload_json(self, delivery: WebhookDelivery) -> str:
+        return payload_html(delivery.payload)
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        # Deliveries are otherwise read-only; sending one again is the one change an operator
+        # makes to them, so it is granted by the model's change permission.
+        return request.user.has_perm("integrations.change_webhookdelivery")
+
+    @admin.action(description="Redeliver selected deliveries", permissions=["redeliver"])
+    def redeliver_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # Listed first: under a state filter, the queryset would lose what was just re-sent.
+        deliveries = list(queryset.select_related(None).defer("payload"))
+        enabled = self._enabled_subscriptions(deliveries)
+        resent = skipped = 0
+        for delivery in deliveries:
+            if delivery.state in FAILED and delivery.subscription_id not in enabled:
+                skipped += 1
+            else:
+                resent += self._redeliver(request, delivery)
+        text = f"{resent} re-sent, {len(deliveries) - resent - skipped} were not failed"
+        if skipped:
+            text += (
+                f"; {skipped} skipped: their subscription is disabled (enable it, then redeliver)"
+            )
+        self.message_user(request, text, messages.WARNING if skipped else messages.SUCCESS)
+
+    @staticmethod
+    def _enabled_subscriptions(deliveries: list[WebhookDelivery]) -> set:
+        # A delivery to a disabled subscription fails at once and is dead again: not sent.
+        ids = {d.subscription_id for d in deliveries}
+        return set(
+            WebhookSubscription.objects.filter(pk__in=ids, enabled=True).values_list(
+                "pk", flat=True
+            )
+        )
+
+    def _redeliver(self, request: HttpRequest, delivery: WebhookDelivery) -> bool:
+        resent = services.redeliver(delivery=delivery)
+        if resent:
+            self.log_change(request, delivery, "Redelivered")
+        return resent
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/redeliver/",
+                view(require_POST(self.redeliver_view)),
+                name="integrations_webhookdelivery_redeliver",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_redeliver": self.has_redeliver_permission(request),
+            "failed_states": FAILED,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def redeliver_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        if not self.has_redeliver_permission(request):
+            raise PermissionDenied
+        delivery = self.get_object(request, unquote(object_id))
+        if delivery is None:
+            raise Http404
+        if not delivery.subscription.enabled:
+            self.message_user(
+                request,
+                "Not re-sent: the subscription is disabled. Enable it, then redeliver.",
+                messages.WARNING,
+            )
+        elif self._redeliver(request, delivery):
+            self.message_user(request, f"Re-sent {delivery.webhook_id}.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request, f"{delivery.webhook_id} is not failed: not re-sent.", messages.WARNING
+            )
+        return HttpResponseRedirect(
+            reverse(
+                "admin:integrations_webhookdelivery_change",
+                args=[delivery.pk],
+                current_app=self.admin_site.name,
+            )
+        )

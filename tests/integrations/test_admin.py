@@ -1,0 +1,310 @@
+"""The webhooks console: what it shows, what it never shows, and sending deliveries again."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+from django.utils import timezone
+
+from core import services as core_services
+from core.models import Message
+from core.runtime import dispatch
+from integrations import services
+from integrations.models import WebhookDelivery, WebhookSubscription
+from tests.integrations.receiver import Answer
+
+pytestmark = pytest.mark.django_db
+WORKER = "WebhookDeliveryWorker"
+State = WebhookDelivery.State
+SUBSCRIPTIONS = reverse("admin:integrations_webhooksubscription_changelist")
+DELIVERIES = reverse("admin:integrations_webhookdelivery_changelist")
+
+
+def subscribe(tenant, receiver, types=("DeploymentPromoted",)) -> WebhookSubscription:
+    subscription, secret = services.create_subscription(
+        tenant=tenant, url=receiver.url, event_types=list(types)
+    )
+    receiver.secrets.append(secret)
+    return subscription
+
+
+def publish(tenant, **data):
+    return core_services.publish(
+        tenant=tenant, type="DeploymentPromoted", data=data or {"version": "1.2.3"}
+    )
+
+
+def run_worker() -> None:
+    """Drain what is due now: matching, then the deliveries it queued."""
+    dispatch.drain(WORKER)
+    dispatch.drain(WORKER)
+
+
+def come_due() -> None:
+    """Skip the wait before the next retry, as if its time had come."""
+    Message.objects.filter(worker=WORKER, state=Message.State.PENDING).update(due_at=timezone.now())
+
+
+def dead_delivery(tenant, receiver) -> WebhookDelivery:
+    """A delivery that failed all eight attempts."""
+    receiver.default = Answer(status=500)
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    for _ in range(7):
+        come_due()
+        run_worker()
+    receiver.default = Answer(status=200)
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.state == State.DEAD
+    return delivery
+
+
+def change_url(obj) -> str:
+    return reverse(f"admin:integrations_{obj._meta.model_name}_change", args=[obj.pk])
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def action(client, url, name, *objects):
+    return client.post(
+        url, {"action": name, "_selected_action": [o.pk for o in objects]}, follow=True
+    )
+
+
+def edit(client, subscription, **fields):
+    data = {"event_types": "DeploymentPromoted", "description": "", "_save": "Save", **fields}
+    if data.pop("enabled", True):
+        data["enabled"] = "on"
+    return client.post(change_url(subscription), data)
+
+
+@pytest.fixture
+def delivered(tenant, receiver) -> WebhookDelivery:
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    return WebhookDelivery.objects.get()
+
+
+@pytest.mark.parametrize("url", [SUBSCRIPTIONS, DELIVERIES])
+def test_it_sends_anonymous_and_non_staff_users_to_the_login_page(client, url):
+    assert client.get(url).url.startswith(reverse("admin:login"))
+    client.force_login(User.objects.create_user("dev", password="unused-in-this-test"))
+    assert client.get(url).url.startswith(reverse("admin:login"))
+
+
+def test_it_renders_the_lists_and_pages_of_subscriptions_and_deliveries(admin_client, delivered):
+    for url in [
+        SUBSCRIPTIONS,
+        DELIVERIES,
+        change_url(delivered.subscription),
+        change_url(delivered),
+        f"{DELIVERIES}?state=delivered&event_type=DeploymentPromoted",
+    ]:
+        assert admin_client.get(url).status_code == 200, url
+
+
+def test_it_never_shows_a_subscriptions_secrets(admin_client, delivered):
+    subscription = delivered.subscription
+    services.rotate_secret(subscription=subscription)
+    subscription.refresh_from_db()
+    assert subscription.previous_secret
+    secrets = [subscription.secret, subscription.previous_secret]
+
+    for url in [
+        SUBSCRIPTIONS,
+        change_url(subscription),
+        reverse("admin:integrations_webhooksubscription_history", args=[subscription.pk]),
+        DELIVERIES,
+        change_url(delivered),
+    ]:
+        response = admin_client.get(url)
+        page = response.content.decode()
+        assert "whsec_" not in page, url
+        for secret in secrets:
+            assert secret.removeprefix("whsec_") not in page, url
+    form = admin_client.get(change_url(subscription)).context["adminform"].form
+    assert set(form.fields) == {"event_types", "description", "enabled"}
+
+
+def test_it_cannot_add_or_delete_a_subscription(admin_client, delivered):
+    subscription = delivered.subscription
+    add = reverse("admin:integrations_webhooksubscription_add")
+    assert admin_client.get(add).status_code == 403
+    delete = reverse("admin:integrations_webhooksubscription_delete", args=[subscription.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    assert WebhookSubscription.objects.filter(pk=subscription.pk).exists()
+
+
+def test_it_shows_every_attempt_in_order_with_escaped_response_snippets(
+    admin_client, tenant, receiver
+):
+    receiver.answer(Answer(status=500, body=b"<script>alert('boom')</script>"))
+    subscribe(tenant, receiver)
+    publish(tenant, note="<b>promoted</b>")
+    run_worker()
+    come_due()
+    run_worker()
+    delivery = WebhookDelivery.objects.get()
+
+    page = admin_client.get(change_url(delivery)).content.decode()
+    first = page.index('<td class="wh-status">500</td>')
+    second = page.index('<td class="wh-status">200</td>')
+    assert first < second
+    assert "&lt;script&gt;alert(&#x27;boom&#x27;)&lt;/script&gt;" in page
+    assert "<script>alert(" not in page
+    assert "&lt;b&gt;promoted&lt;/b&gt;" in page and "<b>promoted" not in page
+    assert delivery.webhook_id in page
+
+
+def test_it_redelivers_a_failed_delivery_with_the_same_webhook_id_and_not_a_delivered_one(
+    admin_client, delivered, tenant, receiver
+):
+    receiver.answer(Answer(status=500))
+    publish(tenant, version="2.0.0")
+    run_worker()
+    failed = WebhookDelivery.objects.get(state=State.RETRYING)
+
+    response = action(admin_client, DELIVERIES, "redeliver_selected", delivered, failed)
+    assert "1 re-sent, 1 were not failed" in messages_of(response)
+    run_worker()
+
+    assert [r.headers["webhook-id"] for r in receiver.received] == [
+        delivered.webhook_id,
+        failed.webhook_id,
+        failed.webhook_id,
+    ]
+    failed.refresh_from_db()
+    delivered.refresh_from_db()
+    assert (failed.state, failed.attempts) == (State.DELIVERED, 2)
+    assert (delivered.state, delivered.attempts) == (State.DELIVERED, 1)
+
+
+def test_it_redelivers_a_dead_delivery_from_its_page(admin_client, tenant, receiver):
+    delivery = dead_delivery(tenant, receiver)
+    url = reverse("admin:integrations_webhookdelivery_redeliver", args=[delivery.pk])
+    assert url in admin_client.get(change_url(delivery)).content.decode()
+    assert admin_client.get(url).status_code == 405
+
+    response = admin_client.post(url, follow=True)
+    assert f"Re-sent {delivery.webhook_id}." in messages_of(response)
+    run_worker()
+
+    assert len(receiver.received) == 9
+    assert {r.headers["webhook-id"] for r in receiver.received} == {delivery.webhook_id}
+    delivery.refresh_from_db()
+    assert delivery.state == State.DELIVERED
+    page = admin_client.get(change_url(delivery)).content.decode()
+    assert url not in page  # delivered: nothing to redeliver
+
+
+def test_it_recovers_a_subscriptions_failed_deliveries(admin_client, tenant, receiver):
+    delivery = dead_delivery(tenant, receiver)
+
+    response = action(admin_client, SUBSCRIPTIONS, "recover_failed", delivery.subscription)
+    assert "Re-sent 1 failed deliveries of 1 subscription(s)." in messages_of(response)
+    run_worker()
+
+    assert len(receiver.received) == 9
+    assert receiver.received[-1].headers["webhook-id"] == delivery.webhook_id
+    assert receiver.received[-1].verified
+    delivery.refresh_from_db()
+    assert delivery.state == State.DELIVERED
+    response = action(admin_client, SUBSCRIPTIONS, "recover_failed", delivery.subscription)
+    assert "Re-sent 0 failed deliveries of 1 subscription(s)." in messages_of(response)
+
+
+def test_it_sends_nothing_to_a_disabled_subscription_until_it_is_enabled_again(
+    admin_client, tenant, receiver
+):
+    receiver.answer(Answer(status=410))
+    subscription = subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    subscription.refresh_from_db()
+    assert not subscription.enabled and subscription.failing_since is not None
+    delivery = WebhookDelivery.objects.get()
+
+    response = action(admin_client, DELIVERIES, "redeliver_selected", delivery)
+    assert "0 re-sent, 0 were not failed; 1 skipped" in messages_of(response)[0]
+    response = action(admin_client, SUBSCRIPTIONS, "recover_failed", subscription)
+    assert any("Skipped 1 disabled subscription(s)" in m for m in messages_of(response))
+    run_worker()
+    assert len(receiver.received) == 1
+
+    assert edit(admin_client, subscription, enabled=True).status_code == 302
+    subscription.refresh_from_db()
+    # Enabled again through the service: a fresh failing period, no stale reason.
+    assert (subscription.enabled, subscription.disabled_reason) == (True, "")
+    assert subscription.failing_since is None
+    response = action(admin_client, DELIVERIES, "redeliver_selected", delivery)
+    assert "1 re-sent, 0 were not failed" in messages_of(response)
+    run_worker()
+    assert len(receiver.received) == 2
+
+
+def test_it_edits_enabled_event_types_and_description(admin_client, delivered):
+    subscription = delivered.subscription
+    response = edit(
+        admin_client,
+        subscription,
+        enabled=False,
+        event_types="Incident*, DeploymentPromoted",
+        description="the CD bot",
+    )
+    assert response.status_code == 302
+    subscription.refresh_from_db()
+    assert not subscription.enabled
+    assert subscription.event_types == ["DeploymentPromoted", "Incident*"]
+    assert subscription.description == "the CD bot"
+
+
+def test_it_refuses_an_unknown_event_type_as_a_form_error(admin_client, delivered):
+    subscription = delivered.subscription
+    response = edit(admin_client, subscription, event_types="NoSuchEvent", enabled=False)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["event_types"]
+    assert "'NoSuchEvent' matches no event type" in errors[0]
+    subscription.refresh_from_db()
+    assert (subscription.enabled, subscription.event_types) == (True, ["DeploymentPromoted"])
+
+
+def test_it_lists_a_subscriptions_latest_deliveries_on_its_page(admin_client, delivered):
+    page = admin_client.get(change_url(delivered.subscription)).content.decode()
+    assert f'<a href="{change_url(delivered)}">{delivered.webhook_id}</a>' in page
+    assert "0 failed (retrying or dead) in the last 7 days" in page
+
+    listing = admin_client.get(DELIVERIES, {"subscription__id__exact": delivered.subscription_id})
+    assert list(listing.context["cl"].result_list) == [delivered]
+
+
+@pytest.mark.parametrize("term", ["webhook_id", "pk", "event_id"])
+def test_it_finds_a_delivery_by_its_ids(admin_client, delivered, term):
+    listing = admin_client.get(DELIVERIES, {"q": str(getattr(delivered, term))})
+    assert list(listing.context["cl"].result_list) == [delivered]
+    listing = admin_client.get(DELIVERIES, {"q": "not-an-id"})
+    assert list(listing.context["cl"].result_list) == []
+
+
+def test_it_lets_a_staff_member_who_may_only_view_deliveries_redeliver_nothing(
+    client, tenant, receiver
+):
+    delivery = dead_delivery(tenant, receiver)
+    viewer = User.objects.create_user("viewer", password="unused-in-this-test", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
+    client.force_login(viewer)
+
+    response = client.get(change_url(delivery))
+    page = response.content.decode()
+    listing = client.get(DELIVERIES)
+    assert (response.status_code, listing.status_code) == (200, 200)
+    assert "redeliver_selected" not in listing.content.decode()
+    assert delivery.webhook_id in page
+    url = reverse("admin:integrations_webhookdelivery_redeliver", args=[delivery.pk])
+    assert url not in page
+    assert client.post(url).status_code == 403
+    assert Message.objects.get(worker=WORKER, state=Message.State.DEAD)
