@@ -146,6 +146,23 @@ def test_it_drains_within_the_timeout_on_sigterm_and_loses_nothing(tenant, effec
     assert_each_handled_once(envelopes)
 
 
+def test_it_exits_when_sigterm_reaches_its_whole_process_group(tenant, effect_worker, tmp_path):
+    # As from a terminal, `kill -- -PGID` or systemd's default KillMode: django-q2's sentinel
+    # and workers die of it at once, and the cluster must not wait for them forever.
+    envelopes = publish_many(tenant, 200)
+    cluster = qcluster(tmp_path, EFFECT_SLEEP="0.01", SHUTDOWN_DRAIN_TIMEOUT="8")
+    wait_until(lambda: Effect.objects.exists(), timeout=60, what="the cluster to start")
+
+    os.killpg(cluster.pid, signal.SIGTERM)
+
+    assert cluster.wait(timeout=15) is not None, (tmp_path / "cluster.log").read_text()
+    dispatch.drain("EffectWorker")  # what it held comes due again once its lease runs out
+    messages().filter(state="pending").update(leased_until=None)
+    while messages().filter(state="pending").exists():
+        dispatch.drain("EffectWorker")
+    assert_each_handled_once(envelopes)
+
+
 def test_it_loses_nothing_when_the_cluster_is_killed_mid_batch(tenant, effect_worker, tmp_path):
     envelopes = publish_many(tenant, 600)
     env = {

@@ -85,7 +85,11 @@ def _graceful_stop(cluster: Cluster):
         shutdown.request()
         sentinel_pid = cluster.sentinel.pid if cluster.sentinel else None
         threading.Thread(target=_kill_after_timeout, args=(sentinel_pid,), daemon=True).start()
-        cluster.stop()
+        # Not in the handler itself: when the signal went to the whole process group (a
+        # terminal, `kill -- -PGID`, systemd's default KillMode), django-q2's sentinel dies of
+        # it at once, and Cluster.stop() then waits forever for the dead sentinel to take its
+        # stop event. The main loop leaves as soon as the sentinel is gone, either way.
+        threading.Thread(target=cluster.stop, daemon=True).start()
 
     return stop
 
