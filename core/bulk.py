@@ -72,6 +72,37 @@ def upsert(
             )
 
 
+def update_rows(
+    model: type[models.Model], columns: list[str], rows: Sequence[tuple], *, key: str = "id"
+) -> None:
+    """Set `columns` of many rows, each to its own values: rows are tuples of (key, *columns).
+    On PostgreSQL one UPDATE ... FROM unnest(arrays): Django's bulk_update builds a CASE WHEN
+    per row and field, which cost more CPU than the rest of a webhook batch (measured: 262 ms
+    for 64 rows of 8 fields, 8 ms this way). Elsewhere one UPDATE per row."""
+    if not rows:
+        return
+    table = model._meta.db_table
+    sets = ", ".join(f"{c} = s.{c}" for c in columns)
+    if connection.vendor == "postgresql":
+        names = [key, *columns]
+        arrays = ", ".join(f"%s::text::{_db_type(model, c)}[]" for c in names)
+        literals = [array_literal(values) for values in zip(*rows, strict=True)]
+        sql = (
+            f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS s({', '.join(names)}) "
+            f"WHERE t.{key} = s.{key}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, literals)
+        return
+    prepare = _preparers(model, [*columns, key])
+    assignments = ", ".join(f"{c} = %s" for c in columns)
+    params = [
+        [p(v, connection) for p, v in zip(prepare, (*row[1:], row[0]), strict=True)] for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {key} = %s", params)
+
+
 def row_sources(model, columns: list[str], rows: Sequence[tuple]):
     """(SQL, params) for the rows of an INSERT ... <source>, in as few statements as the
     database takes: on PostgreSQL one array per column, unnested (a dozen parameters however

@@ -427,15 +427,26 @@ def _record(deliveries, replies, outcomes, now: datetime) -> None:
             delivery.next_attempt_at = _next_attempt(failure, now)
             subscription.failing_since = subscription.failing_since or now
         changed[subscription.pk] = subscription
-    WebhookAttempt.objects.bulk_create(attempts)
-    WebhookDelivery.objects.bulk_update(deliveries, DELIVERY_OUTCOME_FIELDS)
+    bulk.insert(WebhookAttempt, attempts, columns=ATTEMPT_COLUMNS)
+    bulk.update_rows(
+        WebhookDelivery,
+        DELIVERY_OUTCOME_FIELDS,
+        [(d.pk, *(getattr(d, f) for f in DELIVERY_OUTCOME_FIELDS)) for d in deliveries],
+    )
     # In one order, so that two batches updating the same subscriptions cannot deadlock.
-    WebhookSubscription.objects.bulk_update(
-        sorted(changed.values(), key=lambda s: s.pk), ["last_success", "failing_since"]
+    health = ["last_success", "failing_since"]
+    bulk.update_rows(
+        WebhookSubscription,
+        health,
+        sorted((s.pk, s.last_success, s.failing_since) for s in changed.values()),
     )
     core_services.publish_envelopes([_delivered_event(d) for d in delivered])
 
 
+ATTEMPT_COLUMNS = [
+    "delivery_id", "tenant_id", "number", "at", "status_code", "latency_ms", "error",
+    "response_body",
+]  # fmt: skip
 DELIVERY_OUTCOME_FIELDS = [
     "state", "attempts", "round_attempts", "last_attempt_at", "last_status", "delivered_at",
     "next_attempt_at", "last_error",

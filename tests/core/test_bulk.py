@@ -95,3 +95,17 @@ def test_it_finds_rows_among_many_ids_and_uuids(tenant):
 
     assert set(Event.objects.filter(id__one_of=uuids).values_list("id", flat=True)) == set(uuids)
     assert Event.objects.filter(tenant_id__one_of=[tenant.pk]).count() == 5
+
+
+def test_it_updates_each_row_to_its_own_values_and_leaves_the_others(tenant):
+    rows = [row(tenant, f"text {n}", {}) for n in range(4)]
+    bulk.insert_new(Event, EVENT_COLUMNS, rows)
+    later = timezone.now() + timezone.timedelta(hours=1)
+    changes = [(r[0], text, later) for r, text in zip(rows[:3], AWKWARD, strict=False)]
+
+    bulk.update_rows(Event, ["source", "occurred_at"], changes)
+
+    stored = {e.id: e for e in Event.objects.all()}
+    for event_id, text, when in changes:
+        assert (stored[event_id].source, stored[event_id].occurred_at) == (text, when)
+    assert stored[rows[3][0]].source == "text 3"
