@@ -199,6 +199,11 @@ WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
 # port), so that one slow receiver cannot take every connection.
 WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=32)
 WEBHOOK_PER_ENDPOINT_CONCURRENCY = env.int("WEBHOOK_PER_ENDPOINT_CONCURRENCY", default=8)
+# Deliveries one call of WebhookDeliveryWorker's handler takes, and POSTs concurrently.
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=64)
+# A batch starts no POST after this long (the rest go back to the queue unattempted), so that
+# it ends within its lease (DISPATCH_LEASE_SECONDS) even behind a slow endpoint.
+WEBHOOK_BATCH_SECONDS = env.float("WEBHOOK_BATCH_SECONDS", default=30)
 # After a rotation the old secret keeps signing beside the new one for this long.
 WEBHOOK_SECRET_OVERLAP_SECONDS = env.float("WEBHOOK_SECRET_OVERLAP_SECONDS", default=24 * 3600)
 WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)

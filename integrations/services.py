@@ -22,6 +22,7 @@ import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from time import monotonic
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -33,7 +34,7 @@ from core import services as core_services
 from core.envelope import Envelope
 from core.models import Message, Tenant
 from core.runtime import queue, replay
-from core.runtime.errors import PermanentError, TransientError
+from core.runtime.errors import Deferred, PermanentError, TransientError
 from integrations import signing
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription, new_secret
 
@@ -320,21 +321,34 @@ def _share_subscriptions(deliveries: list[WebhookDelivery]) -> None:
 def _send(deliveries: list[WebhookDelivery], by_delivery: dict) -> dict[uuid.UUID, Exception]:
     if not deliveries:
         return {}
-    for delivery in deliveries:
-        if delivery.state == State.DEAD:  # sent again after it died: a new round
-            delivery.round_attempts = 0
+    states = {d.pk: d.state for d in deliveries}
     # In flight while the POSTs are out; readers outside this transaction see the state before
     # it or the outcome, and a second claimer of the same delivery waits on the row lock.
-    WebhookDelivery.objects.filter(id__in=[d.pk for d in deliveries]).update(state=State.IN_FLIGHT)
+    WebhookDelivery.objects.filter(id__in=list(states)).update(state=State.IN_FLIGHT)
     now = timezone.now()
-    replies = outbound.post_all([_request(d, now) for d in deliveries])
-    outcomes = [_outcome(d, reply, now) for d, reply in zip(deliveries, replies, strict=True)]
-    _record(deliveries, replies, outcomes, now)
-    return {
-        by_delivery[d.pk].event_id: failure
-        for d, failure in zip(deliveries, outcomes, strict=True)
-        if failure is not None
-    }
+    # A batch's POSTs must end well within the lease of its messages (a slow endpoint's line
+    # can be long): what has not started by then goes back to the queue unattempted.
+    deadline = monotonic() + settings.WEBHOOK_BATCH_SECONDS
+    replies = outbound.post_all([_request(d, now) for d in deliveries], deadline=deadline)
+    failures = {}
+    sent, replied = [], []
+    for delivery, reply in zip(deliveries, replies, strict=True):
+        if isinstance(reply, Deferred):
+            failures[by_delivery[delivery.pk].event_id] = reply
+        else:
+            sent.append(delivery)
+            replied.append(reply)
+    deferred = [d for d in deliveries if by_delivery[d.pk].event_id in failures]
+    bulk.update_rows(WebhookDelivery, ["state"], [(d.pk, states[d.pk]) for d in deferred])
+    for delivery in sent:
+        if states[delivery.pk] == State.DEAD:  # sent again after it died: a new round
+            delivery.round_attempts = 0
+    outcomes = [_outcome(d, reply, now) for d, reply in zip(sent, replied, strict=True)]
+    _record(sent, replied, outcomes, now)
+    for delivery, failure in zip(sent, outcomes, strict=True):
+        if failure is not None:
+            failures[by_delivery[delivery.pk].event_id] = failure
+    return failures
 
 
 def _request(delivery: WebhookDelivery, now: datetime) -> outbound.Request:
@@ -417,9 +431,13 @@ def _record(deliveries, replies, outcomes, now: datetime) -> None:
         delivery.last_status = reply.status if isinstance(reply, outbound.Reply) else None
         subscription = delivery.subscription
         if failure is None:
-            delivery.state, delivery.delivered_at, delivery.last_error = State.DELIVERED, now, ""
+            delivery.state, delivery.delivered_at, delivery.last_error = (
+                State.DELIVERED,
+                reply.finished,
+                "",
+            )
             delivery.next_attempt_at = None
-            subscription.last_success, subscription.failing_since = now, None
+            subscription.last_success, subscription.failing_since = reply.finished, None
             delivered.append(delivery)
         else:
             delivery.state, delivery.last_error = State.RETRYING, str(failure)[:2000]

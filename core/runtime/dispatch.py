@@ -32,6 +32,7 @@ from core.envelope import Envelope, event_as_dict
 from core.models import DeadLetter, Event, Failure, HandledKey, Message, WorkerState
 from core.runtime import queue, registry, shutdown
 from core.runtime.errors import (
+    Deferred,
     LeaseLost,
     PermanentError,
     TenantMismatch,
@@ -162,7 +163,9 @@ def _handle_batch(
         ran, failure, reported = _run_together(worker, pending, deadline, size)
         if failure is None:
             done, pending = pending[:ran], pending[ran:]
-            failed.extend(reported)
+            deferred = [m for m, exc, _ in reported if isinstance(exc, Deferred)]
+            failed.extend(r for r in reported if not isinstance(r[1], Deferred))
+            pending += deferred
             break
         if failure.position is None:
             # A batch handler failed on several messages at once: run them one at a time, so
@@ -175,8 +178,8 @@ def _handle_batch(
         failed.append((pending[index], failure.error, failure.trace))
         pending = pending[:index] + pending[index + 1 :]
     outcome = Outcome(released=release(pending, token) if pending else 0)
-    reported_ids = {message.id for message, _, _ in failed}
-    done = [m.id for m in done if m.id not in reported_ids]
+    unfinished = {message.id for message, _, _ in failed} | {m.id for m in pending}
+    done = [m.id for m in done if m.id not in unfinished]
     _mark_done(worker, done, token)
     outcome.handled = len(done)
     for message, exc, trace in failed:

@@ -20,6 +20,11 @@ class TransientError(Exception):
         self.retry_after = retry_after
 
 
+class Deferred(Exception):
+    """Reported by a batch handler for a message it did not get to (its time ran out): the
+    message is released for immediate redelivery, and no attempt is counted."""
+
+
 class MalformedEnvelope(PermanentError):
     pass
 

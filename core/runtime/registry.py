@@ -89,7 +89,8 @@ class Worker:
     # at a time, in one transaction with their "done" marks.
     # A batch handler may also return {eventId: exception} for messages it handled but whose
     # outcome was a failure it has recorded itself (a webhook POST answered 500): those are
-    # retried or dead-lettered as if they had raised, without rolling back their writes.
+    # retried or dead-lettered as if they had raised, without rolling back their writes; a
+    # core.runtime.errors.Deferred one is released untouched, for a message it did not get to.
     batch_handler: Callable | None = None
     batch_size: int = 1
     # Called with (envelope, reason) in the transaction that dead-letters one of its messages,

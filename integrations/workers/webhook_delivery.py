@@ -35,8 +35,8 @@ WORKER = Worker(
     ),
     idempotency=Idempotency("Dedup on deliveryId; delivery state machine guards re-send"),
     batch_handler=services.handle,
-    # Up to 64 deliveries a call, POSTed concurrently (WEBHOOK_CONCURRENCY,
+    # WEBHOOK_BATCH_SIZE deliveries a call, POSTed concurrently (WEBHOOK_CONCURRENCY,
     # WEBHOOK_PER_ENDPOINT_CONCURRENCY); their outcomes are written together.
-    batch_size=64,
+    batch_size=settings.WEBHOOK_BATCH_SIZE,
     on_dead=services.mark_dead,
 )

@@ -527,3 +527,26 @@ def test_it_tells_the_worker_when_one_of_its_messages_is_dead_lettered(tenant, m
     ((dead, reason),) = told
     assert dead.event_id == envelope.event_id and "bad data" in reason
     assert DeadLetter.objects.filter(worker="TestWorker").count() == 1
+
+
+def test_it_releases_unattempted_what_a_batch_handler_defers(tenant, make_worker):
+    from core.runtime.errors import Deferred
+
+    calls = []
+
+    def handler(envelopes):
+        calls.append(len(envelopes))
+        if len(calls) == 1:  # the first call gets to one of its two messages
+            return {envelopes[1].event_id: Deferred("no time left")}
+        return {}
+
+    make_worker(batch_handler=handler, batch_size=10)
+    publish(tenant, n=1)
+    publish(tenant, n=2)
+    dispatch.drain("TestWorker")
+
+    assert calls == [2, 1]
+    assert set(
+        Message.objects.filter(worker="TestWorker").values_list("state", "attempts", "claims")
+    ) == {("done", 0, 1)}
+    assert not Failure.objects.exists()

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from core import services as core_services
-from core.models import DeadLetter, Event, Message
+from core.models import DeadLetter, Event, Failure, Message
 from core.runtime import dispatch, replay
 from integrations import services
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
@@ -409,3 +409,20 @@ def test_it_reuses_connections_to_an_endpoint(tenant, receiver):
     ports = {r.client_port for r in receiver.received}
     assert len(receiver.received) == 20
     assert len(ports) <= 8  # at most WEBHOOK_PER_ENDPOINT_CONCURRENCY connections
+
+
+def test_it_puts_back_unattempted_what_a_batch_had_no_time_to_send(tenant, receiver, settings):
+    settings.WEBHOOK_PER_ENDPOINT_CONCURRENCY = 1
+    settings.WEBHOOK_BATCH_SECONDS = 0.2
+    receiver.default = Answer(delay=0.3)
+    subscribe(tenant, receiver)
+    for n in range(3):
+        publish(tenant, n=n)
+    dispatch.drain(WORKER)  # matching
+    dispatch.drain(WORKER)  # one POST a batch, the others back to the queue each time
+
+    assert len(receiver.received) == 3
+    assert set(WebhookDelivery.objects.values_list("state", "attempts")) == {(State.DELIVERED, 1)}
+    queued = Message.objects.filter(worker=WORKER, event__type="WebhookDeliveryQueued")
+    assert set(queued.values_list("state", "attempts")) == {("done", 0)}
+    assert not Failure.objects.exists()
