@@ -197,10 +197,10 @@ WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", d
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
 # POSTs in flight per worker process, and at most this many to one endpoint (scheme, host,
 # port), so that one slow receiver cannot take every connection.
-WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=32)
+WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=64)
 WEBHOOK_PER_ENDPOINT_CONCURRENCY = env.int("WEBHOOK_PER_ENDPOINT_CONCURRENCY", default=8)
 # Deliveries one call of WebhookDeliveryWorker's handler takes, and POSTs concurrently.
-WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=64)
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=128)
 # A batch starts no POST after this long (the rest go back to the queue unattempted), so that
 # it ends within its lease (DISPATCH_LEASE_SECONDS) even behind a slow endpoint.
 WEBHOOK_BATCH_SECONDS = env.float("WEBHOOK_BATCH_SECONDS", default=30)

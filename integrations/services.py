@@ -286,12 +286,9 @@ def deliver(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
         return {}
     by_delivery = {uuid.UUID(e.data["deliveryId"]): e for e in envelopes}
     deliveries = list(
-        WebhookDelivery.objects.select_for_update(of=("self",))
-        .select_related("subscription__tenant")
-        .filter(id__in=list(by_delivery))
-        .order_by("id")
+        WebhookDelivery.objects.select_for_update().filter(id__in=list(by_delivery)).order_by("id")
     )
-    _share_subscriptions(deliveries)
+    _attach_subscriptions(deliveries)
     failures: dict[uuid.UUID, Exception] = {}
     sendable = []
     for delivery in deliveries:
@@ -311,11 +308,13 @@ def deliver(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
     return failures
 
 
-def _share_subscriptions(deliveries: list[WebhookDelivery]) -> None:
-    # One instance per subscription, so that its health sums up all its deliveries' outcomes.
-    shared = {}
+def _attach_subscriptions(deliveries: list[WebhookDelivery]) -> None:
+    # One query, and one instance per subscription: its secrets are decrypted once, not once
+    # per delivery, and its health sums up all its deliveries' outcomes.
+    ids = {d.subscription_id for d in deliveries}
+    subscriptions = WebhookSubscription.objects.select_related("tenant").in_bulk(list(ids))
     for delivery in deliveries:
-        delivery.subscription = shared.setdefault(delivery.subscription_id, delivery.subscription)
+        delivery.subscription = subscriptions[delivery.subscription_id]
 
 
 def _send(deliveries: list[WebhookDelivery], by_delivery: dict) -> dict[uuid.UUID, Exception]:
