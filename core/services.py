@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from core import bulk, events, telemetry
 from core.envelope import Envelope
-from core.models import ApiKey, Event, Message, Tenant
+from core.models import ApiKey, Event, Failure, Message, Tenant
 from core.runtime import queue, registry
-from core.runtime.errors import MalformedEnvelope
+from core.runtime.errors import MalformedEnvelope, describe, is_permanent
 
 
 class UnknownEventType(ValidationError):
@@ -102,21 +102,56 @@ def send(
 
 
 @transaction.atomic(savepoint=False)  # nothing to roll back to: the caller's fails whole
-def publish_envelopes(envelopes: list[Envelope], *, to_worker: str = "") -> None:
+def publish_envelopes(
+    envelopes: list[Envelope], *, to_worker: str = "", due: dict | None = None
+) -> None:
     """Store envelopes and one message per subscribed worker, in bulk. Re-publishing an
-    eventId already stored is a no-op, which makes deterministic ids (schedule slots) safe."""
+    eventId already stored is a no-op, which makes deterministic ids (schedule slots) safe.
+    `due` ({eventId: (due_at, failed attempts)}) starts a message later in its ladder."""
     if not envelopes:
         return
     now = timezone.now()
     bulk.insert_new(Event, EVENT_COLUMNS, [_event_row(e, to_worker, now) for e in envelopes])
     messages, kicked = [], set()
     for envelope in envelopes:
+        due_at, attempts = (due or {}).get(envelope.event_id, (now, 0))
         for worker in registry.subscribers(envelope.type, to_worker=to_worker):
-            messages.append(_message_row(envelope, worker.name, now))
+            messages.append(_message_row(envelope, worker.name, now, due_at, attempts))
             kicked.add(worker.name)
     bulk.insert_new(Message, MESSAGE_COLUMNS, messages)
     if kicked:
         transaction.on_commit(lambda: queue.kick(kicked))
+
+
+def send_retries(*, worker: str, failed: list[tuple[Envelope, BaseException, datetime]]) -> None:
+    """Commands for work a worker attempted once already, itself, and that failed: each
+    message starts at its second attempt, due when given, with the first failure recorded as
+    the runtime would have (a webhook's first POST, sent as its event was matched)."""
+    if not failed:
+        return
+    publish_envelopes(
+        [envelope for envelope, _, _ in failed],
+        to_worker=worker,
+        due={envelope.event_id: (due_at, 1) for envelope, _, due_at in failed},
+    )
+    ids = dict(
+        Message.objects.filter(
+            event_id__one_of={e.event_id for e, _, _ in failed}, worker=worker
+        ).values_list("event_id", "id")
+    )
+    now = timezone.now()
+    Failure.objects.bulk_create(
+        Failure(
+            message_id=ids[envelope.event_id],
+            worker=worker,
+            tenant_id=envelope.tenant_id,
+            attempt=1,
+            at=now,
+            permanent=is_permanent(exc),
+            error=describe(exc),
+        )
+        for envelope, exc, _ in failed
+    )
 
 
 EVENT_COLUMNS = [
@@ -137,14 +172,16 @@ def _event_row(envelope: Envelope, to_worker: str, now: datetime) -> tuple:
     )  # fmt: skip
 
 
-def _message_row(envelope: Envelope, worker: str, now: datetime) -> tuple:
+def _message_row(
+    envelope: Envelope, worker: str, now: datetime, due_at: datetime, attempts: int
+) -> tuple:
     return (
         envelope.event_id,
         worker,
         envelope.tenant_id,
         Message.State.PENDING,
-        now,
-        0,
+        due_at,
+        attempts,
         0,
         now,
         "",

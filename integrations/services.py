@@ -210,9 +210,10 @@ def _message_of(delivery: WebhookDelivery) -> Message | None:
 
 
 def handle(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
-    """WebhookDeliveryWorker's batch handler."""
+    """WebhookDeliveryWorker's batch handler: retries first, then new events."""
+    failures = deliver([e for e in envelopes if e.type == QUEUED])
     fan_out([e for e in envelopes if e.type != QUEUED])
-    return deliver([e for e in envelopes if e.type == QUEUED])
+    return failures
 
 
 def delivery_id(subscription_id: uuid.UUID, event_id: uuid.UUID) -> uuid.UUID:
@@ -224,21 +225,61 @@ def queued_event_id(delivery_pk: uuid.UUID) -> uuid.UUID:
 
 
 def fan_out(envelopes: list[Envelope]) -> None:
+    """Match events to subscriptions and make their first attempts at once, in this batch: a
+    delivery that lands needs nothing more, and one that fails gets a WebhookDeliveryQueued
+    command, due when its retry is, that carries it along the retry ladder from there."""
     if not envelopes:
         return
     subscriptions = defaultdict(list)
     tenants = {e.tenant_id for e in envelopes}
-    for s in WebhookSubscription.objects.filter(tenant_id__in=tenants, enabled=True):
+    for s in WebhookSubscription.objects.select_related("tenant").filter(
+        tenant_id__in=tenants, enabled=True
+    ):
         subscriptions[s.tenant_id].append(s)
     now = timezone.now()
-    rows, commands = [], []
+    deliveries, sources = [], {}
     for envelope in envelopes:
         for subscription in subscriptions[envelope.tenant_id]:
             if subscription.wants(envelope.type) and not _about(subscription, envelope):
-                rows.append(_delivery_row(subscription, envelope, now))
-                commands.append(_queued(rows[-1][0], envelope))
-    bulk.insert_new(WebhookDelivery, DELIVERY_COLUMNS, rows)
-    core_services.publish_envelopes(commands, to_worker=WORKER)
+                delivery = _new_delivery(subscription, envelope, now)
+                deliveries.append(delivery)
+                sources[delivery.pk] = envelope
+    deliveries = _not_stored(deliveries)
+    if not deliveries:
+        return
+    bulk.insert_rows(
+        WebhookDelivery,
+        DELIVERY_COLUMNS,
+        [tuple(getattr(d, c) for c in DELIVERY_COLUMNS) for d in deliveries],
+    )
+    failures = _send(deliveries)
+    retries = []
+    for delivery in deliveries:
+        failure = failures.get(delivery.pk)
+        if failure is not None:
+            command = _queued(delivery.pk, sources[delivery.pk])
+            retries.append((command, failure, delivery.next_attempt_at or now))
+    _queue_retries(retries, now=now)
+
+
+def _not_stored(deliveries: list[WebhookDelivery]) -> list[WebhookDelivery]:
+    if not deliveries:
+        return []
+    # An event handled again (a replayed dead letter) matches the same deliveries, already
+    # stored, and perhaps delivered: they are not sent again.
+    stored = set(
+        WebhookDelivery.objects.filter(id__one_of={d.pk for d in deliveries}).values_list(
+            "id", flat=True
+        )
+    )
+    return [d for d in deliveries if d.pk not in stored]
+
+
+def _queue_retries(retries: list[tuple[Envelope, Exception, datetime]], *, now: datetime) -> None:
+    deferred = [command for command, failure, _ in retries if isinstance(failure, Deferred)]
+    attempted = [r for r in retries if not isinstance(r[1], Deferred)]
+    core_services.publish_envelopes(deferred, to_worker=WORKER)  # not attempted: due now
+    core_services.send_retries(worker=WORKER, failed=attempted)
 
 
 def _about(subscription: WebhookSubscription, envelope: Envelope) -> bool:
@@ -253,17 +294,30 @@ DELIVERY_COLUMNS = [
 ]  # fmt: skip
 
 
-def _delivery_row(subscription: WebhookSubscription, envelope: Envelope, now: datetime) -> tuple:
+def _new_delivery(
+    subscription: WebhookSubscription, envelope: Envelope, now: datetime
+) -> WebhookDelivery:
     body = {
         "type": envelope.type,
         "timestamp": envelope.occurred_at.isoformat(),
         "data": envelope.as_dict(),
     }
-    return (
-        delivery_id(subscription.pk, envelope.event_id), envelope.tenant_id, subscription.pk,
-        envelope.event_id, envelope.type, json.dumps(body, separators=(",", ":")),
-        envelope.trace_id, envelope.span_id, State.PENDING, 0, 0, now, now, "",
-    )  # fmt: skip
+    return WebhookDelivery(
+        id=delivery_id(subscription.pk, envelope.event_id),
+        tenant_id=envelope.tenant_id,
+        subscription=subscription,
+        event_id=envelope.event_id,
+        event_type=envelope.type,
+        payload=json.dumps(body, separators=(",", ":")),
+        trace_id=envelope.trace_id,
+        span_id=envelope.span_id,
+        state=State.PENDING,
+        attempts=0,
+        round_attempts=0,
+        created=now,
+        next_attempt_at=now,
+        last_error="",
+    )
 
 
 def _queued(delivery_pk: uuid.UUID, envelope: Envelope) -> Envelope:
@@ -304,7 +358,8 @@ def deliver(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
             )
         else:
             sendable.append(delivery)
-    failures.update(_send(sendable, by_delivery))
+    for pk, failure in _send(sendable).items():
+        failures[by_delivery[pk].event_id] = failure
     return failures
 
 
@@ -317,28 +372,29 @@ def _attach_subscriptions(deliveries: list[WebhookDelivery]) -> None:
         delivery.subscription = subscriptions[delivery.subscription_id]
 
 
-def _send(deliveries: list[WebhookDelivery], by_delivery: dict) -> dict[uuid.UUID, Exception]:
+def _send(deliveries: list[WebhookDelivery]) -> dict[uuid.UUID, Exception]:
+    """POST the deliveries and record the outcomes; returns the failures by delivery id,
+    Deferred for those the batch had no time to start (left as they were)."""
     if not deliveries:
         return {}
     states = {d.pk: d.state for d in deliveries}
     # In flight while the POSTs are out; readers outside this transaction see the state before
     # it or the outcome, and a second claimer of the same delivery waits on the row lock.
-    WebhookDelivery.objects.filter(id__in=list(states)).update(state=State.IN_FLIGHT)
+    WebhookDelivery.objects.filter(id__one_of=set(states)).update(state=State.IN_FLIGHT)
     now = timezone.now()
     # A batch's POSTs must end well within the lease of its messages (a slow endpoint's line
     # can be long): what has not started by then goes back to the queue unattempted.
     deadline = monotonic() + settings.WEBHOOK_BATCH_SECONDS
     replies = outbound.post_all([_request(d, now) for d in deliveries], deadline=deadline)
-    failures = {}
+    failures: dict[uuid.UUID, Exception] = {}
     sent, replied = [], []
     for delivery, reply in zip(deliveries, replies, strict=True):
         if isinstance(reply, Deferred):
-            failures[by_delivery[delivery.pk].event_id] = reply
+            failures[delivery.pk] = reply
         else:
             sent.append(delivery)
             replied.append(reply)
-    deferred = [d for d in deliveries if by_delivery[d.pk].event_id in failures]
-    bulk.update_rows(WebhookDelivery, ["state"], [(d.pk, states[d.pk]) for d in deferred])
+    bulk.update_rows(WebhookDelivery, ["state"], [(pk, states[pk]) for pk in failures])
     for delivery in sent:
         if states[delivery.pk] == State.DEAD:  # sent again after it died: a new round
             delivery.round_attempts = 0
@@ -346,7 +402,7 @@ def _send(deliveries: list[WebhookDelivery], by_delivery: dict) -> dict[uuid.UUI
     _record(sent, replied, outcomes, now)
     for delivery, failure in zip(sent, outcomes, strict=True):
         if failure is not None:
-            failures[by_delivery[delivery.pk].event_id] = failure
+            failures[delivery.pk] = failure
     return failures
 
 

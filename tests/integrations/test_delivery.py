@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from core import services as core_services
+from core.envelope import Envelope
 from core.models import DeadLetter, Event, Failure, Message
 from core.runtime import dispatch, replay
 from integrations import services
@@ -182,6 +183,7 @@ def test_it_dead_letters_after_eight_attempts_and_publishes_integration_failed(t
     assert (delivery.state, delivery.attempts) == (State.DEAD, 8)
     dead = DeadLetter.objects.get(worker=WORKER)
     assert "gave up after 8 attempts" in dead.reason
+    assert [a["attempt"] for a in dead.attempts] == list(range(1, 9))
     assert dead.envelope["data"] == {"deliveryId": str(delivery.pk)}
     failed = Event.objects.get(type="IntegrationFailed")
     assert failed.data["deliveryId"] == str(delivery.pk)
@@ -216,21 +218,15 @@ def test_it_never_sends_a_delivered_delivery_again(tenant, receiver):
     publish(tenant)
     run_worker()
     delivery = WebhookDelivery.objects.get()
-    queued = Event.objects.get(type="WebhookDeliveryQueued")
+    event = Envelope.from_event(Event.objects.get(type="DeploymentPromoted"))
 
-    # The same delivery claimed a second time (a lease that ran out, a duplicate command).
-    failures = services.deliver([queued_envelope(queued)])
+    # A command for a delivery already delivered (a lease that ran out, a duplicate command).
+    failures = services.deliver([services._queued(delivery.pk, event)])
 
     assert failures == {}
     assert len(receiver.received) == 1
     delivery.refresh_from_db()
     assert delivery.attempts == 1
-
-
-def queued_envelope(event):
-    from core.envelope import Envelope
-
-    return Envelope.from_event(event)
 
 
 def test_it_disables_the_subscription_on_410(tenant, receiver):
