@@ -28,6 +28,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/ingest.py
 	$(PY) bench/metrics.py
+	$(PY) bench/webhooks.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
