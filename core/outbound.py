@@ -166,7 +166,7 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Reply:
         preload_content=False,
     )
     try:
-        snippet = _read_snippet(response)
+        snippet = _read_snippet(response, deadline=started + settings.WEBHOOK_TIMEOUT_SECONDS)
     finally:
         response.release_conn()
     return Reply(
@@ -178,14 +178,26 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Reply:
     )
 
 
-def _read_snippet(response: urllib3.BaseHTTPResponse) -> bytes:
-    snippet = response.read(RESPONSE_SNIPPET_BYTES)
-    remaining = response.length_remaining
-    if remaining is not None and remaining > 64 * 1024:
-        response.close()  # not worth reading to keep the connection
-    else:
-        response.drain_conn()  # the rest is dropped, and the connection kept for the next one
+def _read_snippet(response: urllib3.BaseHTTPResponse, *, deadline: float) -> bytes:
+    """The first KB of the reply, read by `deadline` at the latest (a receiver that sends a
+    byte at a time cannot hold a worker). The connection is kept only when the whole reply
+    was read; otherwise it is closed rather than drained."""
+    snippet = b""
+    while len(snippet) < RESPONSE_SNIPPET_BYTES and monotonic() < deadline:
+        chunk = response.read1(RESPONSE_SNIPPET_BYTES - len(snippet))
+        if not chunk:
+            break
+        snippet += chunk
+    if monotonic() >= deadline or not _at_end(response):
+        response.close()
     return snippet
+
+
+def _at_end(response: urllib3.BaseHTTPResponse) -> bool:
+    if response.length_remaining is not None:
+        return response.length_remaining == 0
+    # A chunked reply: only a read can tell, and one of nothing left is cheap.
+    return not response.read1(1)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ class Answer:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    trickle: float = 0.0  # seconds between the bytes of the body
 
 
 @dataclass
@@ -97,7 +98,16 @@ class Receiver:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                self.wfile.write(answer.body)
+                if not answer.trickle:
+                    self.wfile.write(answer.body)
+                    return
+                for byte in answer.body:
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:  # the client gave up on us, as it should
+                        return
+                    time.sleep(answer.trickle)
 
             def log_message(self, *args) -> None:
                 pass

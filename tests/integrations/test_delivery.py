@@ -422,3 +422,17 @@ def test_it_puts_back_unattempted_what_a_batch_had_no_time_to_send(tenant, recei
     queued = Message.objects.filter(worker=WORKER, event__type="WebhookDeliveryQueued")
     assert set(queued.values_list("state", "attempts")) == {("done", 0)}
     assert not Failure.objects.exists()
+
+
+def test_a_receiver_trickling_its_reply_cannot_hold_the_worker(tenant, receiver, settings):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
+    receiver.answer(Answer(body=b"x" * 5000, trickle=0.05))
+    subscribe(tenant, receiver)
+    publish(tenant)
+    started = time.monotonic()
+    run_worker()
+
+    assert time.monotonic() - started < 3  # not 5,000 x 50 ms
+    attempt = WebhookAttempt.objects.get()
+    assert attempt.status_code == 200 and 0 < len(attempt.response_body) < 1024
+    assert WebhookDelivery.objects.get().state == State.DELIVERED
