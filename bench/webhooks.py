@@ -458,33 +458,14 @@ def anchor_one_at_a_time(n: int) -> float:
     from django.utils import timezone
 
     from core import outbound
-    from integrations import signing
     from integrations.models import WebhookDelivery
-    from integrations.services import USER_AGENT
+    from integrations.services import signed_request
 
     deliveries = list(WebhookDelivery.objects.select_related("subscription")[:n])
     started = time.perf_counter()
     for delivery in deliveries:
-        body, now = delivery.payload.encode(), timezone.now()
-        timestamp = int(now.timestamp())
-        signature = signing.signature_header(
-            secrets=delivery.subscription.signing_secrets(now=now),
-            webhook_id=delivery.webhook_id,
-            timestamp=timestamp,
-            body=body,
-        )
-        reply = outbound.post(
-            delivery.subscription.url,
-            body=body,
-            headers={
-                "content-type": "application/json",
-                "user-agent": USER_AGENT,
-                "webhook-id": delivery.webhook_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": signature,
-                "traceparent": f"00-{delivery.trace_id}-{delivery.span_id}-01",
-            },
-        )
+        request = signed_request(delivery, now=timezone.now())
+        reply = outbound.post(request.url, body=request.body, headers=request.headers)
         assert reply.status == 200, reply
     return len(deliveries) / (time.perf_counter() - started)
 
@@ -501,16 +482,9 @@ def warm_up(tenant, endpoints: int, n: int) -> None:
 
 
 def start_cluster(env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        cluster = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    time.sleep(4)  # let the cluster fork its workers and go idle before the clock starts
+    from bench import run
+
+    cluster = run.start_cluster(env, log)
     if cluster.poll() is not None:
         raise SystemExit(f"the qcluster exited ({cluster.returncode}); see {log}")
     return cluster

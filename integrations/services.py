@@ -385,7 +385,7 @@ def _send(deliveries: list[WebhookDelivery]) -> dict[uuid.UUID, Exception]:
     # A batch's POSTs must end well within the lease of its messages (a slow endpoint's line
     # can be long): what has not started by then goes back to the queue unattempted.
     deadline = monotonic() + settings.WEBHOOK_BATCH_SECONDS
-    replies = outbound.post_all([_request(d, now) for d in deliveries], deadline=deadline)
+    replies = outbound.post_all([signed_request(d, now=now) for d in deliveries], deadline=deadline)
     failures: dict[uuid.UUID, Exception] = {}
     sent, replied = [], []
     for delivery, reply in zip(deliveries, replies, strict=True):
@@ -406,7 +406,8 @@ def _send(deliveries: list[WebhookDelivery]) -> dict[uuid.UUID, Exception]:
     return failures
 
 
-def _request(delivery: WebhookDelivery, now: datetime) -> outbound.Request:
+def signed_request(delivery: WebhookDelivery, *, now: datetime) -> outbound.Request:
+    """The POST of one attempt: the stored body, signed for this attempt's timestamp."""
     body = delivery.payload.encode()
     timestamp = int(now.timestamp())
     secrets = delivery.subscription.signing_secrets(now=now)

@@ -5,60 +5,30 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
-from django.utils import timezone
 
-from core import services as core_services
 from core.models import Message
-from core.runtime import dispatch
 from integrations import services
 from integrations.models import WebhookDelivery, WebhookSubscription
 from tests.integrations.receiver import Answer
+from tests.integrations.webhooks import (
+    WORKER,
+    come_due,
+    fail_eight_times,
+    publish,
+    run_worker,
+    subscribe,
+)
 
 pytestmark = pytest.mark.django_db
-WORKER = "WebhookDeliveryWorker"
 State = WebhookDelivery.State
 SUBSCRIPTIONS = reverse("admin:integrations_webhooksubscription_changelist")
 DELIVERIES = reverse("admin:integrations_webhookdelivery_changelist")
 
 
-def subscribe(tenant, receiver, types=("DeploymentPromoted",)) -> WebhookSubscription:
-    subscription, secret = services.create_subscription(
-        tenant=tenant, url=receiver.url, event_types=list(types)
-    )
-    receiver.secrets.append(secret)
-    return subscription
-
-
-def publish(tenant, **data):
-    return core_services.publish(
-        tenant=tenant, type="DeploymentPromoted", data=data or {"version": "1.2.3"}
-    )
-
-
-def run_worker() -> None:
-    """Drain what is due now: matching, then the deliveries it queued."""
-    dispatch.drain(WORKER)
-    dispatch.drain(WORKER)
-
-
-def come_due() -> None:
-    """Skip the wait before the next retry, as if its time had come."""
-    Message.objects.filter(worker=WORKER, state=Message.State.PENDING).update(due_at=timezone.now())
-
-
 def dead_delivery(tenant, receiver) -> WebhookDelivery:
     """A delivery that failed all eight attempts."""
-    receiver.default = Answer(status=500)
-    subscribe(tenant, receiver)
-    publish(tenant)
-    run_worker()
-    for _ in range(7):
-        come_due()
-        run_worker()
-    receiver.default = Answer(status=200)
-    delivery = WebhookDelivery.objects.get()
-    assert delivery.state == State.DEAD
-    return delivery
+    fail_eight_times(tenant, receiver)
+    return WebhookDelivery.objects.get()
 
 
 def change_url(obj) -> str:

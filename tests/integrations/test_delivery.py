@@ -8,40 +8,23 @@ import time
 import pytest
 from django.utils import timezone
 
-from core import services as core_services
 from core.envelope import Envelope
 from core.models import DeadLetter, Event, Failure, Message
 from core.runtime import dispatch, replay
 from integrations import services
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from tests.integrations.receiver import Answer
+from tests.integrations.webhooks import (
+    WORKER,
+    come_due,
+    fail_eight_times,
+    publish,
+    run_worker,
+    subscribe,
+)
 
 pytestmark = pytest.mark.django_db
-WORKER = "WebhookDeliveryWorker"
 State = WebhookDelivery.State
-
-
-def subscribe(tenant, receiver, types=("DeploymentPromoted",), url=None):
-    subscription, secret = services.create_subscription(
-        tenant=tenant, url=url or receiver.url, event_types=list(types)
-    )
-    receiver.secrets.append(secret)
-    return subscription
-
-
-def publish(tenant, type="DeploymentPromoted", **data):
-    return core_services.publish(tenant=tenant, type=type, data=data or {"version": "1.2.3"})
-
-
-def run_worker() -> None:
-    """Drain what is due now: matching, then the deliveries it queued."""
-    dispatch.drain(WORKER)
-    dispatch.drain(WORKER)
-
-
-def come_due() -> None:
-    """Skip the wait before the next retry, as if its time had come."""
-    Message.objects.filter(worker=WORKER, state=Message.State.PENDING).update(due_at=timezone.now())
 
 
 def test_it_delivers_a_signed_event_that_the_receiver_verifies(tenant, receiver):
@@ -192,14 +175,7 @@ def test_it_dead_letters_after_eight_attempts_and_publishes_integration_failed(t
 
 
 def test_it_delivers_a_replayed_dead_letter_once_with_the_same_webhook_id(tenant, receiver):
-    receiver.default = Answer(status=500)
-    subscribe(tenant, receiver)
-    publish(tenant)
-    run_worker()
-    for _ in range(7):
-        come_due()
-        run_worker()
-    receiver.default = Answer(status=200)
+    fail_eight_times(tenant, receiver)
     dead = DeadLetter.objects.get(worker=WORKER)
 
     assert replay.replay(dead) is True
