@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, pagination, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +31,13 @@ def exception_handler(exc, context):
         else:
             response.data = {"error": "The request is invalid; see details.", "details": data}
     return response
+
+
+def paged(view, request, found, *, pager: type[pagination.BasePagination], output) -> Response:
+    """One page of `found`, each row through the `output` serializer, with the pager's links."""
+    paginator = pager()
+    page = paginator.paginate_queryset(found, request, view=view)
+    return paginator.get_paginated_response(output(page, many=True).data)
 
 
 class SinceField(serializers.Field):

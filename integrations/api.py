@@ -9,7 +9,7 @@ from rest_framework import exceptions, pagination, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import SinceField
+from core.api import SinceField, paged
 from integrations import selectors, services
 from integrations.models import WebhookDelivery, WebhookSubscription
 
@@ -81,9 +81,7 @@ class SubscriptionListView(APIView):
 
     def get(self, request):
         found = selectors.subscriptions(tenant=request.user.tenant)
-        pager = SubscriptionPage()
-        page = pager.paginate_queryset(found, request, view=self)
-        return pager.get_paginated_response(SubscriptionOutput(page, many=True).data)
+        return paged(self, request, found, pager=SubscriptionPage, output=SubscriptionOutput)
 
 
 class SubscriptionDetailView(APIView):
@@ -182,9 +180,7 @@ class DeliveryListView(APIView):
         query = self.FilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         found = selectors.deliveries(subscription=subscription, **query.validated_data)
-        pager = DeliveryPage()
-        page = pager.paginate_queryset(found, request, view=self)
-        return pager.get_paginated_response(DeliveryOutput(page, many=True).data)
+        return paged(self, request, found, pager=DeliveryPage, output=DeliveryOutput)
 
 
 class RedeliverView(APIView):

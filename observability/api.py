@@ -20,7 +20,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import SinceField
+from core.api import SinceField, paged
 from core.auth import ApiKeyAuthentication
 from observability import load, otlp, otlp_json, selectors, services
 from observability.models import MetricSeries
@@ -200,9 +200,7 @@ class TraceListView(APIView):
         query = self.FilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         found = selectors.traces(tenant=request.user.tenant, **query.validated_data)
-        pager = TracePage()
-        page = pager.paginate_queryset(found, request, view=self)
-        return pager.get_paginated_response(TraceOutput(page, many=True).data)
+        return paged(self, request, found, pager=TracePage, output=TraceOutput)
 
 
 class CorrelationOutput(serializers.Serializer):
@@ -269,6 +267,4 @@ class MetricSeriesView(APIView):
         query = self.FilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         found = selectors.metric_series(tenant=request.user.tenant, **query.validated_data)
-        pager = SeriesPage()
-        page = pager.paginate_queryset(found, request, view=self)
-        return pager.get_paginated_response(SeriesOutput(page, many=True).data)
+        return paged(self, request, found, pager=SeriesPage, output=SeriesOutput)
