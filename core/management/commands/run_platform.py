@@ -114,9 +114,9 @@ def banner(*, host: str, port: int, password: str, key: str) -> str:
   then see the traces at {base}/api/traces (same header) and in the admin.
 
   Subscribe an endpoint to events (the reply holds its signing secret, shown once):
-    curl -sS -X POST {base}/api/webhooks/subscriptions \
-      -H "Authorization: Bearer {key}" \
-      -H "Content-Type: application/json" \
+    curl -sS -X POST {base}/api/webhooks/subscriptions \\
+      -H "Authorization: Bearer {key}" \\
+      -H "Content-Type: application/json" \\
       -d '{{"url": "https://example.com/hooks", "eventTypes": ["Deployment*"]}}'
   (a receiver on this machine needs WEBHOOK_ALLOWED_HOSTS=127.0.0.1 make run)
 
