@@ -152,6 +152,8 @@ def send_retries(*, worker: str, failed: list[tuple[Envelope, BaseException, dat
         )
         for envelope, exc, _ in failed
     )
+    errors = [(ids[envelope.event_id], describe(exc)) for envelope, exc, _ in failed]
+    bulk.update_rows(Message, ["last_error"], errors)
 
 
 EVENT_COLUMNS = [

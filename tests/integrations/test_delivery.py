@@ -135,6 +135,10 @@ def test_it_waits_as_long_as_retry_after_says(tenant, receiver):
     assert 119 <= waited <= 122
     shown = WebhookDelivery.objects.get().next_attempt_at
     assert abs((shown - message.due_at).total_seconds()) < 1
+    assert (message.attempts, message.last_error) == (
+        1,
+        "TransientError: the endpoint answered 429",
+    )
 
 
 def test_it_backs_off_along_the_policy_between_attempts(tenant, receiver):
