@@ -487,3 +487,18 @@ def test_it_prunes_on_a_cluster_that_runs_when_split(db, settings):
     scheduling.sync()
 
     assert platform_schedules()["platform:prune"].cluster in {"ingestion", "reaction"}
+
+
+def test_it_gives_a_slot_only_to_the_workers_that_have_one_free(db):
+    WorkerState.objects.create(worker="Busy", drains=1, drains_changed=timezone.now())
+    WorkerState.objects.create(worker="Idle", drains=0)
+    WorkerState.objects.create(
+        worker="Stale", drains=1, drains_changed=timezone.now() - timedelta(hours=1)
+    )
+
+    taken = queue._take_drain_slots(["Busy", "Idle", "New", "Stale"], limit=1)
+
+    assert sorted(taken) == ["Idle", "New", "Stale"]
+    mine = WorkerState.objects.filter(worker__in=["Busy", "Idle", "New", "Stale"])
+    assert set(mine.values_list("drains", flat=True)) == {1}
+    assert queue._take_drain_slots(["Idle", "New"], limit=1) == []
