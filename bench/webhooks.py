@@ -17,8 +17,8 @@ POSTed one at a time from one thread to the same receiver (the anchor), in the s
   web workers); publish -> delivered is measured from the commit of each event, both to
   `delivered_at` (stamped by the worker when it had read the reply) and to the moment the
   receiver answered the delivery's POST (the summary line uses this one). Then the same with
-  10 events per transaction (--per-commit): single-event publishes cost the publishers about
-  4 ms of CPU each, on the same two cores as the cluster, and do not reach 200/s here.
+  10 events per transaction (--per-commit): single-event publishes cost the publishers 2-3 ms
+  of CPU each, on the same two cores as the cluster.
 - Each phase prints the CPU it took (cluster, receiver, this database's PostgreSQL backends,
   the benchmark with its publishers, the whole machine): the machines are shared and noisy.
 
