@@ -113,14 +113,33 @@ def publish_envelopes(
     now = timezone.now()
     bulk.insert_new(Event, EVENT_COLUMNS, [_event_row(e, to_worker, now) for e in envelopes])
     messages, kicked = [], set()
+    addressed = _addressees(envelopes, to_worker)
     for envelope in envelopes:
         due_at, attempts = (due or {}).get(envelope.event_id, (now, 0))
-        for worker in registry.subscribers(envelope.type, to_worker=to_worker):
+        for worker in addressed[envelope.event_id]:
             messages.append(_message_row(envelope, worker.name, now, due_at, attempts))
             kicked.add(worker.name)
     bulk.insert_new(Message, MESSAGE_COLUMNS, messages)
     if kicked:
         transaction.on_commit(lambda: queue.kick(kicked))
+
+
+def _addressees(envelopes: list[Envelope], to_worker: str) -> dict:
+    """The workers each envelope goes to: its addressee, or the subscribers of its type that
+    take it (a worker's `takes` decides for all the envelopes at once)."""
+    addressed = {e.event_id: registry.subscribers(e.type, to_worker=to_worker) for e in envelopes}
+    if to_worker:
+        return addressed
+    choosy = {w.name: w for ws in addressed.values() for w in ws if w.takes is not None}
+    for worker in choosy.values():
+        offered = [e for e in envelopes if worker in addressed[e.event_id]]
+        taken = worker.takes(offered)
+        for envelope in offered:
+            if envelope.event_id not in taken:
+                addressed[envelope.event_id] = [
+                    w for w in addressed[envelope.event_id] if w is not worker
+                ]
+    return addressed
 
 
 def send_retries(*, worker: str, failed: list[tuple[Envelope, BaseException, datetime]]) -> None:

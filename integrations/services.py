@@ -216,6 +216,18 @@ def handle(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
     return failures
 
 
+def takes(envelopes: list[Envelope]) -> set[uuid.UUID]:
+    """At publish: the events some enabled subscription of their tenant wants. The others
+    never become messages of WebhookDeliveryWorker: most events (every TraceRecorded) belong
+    to tenants with no webhook for them."""
+    wanted = defaultdict(list)
+    tenants = {e.tenant_id for e in envelopes}
+    rows = WebhookSubscription.objects.filter(tenant_id__in=tenants, enabled=True)
+    for tenant_id, patterns in rows.values_list("tenant_id", "event_types"):
+        wanted[tenant_id].append(WebhookSubscription(event_types=patterns))
+    return {e.event_id for e in envelopes if any(s.wants(e.type) for s in wanted[e.tenant_id])}
+
+
 def delivery_id(subscription_id: uuid.UUID, event_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(DELIVERY_NAMESPACE, f"{subscription_id}:{event_id}")
 

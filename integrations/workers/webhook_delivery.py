@@ -39,4 +39,5 @@ WORKER = Worker(
     # WEBHOOK_PER_ENDPOINT_CONCURRENCY); their outcomes are written together.
     batch_size=settings.WEBHOOK_BATCH_SIZE,
     on_dead=services.mark_dead,
+    takes=services.takes,
 )

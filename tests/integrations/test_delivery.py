@@ -416,3 +416,15 @@ def test_a_receiver_trickling_its_reply_cannot_hold_the_worker(tenant, receiver,
     attempt = WebhookAttempt.objects.get()
     assert attempt.status_code == 200 and 0 < len(attempt.response_body) < 1024
     assert WebhookDelivery.objects.get().state == State.DELIVERED
+
+
+def test_it_takes_no_message_for_events_no_subscription_wants(tenant, other_tenant, receiver):
+    subscribe(tenant, receiver, types=["Incident*"])
+    wanted = publish(tenant, "IncidentOpened")
+    unwanted = publish(tenant, "DeploymentPromoted")
+    elsewhere = publish(other_tenant, "IncidentOpened")
+
+    mine = Message.objects.filter(worker=WORKER)
+    assert list(mine.values_list("event_id", flat=True)) == [wanted.event_id]
+    for envelope in (unwanted, elsewhere):  # the other subscribers still get theirs
+        assert Message.objects.filter(event_id=envelope.event_id).exists()
