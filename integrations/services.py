@@ -16,6 +16,7 @@ matching sends it. `handle` splits a batch between the two:
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import uuid
@@ -26,7 +27,7 @@ from time import monotonic
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core import bulk, events, outbound
@@ -219,13 +220,25 @@ def handle(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
 def takes(envelopes: list[Envelope]) -> set[uuid.UUID]:
     """At publish: the events some enabled subscription of their tenant wants. The others
     never become messages of WebhookDeliveryWorker: most events (every TraceRecorded) belong
-    to tenants with no webhook for them."""
-    wanted = defaultdict(list)
+    to tenants with no webhook for them. In SQL: it runs in every publish, and the ORM's
+    query building cost as much as the rest of a single-event publish (measured)."""
     tenants = {e.tenant_id for e in envelopes}
-    rows = WebhookSubscription.objects.filter(tenant_id__in=tenants, enabled=True)
-    for tenant_id, patterns in rows.values_list("tenant_id", "event_types"):
-        wanted[tenant_id].append(WebhookSubscription(event_types=patterns))
-    return {e.event_id for e in envelopes if any(s.wants(e.type) for s in wanted[e.tenant_id])}
+    table = WebhookSubscription._meta.db_table
+    marks = ", ".join(["%s"] * len(tenants))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT tenant_id, event_types FROM {table} WHERE enabled AND tenant_id IN ({marks})",
+            [Tenant._meta.pk.get_db_prep_value(t, connection) for t in tenants],
+        )
+        wanted = defaultdict(list)
+        for tenant_id, patterns in cursor.fetchall():
+            patterns = json.loads(patterns) if isinstance(patterns, str) else patterns
+            wanted[uuid.UUID(str(tenant_id))].extend(patterns)
+    return {
+        e.event_id
+        for e in envelopes
+        if any(fnmatch.fnmatchcase(e.type, p) for p in wanted[e.tenant_id])
+    }
 
 
 def delivery_id(subscription_id: uuid.UUID, event_id: uuid.UUID) -> uuid.UUID:
