@@ -1,13 +1,13 @@
 """WebhookDeliveryWorker: deliver outbound factory events to subscribed endpoints with signed
 payloads.
 
-Every public event reaches it (the wildcard), and so do the WebhookDeliveryQueued commands it
-sends itself: matching fans an event out to one WebhookDelivery per matching subscription, and
-each delivery is then POSTed, signed the Standard Webhooks way (integrations.services).
-A failed POST is retried with full-jitter backoff (WEBHOOK_RETRY_BASE_SECONDS, ..._MAX_SECONDS)
-or after the receiver's Retry-After, eight attempts in all, then dead-lettered with
-IntegrationFailed published; the delivery's state machine keeps a delivered one from going out
-again.
+Every public event that an enabled subscription of its tenant wants reaches it (the wildcard,
+narrowed at publish by `takes`). Matching fans the event out to one WebhookDelivery per
+matching subscription and makes each first attempt at once, a signed POST (Standard
+Webhooks, integrations.services). A delivery that fails gets a WebhookDeliveryQueued command,
+which comes back to this worker for each retry: full-jitter backoff (WEBHOOK_RETRY_BASE_SECONDS,
+..._MAX_SECONDS) or the receiver's Retry-After, eight attempts in all, then a dead letter and
+IntegrationFailed. The delivery's state machine keeps a delivered one from going out again.
 """
 
 from django.conf import settings
