@@ -484,9 +484,9 @@ def test_it_writes_a_window_in_a_handful_of_statements_whatever_its_series(
     run(tenant, start=T0 - MINUTE)
 
     # Two to find late windows; one to see whether the window has rows yet, one statement
-    # that computes and writes it; the event and its message; on PostgreSQL, three for the
-    # session settings. Nothing per series.
-    with django_assert_max_num_queries(11):
+    # that computes and writes it; the event, whether a webhook wants it, and its message; on
+    # PostgreSQL, three for the session settings. Nothing per series.
+    with django_assert_max_num_queries(12):
         run(tenant)
 
     assert MetricSeries.objects.filter(window_start=T0).count() == 120
