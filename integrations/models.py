@@ -25,6 +25,11 @@ from core.models import Tenant, TenantKey
 SECRET_PREFIX = "whsec_"
 
 
+def matches(patterns: list[str], event_type: str) -> bool:
+    """Whether an event type is one of `patterns`: exact names, or `Incident*`, `*`."""
+    return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in patterns)
+
+
 def new_secret() -> str:
     """A Standard Webhooks signing secret: whsec_ and 24 random bytes in base64."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -57,7 +62,7 @@ class WebhookSubscription(models.Model):
         return f"{self.url} ({self.tenant_id})"
 
     def wants(self, event_type: str) -> bool:
-        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.event_types)
+        return matches(self.event_types, event_type)
 
     def signing_secrets(self, *, now: datetime) -> list[str]:
         """The secrets that sign a delivery now: the current one, and the previous one while

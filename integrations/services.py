@@ -16,7 +16,6 @@ matching sends it. `handle` splits a batch between the two:
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import uuid
@@ -34,10 +33,17 @@ from core import bulk, events, outbound
 from core import services as core_services
 from core.envelope import Envelope
 from core.models import Message, Tenant
-from core.runtime import queue, replay
+from core.runtime import queue, registry, replay
 from core.runtime.errors import Deferred, PermanentError, TransientError
+from core.runtime.registry import RetryPolicy
 from integrations import signing
-from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription, new_secret
+from integrations.models import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+    matches,
+    new_secret,
+)
 
 log = logging.getLogger(__name__)
 WORKER = "WebhookDeliveryWorker"
@@ -56,8 +62,7 @@ def check_event_types(patterns: list[str]) -> list[str]:
         raise ValidationError("event_types: name at least one event type, or '*' for all.")
     public = events.public_types()
     for pattern in patterns:
-        probe = WebhookSubscription(event_types=[pattern])
-        if not any(probe.wants(name) for name in public):
+        if not any(matches([pattern], name) for name in public):
             raise ValidationError(
                 f"event_types: {pattern!r} matches no event type a webhook can receive. "
                 f"Known types: {', '.join(public)}."
@@ -234,11 +239,7 @@ def takes(envelopes: list[Envelope]) -> set[uuid.UUID]:
         for tenant_id, patterns in cursor.fetchall():
             patterns = json.loads(patterns) if isinstance(patterns, str) else patterns
             wanted[uuid.UUID(str(tenant_id))].extend(patterns)
-    return {
-        e.event_id
-        for e in envelopes
-        if any(fnmatch.fnmatchcase(e.type, p) for p in wanted[e.tenant_id])
-    }
+    return {e.event_id for e in envelopes if matches(wanted[e.tenant_id], e.type)}
 
 
 def delivery_id(subscription_id: uuid.UUID, event_id: uuid.UUID) -> uuid.UUID:
@@ -284,7 +285,7 @@ def fan_out(envelopes: list[Envelope]) -> None:
         if failure is not None:
             command = _queued(delivery.pk, sources[delivery.pk])
             retries.append((command, failure, delivery.next_attempt_at or now))
-    _queue_retries(retries, now=now)
+    _queue_retries(retries)
 
 
 def _not_stored(deliveries: list[WebhookDelivery]) -> list[WebhookDelivery]:
@@ -300,7 +301,7 @@ def _not_stored(deliveries: list[WebhookDelivery]) -> list[WebhookDelivery]:
     return [d for d in deliveries if d.pk not in stored]
 
 
-def _queue_retries(retries: list[tuple[Envelope, Exception, datetime]], *, now: datetime) -> None:
+def _queue_retries(retries: list[tuple[Envelope, Exception, datetime]]) -> None:
     deferred = [command for command, failure, _ in retries if isinstance(failure, Deferred)]
     attempted = [r for r in retries if not isinstance(r[1], Deferred)]
     core_services.publish_envelopes(deferred, to_worker=WORKER)  # not attempted: due now
@@ -474,9 +475,7 @@ def _outcome(delivery, reply, now: datetime) -> Exception | None:
     return TransientError(_describe(reply), retry_after=retry_after)
 
 
-def _policy():
-    from core.runtime import registry
-
+def _policy() -> RetryPolicy:
     return registry.get(WORKER).retry
 
 
