@@ -1,5 +1,5 @@
 # One image for both processes; the command picks:
-#   docker run IMAGE web        gunicorn on :8000
+#   docker run IMAGE web        gunicorn on :8000, configured by gunicorn.conf.py
 #   docker run IMAGE cluster    manage.py qcluster (add --name ingestion|reaction to split)
 #   docker run IMAGE migrate    apply migrations and sync schedules (run once per release)
 FROM python:3.11-slim

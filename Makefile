@@ -20,13 +20,20 @@ $(VENV)/.dev: $(VENV)/.base requirements/dev.txt
 run: $(VENV)/.base
 	DEBUG=$${DEBUG:-1} $(PY) manage.py run_platform --port $(PORT)
 
-test: $(VENV)/.dev
+# The OpenTelemetry JavaScript SDK for tests/observability/test_exporters.py, from its lockfile.
+# Without npm this does nothing, and that test is skipped saying how to run it.
+JS_TESTS := tests/js/node_modules/.package-lock.json
+$(JS_TESTS): tests/js/package.json tests/js/package-lock.json
+	if command -v npm >/dev/null; then npm ci --prefix tests/js --no-audit --no-fund; fi
+
+test: $(VENV)/.dev $(JS_TESTS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Benchmarks need PostgreSQL: DATABASE_URL, or the local server's `platform_bench` database.
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/ingest.py
+	$(PY) bench/otlp_decode.py
 	$(PY) bench/metrics.py
 	$(PY) bench/webhooks.py
 
@@ -39,4 +46,4 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var tests/js/node_modules

@@ -4,14 +4,13 @@ set -e
 case "$1" in
   web)
     shift
-    exec gunicorn core.wsgi:application --bind "0.0.0.0:${PORT}" \
-      --workers "${WEB_CONCURRENCY:-2}" --access-logfile - "$@" ;;
+    # Processes: WEB_CONCURRENCY (2); threads each: WEB_THREADS (4). See gunicorn.conf.py.
+    exec gunicorn --config gunicorn.conf.py --bind "0.0.0.0:${PORT}" "$@" ;;
   cluster)
     shift
     exec python manage.py qcluster "$@" ;;
   migrate)
-    python manage.py migrate --noinput
-    exec python manage.py createcachetable ;;
+    exec python manage.py migrate --noinput ;;
   *)
     exec "$@" ;;
 esac

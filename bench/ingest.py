@@ -79,13 +79,10 @@ def serve(env: dict, log: Path) -> list[subprocess.Popen]:
                 sys.executable,
                 "-m",
                 "gunicorn",
-                "core.wsgi:application",
+                "--config",
+                "gunicorn.conf.py",  # production's: 2 processes of 4 threads by default
                 "--bind",
                 f"127.0.0.1:{PORT}",
-                "--workers",
-                "2",
-                "--threads",
-                "2",
             ],
             cwd=ROOT,
             env=env,
@@ -267,7 +264,7 @@ def main() -> None:
     p50, p99 = _percentiles(latencies)
     busy50, busy99 = _percentiles(probed)
     print(f"""
-spans: {batches_n} OTLP JSON requests of {SPANS_PER_BATCH} spans, 4 clients, gunicorn (2x2) and
+spans: {batches_n} OTLP JSON requests of {SPANS_PER_BATCH} spans, 4 clients, gunicorn.conf.py and
 one qcluster (2 workers) on PostgreSQL, on the same machine
   end to end (POST -> TraceRecords)  {end_to_end:10,.0f} spans/s
   COPY of the same rows (anchor)     {anchor:10,.0f} spans/s
