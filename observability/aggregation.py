@@ -496,7 +496,9 @@ def _plain_sql(d: _Dialect) -> str:
         CAST(NULL AS DOUBLE PRECISION) AS sum,
         CASE WHEN fam = {GAUGE} THEN MIN(value) END AS min,
         CASE WHEN fam = {GAUGE} THEN MAX(value) END AS max,
-        CASE WHEN fam = {GAUGE} THEN AVG(value) END AS mean,
+        -- Not AVG: PostgreSQL's AVG of doubles also sums squares (for a variance), which
+        -- overflow, failing the statement, from values of about 1e154.
+        CASE WHEN fam = {GAUGE} THEN SUM(value) / COUNT(*) END AS mean,
         0 AS resets, 0 AS gaps, 0 AS overlapped, 0 AS bounds_changed,
         MAX(time_ns) AS newest_ns
     FROM win
@@ -682,7 +684,7 @@ def _histograms_sql(d: _Dialect) -> str:
     holds = " OR ".join(_holds(q) for q in PERCENTILES.values())
     estimates = ", ".join(
         f"MAX(CASE WHEN {_holds(q)} THEN lower_edge + (upper_edge - lower_edge) "
-        f"* ({_rank(q)} - before) / n END) AS {name}"
+        f"* (({_rank(q)} - before) / n) END) AS {name}"
         for name, q in PERCENTILES.items()
     )
     past = f"{d.index('e')} >= {SUMMED_BUCKETS}"

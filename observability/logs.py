@@ -1,4 +1,5 @@
-"""OTLP log records into LogRecord rows, once each, in bulk."""
+"""OTLP log records into LogRecord rows, once each, in bulk. Strings are stored as
+observability.traces.text has them (NUL as U+FFFD), bodies and attributes as any_value."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 from core import bulk
 from observability.models import LogRecord
-from observability.traces import any_value, attributes
+from observability.traces import any_value, attributes, service_of, text
 
 RECORD_COLUMNS = [
     "tenant_id", "record_key", "time_ns", "observed_ns", "severity_number", "severity_text",
@@ -21,7 +22,7 @@ def records_of(tenant_id, request) -> list[LogRecord]:
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes)
         for scope_logs in resource_logs.scope_logs:
-            scope = scope_logs.scope.name
+            scope = text(scope_logs.scope.name)
             rows += [_record(tenant_id, r, resource, scope) for r in scope_logs.log_records]
     return rows
 
@@ -32,13 +33,13 @@ def _record(tenant_id, record, resource: dict, scope: str) -> LogRecord:
         time_ns=record.time_unix_nano,
         observed_ns=record.observed_time_unix_nano,
         severity_number=record.severity_number,
-        severity_text=record.severity_text[:32],
+        severity_text=text(record.severity_text[:32]),
         body=any_value(record.body) if record.HasField("body") else None,
         attributes=attributes(record.attributes),
         resource=resource,
-        service=str(resource.get("service.name", ""))[:200],
+        service=service_of(resource),
         scope=scope[:200],
-        event_name=record.event_name[:200],
+        event_name=text(record.event_name[:200]),
         trace_id=record.trace_id.hex(),
         span_id=record.span_id.hex(),
     )

@@ -3,6 +3,18 @@
 Aggregation into MetricSeries is MetricAggregationWorker's; this only stores what arrived,
 once per (tenant, series, time), and remembers when, so that late points can re-open their
 window.
+
+A measured value that is not a finite number (NaN, ±Infinity: a point's value, sum, min or
+max, a quantile's value, an exemplar's value, a zero threshold) is stored as no value, as a
+point flagged NO_RECORDED_VALUE has none. OTLP allows them in doubles, but what they mean
+here is "no number": Prometheus clients send NaN for a quantile or a ratio without
+observations, and each window aggregates sums, means, increases and percentiles, which one
+NaN or infinity would make NaN or infinite for the whole window. (Prometheus keeps them as
+samples, and its sums and averages over them are NaN.) SQLite could not store a NaN anyway.
+So is a value beyond ±otlp.MAX_MAGNITUDE (1e300), such as the ±1.8e308 of a "no value yet"
+sentinel (Java's Double.MAX_VALUE): a window's sum of two of those overflows, and PostgreSQL
+fails the whole window's statement on an overflow where SQLite gives an infinity.
+Names, units and scopes are stored as observability.traces.text has them (NUL as U+FFFD).
 """
 
 from __future__ import annotations
@@ -12,7 +24,8 @@ import json
 
 from core import bulk
 from observability.models import MetricExemplar, MetricPoint
-from observability.traces import attributes
+from observability.otlp import MAX_MAGNITUDE
+from observability.traces import attributes, text
 
 Kind, Temporality = MetricPoint.Kind, MetricPoint.Temporality
 POINT_COLUMNS = [
@@ -32,7 +45,7 @@ def points_of(tenant_id, request) -> list[MetricPoint]:
     for resource_metrics in request.resource_metrics:
         resource = attributes(resource_metrics.resource.attributes)
         for scope_metrics in resource_metrics.scope_metrics:
-            scope = scope_metrics.scope.name
+            scope = text(scope_metrics.scope.name)
             for metric in scope_metrics.metrics:
                 rows += _points(tenant_id, metric, resource, scope)
     return rows
@@ -45,8 +58,8 @@ def _points(tenant_id, metric, resource: dict, scope: str) -> list[MetricPoint]:
     data = getattr(metric, kind)
     common = {
         "tenant_id": tenant_id,
-        "name": metric.name,
-        "unit": metric.unit[:64],
+        "name": text(metric.name),
+        "unit": text(metric.unit[:64]),
         "kind": _KINDS[kind],
         "temporality": getattr(data, "aggregation_temporality", Temporality.UNSPECIFIED),
         "monotonic": getattr(data, "is_monotonic", False),
@@ -85,9 +98,15 @@ def _number(row: MetricPoint, point) -> None:
     row.value = _number_value(point)
 
 
+def measured(value: float | None) -> float | None:
+    """A measured value as stored: None when it is not a number within ±MAX_MAGNITUDE (a NaN,
+    an infinity, an overflowing sentinel: module docstring)."""
+    return value if value is not None and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE else None
+
+
 def _number_value(point) -> float | None:
     which = point.WhichOneof("value")
-    return float(getattr(point, which)) if which else None
+    return measured(float(getattr(point, which))) if which else None
 
 
 def _histogram(row: MetricPoint, point) -> None:
@@ -100,22 +119,22 @@ def _exponential(row: MetricPoint, point) -> None:
     row.buckets = {
         "scale": point.scale,
         "zeroCount": point.zero_count,
-        "zeroThreshold": point.zero_threshold,
+        "zeroThreshold": measured(point.zero_threshold),
         "positive": {"offset": point.positive.offset, "counts": list(point.positive.bucket_counts)},
         "negative": {"offset": point.negative.offset, "counts": list(point.negative.bucket_counts)},
     }
 
 
 def _summary(row: MetricPoint, point) -> None:
-    row.count, row.sum = point.count, point.sum
-    row.buckets = {"quantiles": [[q.quantile, q.value] for q in point.quantile_values]}
+    row.count, row.sum = point.count, measured(point.sum)
+    row.buckets = {"quantiles": [[q.quantile, measured(q.value)] for q in point.quantile_values]}
 
 
 def _counts(row: MetricPoint, point) -> None:
     row.count = point.count
-    row.sum = point.sum if point.HasField("sum") else None
-    row.min = point.min if point.HasField("min") else None
-    row.max = point.max if point.HasField("max") else None
+    row.sum = measured(point.sum) if point.HasField("sum") else None
+    row.min = measured(point.min) if point.HasField("min") else None
+    row.max = measured(point.max) if point.HasField("max") else None
 
 
 _VALUES = {

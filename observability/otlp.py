@@ -20,6 +20,18 @@ Encodings (opentelemetry-proto docs/specification.md, "OTLP/HTTP"):
   lowerCamelCase; unknown fields are ignored; 64-bit integers are decimal strings, and numbers are
   accepted too. As a lenient receiver, this module also accepts enum names and the original
   snake_case keys (the spec forbids senders to use them); what it writes is strictly OTLP JSON.
+  An enum value that is neither an int32 nor a known name (an unknown name, 1.5, true, 2**40)
+  is read as NOT_AN_ENUM, for validate to reject its item, where the protobuf JSON parser would
+  read it as some other value (an unknown name as 0, 1.5 and true as 1, 2**40 as 0).
+- Strings: a lone surrogate in JSON ("\\ud800", valid JSON but not Unicode) is bad data (400),
+  as invalid UTF-8 is in protobuf, whose decoder refuses the whole message. NUL (U+0000) is
+  Unicode and OTLP allows it: it is decoded, and the projections store it as U+FFFD (the
+  replacement character) on both databases, since PostgreSQL's text and jsonb cannot hold it.
+- Doubles may be NaN or ±Infinity (OTLP JSON: "NaN", "Infinity", "-Infinity"). In AnyValues
+  (attributes, log bodies) the projections store them as those strings (JSON and jsonb have no
+  number for them); a metric value that is not finite, or beyond ±MAX_MAGNITUDE, is stored as
+  no value (observability.metrics says why). ``json_number`` spells them the same way in JSON
+  replies.
 - An empty body is an empty request (the spec: an empty request SHOULD get a success reply).
 
 Validation (what ``validate`` rejects, counts and removes; see the spec's "Partial Success"):
@@ -27,24 +39,32 @@ Validation (what ``validate`` rejects, counts and removes; see the spec's "Parti
 - Spans: traceId must be 16 bytes and not all zero, spanId 8 bytes and not all zero (trace.proto
   calls such ids invalid); parentSpanId empty or 8 bytes (an all-zero one is taken for "no
   parent" and cleared); name non-empty; startTimeUnixNano and endTimeUnixNano set, end >= start,
-  both within the sane range. A span link whose ids are invalid is dropped from its span and
-  counted in the span's droppedLinksCount (the span itself is kept).
-- Metrics (items are data points): a metric without a name rejects all its points; a sum,
-  histogram or exponential histogram whose aggregationTemporality is UNSPECIFIED (0, which
-  metrics.proto says MUST not be used) rejects all its points. A point is rejected when its
-  timeUnixNano is 0 or outside the sane range; a number point without a value (neither asInt nor
-  asDouble) unless its flags say NO_RECORDED_VALUE; a histogram point whose bucketCounts do not
-  have one more entry than explicitBounds (both may be empty), whose explicitBounds are not
-  strictly increasing, whose bucketCounts do not add up to count, or whose sum is negative; an
-  exponential histogram point whose zeroCount and bucket counts do not add up to count, or whose
-  sum is negative; a summary point whose sum is negative, with a quantile outside [0, 1] or a
-  negative value at a quantile. (Counts are unsigned in the proto, so "negative count" can only
-  happen in JSON, where decode refuses it.) A metric with no data at all (none of gauge, sum,
-  histogram, exponentialHistogram, summary) holds zero points: it is removed and not counted.
-  Exemplar ids that are invalid are cleared (exemplar ids are optional).
+  both within the sane range; kind a SpanKind (0 to 5) and status.code a StatusCode (0 to 2).
+  A span link whose ids are invalid is dropped from its span and counted in the span's
+  droppedLinksCount (the span itself is kept).
+- Metrics (items are data points): a metric without a name, or with a name longer than
+  MAX_METRIC_NAME characters, rejects all its points; a sum, histogram or exponential histogram
+  whose aggregationTemporality is UNSPECIFIED (0, which metrics.proto says MUST not be used) or
+  not an AggregationTemporality at all rejects all its points. A point is rejected when its
+  timeUnixNano is 0 or outside the sane range, or its startTimeUnixNano after that range; a
+  number point without a value (neither asInt nor asDouble) unless its flags say
+  NO_RECORDED_VALUE; a histogram, exponential histogram or summary point whose count is over
+  MAX_COUNT (the column is signed); a histogram point whose bucketCounts do not have one more
+  entry than explicitBounds (both may be empty), whose explicitBounds are not all finite
+  numbers within ±MAX_MAGNITUDE (the buckets below the first bound and above the last are
+  implied; observability.metrics says why the magnitude) or not strictly increasing,
+  whose bucketCounts do not add up to count, or whose sum is negative; an exponential histogram
+  point whose zeroCount and bucket counts do not add up to count, or whose sum is negative; a
+  summary point whose sum is negative, with a quantile outside [0, 1] or a negative value at a
+  quantile. (Counts are unsigned in the proto, so "negative count" can only happen in JSON,
+  where decode refuses it.) A metric with no data at all (none of gauge, sum, histogram,
+  exponentialHistogram, summary) holds zero points: it is removed and not counted. Exemplar ids
+  that are invalid are cleared (exemplar ids are optional), and so is an exemplar's
+  timeUnixNano outside the sane range (its point's time stands in).
 - Logs: timeUnixNano and observedTimeUnixNano may each be 0 ("unknown or missing", logs.proto).
   A record is rejected when it has a non-zero timestamp and none of its non-zero timestamps is
-  within the sane range; if one is in range and the other is not, the other is cleared to 0.
+  within the sane range, or when its severityNumber is not a SeverityNumber (0 to 24); if one
+  timestamp is in range and the other is not, the other is cleared to 0.
   traceId/spanId are optional on log records and logs.proto says receivers SHOULD treat an
   invalid one as "not associated with a trace/span": so an invalid traceId (wrong length or all
   zero) clears traceId and spanId, an invalid spanId clears spanId, and the record is kept.
@@ -53,6 +73,11 @@ Validation (what ``validate`` rejects, counts and removes; see the spec's "Parti
 - Envelopes (ResourceX, ScopeX) that hold no item after validation are removed (the spec's
   "Empty Telemetry Envelopes": receivers MAY ignore them).
 - Positions in messages are the indexes in the request as received (before any removal).
+
+What validate keeps is storable as it stands (the worker must never be the first to find out
+that it is not): times and counts fit the signed 64-bit columns, enums the small-integer ones,
+names the character columns (longer span names, scopes and units are cut to fit; a metric's
+name is its identity, so it is not); NUL and non-finite numbers are stored as said above.
 """
 
 from __future__ import annotations
@@ -62,7 +87,6 @@ import binascii
 import json
 import re
 import time
-from binascii import unhexlify
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -81,15 +105,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import (
-    AnyValue,
-    ArrayValue,
-    EntityRef,
-    InstrumentationScope,
-    KeyValue,
-)
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 SIGNALS = ("traces", "metrics", "logs")
 JSON = "application/json"
@@ -118,6 +136,13 @@ _NOUNS = {"traces": "span", "metrics": "data point", "logs": "log record"}
 EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
 FUTURE_NS = 86_400 * 10**9  # how far ahead of now a timestamp may lie (clock skew)
 _SHOWN = 5  # problems spelled out in a partial-success message
+# Where the database's columns end: a metric's name (the instrument name's limit in the
+# OpenTelemetry API too) and a count (a signed 64-bit column, where the proto's is unsigned).
+MAX_METRIC_NAME = 255
+MAX_COUNT = 2**63 - 1
+# The largest magnitude of a metric value that is aggregated (observability.metrics): sums and
+# interpolations of such values stay within a double, where PostgreSQL fails on overflow.
+MAX_MAGNITUDE = 1e300
 
 # HTTP status -> google.rpc.Code for Status.code. The spec does not use Status.code (a server
 # MAY omit it); this follows the OpenTelemetry Collector's mapping (internal/httphelper), and
@@ -219,21 +244,18 @@ def decode(signal: str, body: bytes, media: str) -> ExportRequest:
         raise OtlpError(
             f"invalid OTLP JSON: the body must be a JSON object (an {name}), not {_json_kind(tree)}"
         )
-    if signal == "traces":
-        try:
-            return _traces_from_json(tree)
-        except _UNSURE:
-            pass  # json_format decides, and words the error if there is one
     return _parse_dict(signal, tree)
 
 
 def _parse_dict(signal: str, tree: dict) -> ExportRequest:
     """The request in the OTLP JSON ``tree``, by json_format.ParseDict: the reference decoder,
-    and the one that words every error. It rewrites the ids of ``tree`` in place."""
+    and the one that words every error. It rewrites the ids and enums of ``tree`` in place."""
     request = _REQUESTS[signal]()
     name = request.DESCRIPTOR.name
     for holder, where in _id_holders(signal, tree):
         _hex_ids_to_base64(holder, where)
+    for holder, keys, enum in _enum_holders(signal, tree):
+        _read_enum(holder, keys, enum)
     try:
         json_format.ParseDict(tree, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, AttributeError, OverflowError) as error:
@@ -260,6 +282,16 @@ def encode_request(signal: str, request: ExportRequest, media: str) -> bytes:
             if json_name in holder:
                 holder[json_name] = base64.b64decode(holder[json_name]).hex()
     return _dumps(tree)
+
+
+def json_number(value: float) -> float | str:
+    """A double as OTLP JSON (proto3's JSON mapping) writes it: itself when finite, else the
+    string "NaN", "Infinity" or "-Infinity", since JSON has no number for them."""
+    if value - value == 0.0:  # finite (inf - inf and nan - nan are NaN)
+        return value
+    if value != value:
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
 
 
 def _dumps(tree: dict) -> bytes:
@@ -339,6 +371,93 @@ def _id_holders(signal: str, tree: dict) -> Iterator[tuple[dict, str]]:
                                     yield exemplar, f"exemplar {e} of dataPoint {p} of {where}"
 
 
+# --- enums -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OtlpEnum:
+    """An OTLP enum: its name and numbers, and the names this module takes for them."""
+
+    name: str
+    numbers: frozenset[int]
+    names: dict[str, int]
+
+    @classmethod
+    def of(cls, descriptor) -> OtlpEnum:
+        numbers = {value.name: value.number for value in descriptor.values}
+        return cls(descriptor.name, frozenset(numbers.values()), numbers)
+
+    def problem(self, field: str, number: int) -> str | None:
+        """What is wrong with ``number`` as this enum's value of ``field``; None if nothing."""
+        if number in self.numbers:
+            return None
+        article = "an" if self.name[0] in "AEIOU" else "a"
+        if number == NOT_AN_ENUM:
+            return f"{field} is neither {article} {self.name} number nor the name of one"
+        lowest, highest = min(self.numbers), max(self.numbers)
+        return f"{field} {number} is not {article} {self.name} ({lowest} to {highest})"
+
+
+SPAN_KIND = OtlpEnum.of(Span.SpanKind.DESCRIPTOR)
+STATUS_CODE = OtlpEnum.of(Status.StatusCode.DESCRIPTOR)
+SEVERITY_NUMBER = OtlpEnum.of(SeverityNumber.DESCRIPTOR)
+AGGREGATION_TEMPORALITY = OtlpEnum.of(AggregationTemporality.DESCRIPTOR)
+# What an OTLP JSON enum value that names no number becomes (an unknown name, 1.5, true, a
+# number beyond int32, an object): a number no enum has, which validate() rejects. Left to
+# ParseDict, they would be read as something else: an unknown name as 0 (ignore_unknown_fields
+# ignores it), 1.5 as 1, true as 1, and 2**40 as 0.
+NOT_AN_ENUM = -(2**31)
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _enum_holders(signal: str, tree: dict) -> Iterator[tuple[dict, tuple[str, ...], OtlpEnum]]:
+    """Every object of an OTLP JSON tree that carries an enum, with the key's spellings."""
+    if signal == "traces":
+        for _, resource in _items(tree, "resourceSpans", "resource_spans"):
+            for _, scope in _items(resource, "scopeSpans", "scope_spans"):
+                for _, span in _items(scope, "spans"):
+                    yield span, ("kind",), SPAN_KIND
+                    if isinstance(span.get("status"), dict):
+                        yield span["status"], ("code",), STATUS_CODE
+    elif signal == "logs":
+        for _, resource in _items(tree, "resourceLogs", "resource_logs"):
+            for _, scope in _items(resource, "scopeLogs", "scope_logs"):
+                for _, record in _items(scope, "logRecords", "log_records"):
+                    yield record, ("severityNumber", "severity_number"), SEVERITY_NUMBER
+    else:
+        keys = ("aggregationTemporality", "aggregation_temporality")
+        for _, resource in _items(tree, "resourceMetrics", "resource_metrics"):
+            for _, scope in _items(resource, "scopeMetrics", "scope_metrics"):
+                for _, metric in _items(scope, "metrics"):
+                    for spellings in _METRIC_DATA_KEYS:
+                        for key in spellings:
+                            if isinstance(metric.get(key), dict):
+                                yield metric[key], keys, AGGREGATION_TEMPORALITY
+
+
+def _read_enum(holder: dict, keys: tuple[str, ...], enum: OtlpEnum) -> None:
+    """Replace an enum value of ``holder`` by the number it names, or by NOT_AN_ENUM."""
+    for key in keys:
+        value = holder.get(key)
+        if value is not None:
+            holder[key] = _enum_number(value, enum)
+
+
+def _enum_number(value, enum: OtlpEnum) -> int:
+    kind = type(value)
+    number = None
+    if kind is int:
+        number = value
+    elif kind is float and value.is_integer():
+        number = int(value)
+    elif kind is str:
+        number = enum.names.get(value)
+        if number is None and _DECIMAL.fullmatch(value):
+            number = int(value)
+    return number if number is not None and _INT32_MIN <= number <= _INT32_MAX else NOT_AN_ENUM
+
+
 def _hex_ids_to_base64(holder: dict, where: str) -> None:
     """OTLP JSON ids are hex; the protobuf JSON parser wants base64 for bytes fields."""
     for json_name, proto_name in _ID_FIELDS:
@@ -354,441 +473,6 @@ def _hex_ids_to_base64(holder: dict, where: str) -> None:
             if len(value) % 2:
                 raise OtlpError(f"{json_name} of {where} has an odd number of hex digits")
             holder[key] = base64.b64encode(binascii.unhexlify(value)).decode("ascii")
-
-
-# --- the fast JSON path for traces -------------------------------------------------------------
-#
-# json_format.ParseDict costs about 300 µs a span; this builds the same ExportTraceServiceRequest
-# straight from the dicts of json.loads in about 15 (8 attributes a span; bench/otlp_decode.py
-# measures it beside ParseDict and ParseFromString). It is exact by construction: it
-# decodes only what it is sure ParseDict would decode to the same message, and for anything else
-# (a JSON shape error, a value in an unusual form, a key spelled both ways, ...) it raises one of
-# _UNSURE, and decode() hands the tree to ParseDict, which decides and words the error. So errors
-# and rare forms cost what they did; only their speed differs. What it takes as is:
-#
-# - keys in lowerCamelCase or snake_case (an object with a key it does not know, or a
-#   snake_case key, is first renamed to lowerCamelCase; unknown keys are ignored);
-# - ids as hex strings (binascii.unhexlify accepts exactly what _hex_ids_to_base64 does);
-# - 64/32-bit integers as JSON numbers or decimal strings (int(), as ParseDict calls it; a value
-#   out of the field's range makes the setter raise ValueError); enums as numbers or names;
-# - doubles as finite numbers; bools as true/false; bytes as base64 (ParseDict's own expression);
-# - null as "not set", as ParseDict has it (it clears the field).
-#
-# What it leaves to ParseDict: JSON numbers with a fraction or exponent for integers, numbers or
-# "NaN"/"Infinity" as strings for doubles, enums as strings of digits or unknown names, a
-# message or list of the wrong JSON type, null in a list, an object with two values for AnyValue,
-# nesting near ParseDict's depth limit, and keys that look like extensions ("[...]").
-
-
-class _Unsure(Exception):
-    """The fast path cannot be sure to decode this exactly as ParseDict would."""
-
-
-# Everything the fast path may raise on input it does not take: ValueError covers the setters'
-# "Value out of range", int(), binascii (hex, base64) and UnicodeEncodeError (lone surrogates);
-# TypeError a JSON value of the wrong type given to a setter.
-_UNSURE = (_Unsure, ValueError, TypeError, OverflowError, AttributeError, KeyError, RecursionError)
-_DEEPEST_ANY_VALUE = 90  # ParseDict refuses messages nested deeper than 100
-
-
-class _Fields:
-    """The JSON keys of one message type: the lowerCamelCase names the fast path reads (``camel``),
-    every spelling of them mapped to lowerCamelCase, and every key ParseDict would read."""
-
-    __slots__ = ("camel", "known", "spellings")
-
-    def __init__(self, message_class, handled: str) -> None:
-        fields = message_class.DESCRIPTOR.fields
-        self.camel = frozenset(handled.split())
-        self.spellings = {}
-        for field in fields:
-            if field.json_name in self.camel:
-                self.spellings[field.json_name] = self.spellings[field.name] = field.json_name
-        self.known = (
-            frozenset(self.spellings) | {f.name for f in fields} | {f.json_name for f in fields}
-        )
-        if self.camel - self.spellings.keys():
-            missing = sorted(self.camel - self.spellings.keys())
-            raise LookupError(f"{message_class.__name__} has no field {missing}")
-
-
-_REQUEST_FIELDS = _Fields(ExportTraceServiceRequest, "resourceSpans")
-_RESOURCE_SPANS_FIELDS = _Fields(ResourceSpans, "resource scopeSpans schemaUrl")
-_RESOURCE_FIELDS = _Fields(Resource, "attributes droppedAttributesCount entityRefs")
-_ENTITY_REF_FIELDS = _Fields(EntityRef, "schemaUrl type idKeys descriptionKeys")
-_SCOPE_SPANS_FIELDS = _Fields(ScopeSpans, "scope spans schemaUrl")
-_SCOPE_FIELDS = _Fields(InstrumentationScope, "name version attributes droppedAttributesCount")
-_SPAN_FIELDS = _Fields(
-    Span,
-    "traceId spanId traceState parentSpanId flags name kind startTimeUnixNano endTimeUnixNano "
-    "attributes droppedAttributesCount events droppedEventsCount links droppedLinksCount status",
-)
-_EVENT_FIELDS = _Fields(Span.Event, "timeUnixNano name attributes droppedAttributesCount")
-_LINK_FIELDS = _Fields(
-    Span.Link, "traceId spanId traceState attributes droppedAttributesCount flags"
-)
-_STATUS_FIELDS = _Fields(Status, "message code")
-_KEY_VALUE_FIELDS = _Fields(KeyValue, "key value keyStrindex")
-_ANY_VALUE_FIELDS = _Fields(
-    AnyValue,
-    "stringValue boolValue intValue doubleValue arrayValue kvlistValue bytesValue "
-    "stringValueStrindex",
-)
-_VALUES_FIELDS = _Fields(ArrayValue, "values")  # ArrayValue and KeyValueList alike
-_SPAN_KINDS = {value.name: value.number for value in Span.SpanKind.DESCRIPTOR.values}
-_STATUS_CODES = {value.name: value.number for value in Status.StatusCode.DESCRIPTOR.values}
-# _hex_ids_to_base64 checks these keys of a link too, though a link has no parent.
-_LINK_PARENT_KEYS = ("parentSpanId", "parent_span_id")
-
-
-def _renamed(tree: dict, fields: _Fields) -> dict:
-    """``tree`` with its keys in lowerCamelCase and without the keys ParseDict ignores."""
-    renamed = {}
-    for key, value in tree.items():
-        name = fields.spellings.get(key)
-        if name is None:
-            # A field this path does not read (a newer proto), or an "[extension]": ParseDict's.
-            if key in fields.known or key.startswith("["):
-                raise _Unsure(key)
-            if fields is _LINK_FIELDS and key in _LINK_PARENT_KEYS and value is not None:
-                unhexlify(value)  # as _hex_ids_to_base64 would check it
-            continue
-        if name in renamed:  # spelled both ways: ParseDict takes the last one
-            raise _Unsure(key)
-        renamed[name] = value
-    return renamed
-
-
-def _object(tree, fields: _Fields) -> dict:
-    if type(tree) is not dict:
-        raise _Unsure(tree)
-    return tree if tree.keys() <= fields.camel else _renamed(tree, fields)
-
-
-def _list(items) -> list:
-    if type(items) is not list:
-        raise _Unsure(items)
-    return items
-
-
-def _int(value) -> int:
-    """An int from a JSON number or decimal string, as ParseDict's _ConvertInteger has it."""
-    kind = type(value)
-    if kind is int:
-        return value
-    if kind is str and " " not in value:
-        return int(value)
-    raise _Unsure(value)
-
-
-def _enum(value, names: dict[str, int]) -> int:
-    if type(value) is int:
-        return value  # an open enum: ParseDict keeps numbers it does not know
-    number = names.get(value) if type(value) is str else None
-    if number is None:
-        raise _Unsure(value)
-    return number
-
-
-def _traces_from_json(tree: dict) -> ExportTraceServiceRequest:
-    """The ExportTraceServiceRequest in the OTLP JSON ``tree``, as ParseDict (after
-    _hex_ids_to_base64) makes it; raises one of _UNSURE when not sure. ``tree`` is not changed."""
-    request = ExportTraceServiceRequest()
-    tree = _object(tree, _REQUEST_FIELDS)
-    items = tree.get("resourceSpans")
-    if items is not None:
-        add = request.resource_spans.add
-        for item in _list(items):
-            _resource_spans(_object(item, _RESOURCE_SPANS_FIELDS), add())
-    return request
-
-
-def _resource_spans(tree: dict, message: ResourceSpans) -> None:
-    value = tree.get("resource")
-    if value is not None:
-        resource = message.resource
-        resource.SetInParent()
-        value = _object(value, _RESOURCE_FIELDS)
-        items = value.get("attributes")
-        if items is not None:
-            _attributes(items, resource.attributes, 4)
-        count = value.get("droppedAttributesCount")
-        if count is not None:
-            resource.dropped_attributes_count = _int(count)
-        items = value.get("entityRefs")
-        if items is not None:
-            _entity_refs(items, resource.entity_refs)
-    value = tree.get("schemaUrl")
-    if value is not None:
-        message.schema_url = value
-    items = tree.get("scopeSpans")
-    if items is not None:
-        add = message.scope_spans.add
-        for item in _list(items):
-            _scope_spans(_object(item, _SCOPE_SPANS_FIELDS), add())
-
-
-def _entity_refs(items, repeated) -> None:
-    add = repeated.add
-    for item in _list(items):
-        item = _object(item, _ENTITY_REF_FIELDS)
-        ref = add()
-        for name, field in (("schemaUrl", "schema_url"), ("type", "type")):
-            value = item.get(name)
-            if value is not None:
-                setattr(ref, field, value)
-        for name, field in (("idKeys", "id_keys"), ("descriptionKeys", "description_keys")):
-            values = item.get(name)
-            if values is not None:
-                if None in _list(values):
-                    raise _Unsure(values)  # ParseDict: "null is not allowed ..."
-                getattr(ref, field).extend(values)
-
-
-def _scope_spans(tree: dict, message: ScopeSpans) -> None:
-    value = tree.get("scope")
-    if value is not None:
-        scope = message.scope
-        scope.SetInParent()
-        value = _object(value, _SCOPE_FIELDS)
-        text = value.get("name")
-        if text is not None:
-            scope.name = text
-        text = value.get("version")
-        if text is not None:
-            scope.version = text
-        items = value.get("attributes")
-        if items is not None:
-            _attributes(items, scope.attributes, 5)
-        count = value.get("droppedAttributesCount")
-        if count is not None:
-            scope.dropped_attributes_count = _int(count)
-    value = tree.get("schemaUrl")
-    if value is not None:
-        message.schema_url = value
-    items = tree.get("spans")
-    if items is not None:
-        _spans(items, message.spans)
-
-
-def _spans(items, repeated) -> None:
-    add = repeated.add
-    camel = _SPAN_FIELDS.camel
-    for tree in _list(items):
-        if type(tree) is not dict:
-            raise _Unsure(tree)
-        if not tree.keys() <= camel:
-            tree = _renamed(tree, _SPAN_FIELDS)
-        span = add()
-        get = tree.get
-        value = get("traceId")
-        if value is not None:
-            span.trace_id = unhexlify(value)
-        value = get("spanId")
-        if value is not None:
-            span.span_id = unhexlify(value)
-        value = get("parentSpanId")
-        if value is not None:
-            span.parent_span_id = unhexlify(value)
-        value = get("traceState")
-        if value is not None:
-            span.trace_state = value
-        value = get("flags")
-        if value is not None:
-            span.flags = value if type(value) is int else _int(value)
-        value = get("name")
-        if value is not None:
-            span.name = value
-        value = get("kind")
-        if value is not None:
-            span.kind = value if type(value) is int else _enum(value, _SPAN_KINDS)
-        value = get("startTimeUnixNano")
-        if value is not None:
-            if type(value) is str and " " not in value:
-                value = int(value)  # the usual form: a decimal string
-            span.start_time_unix_nano = value if type(value) is int else _int(value)
-        value = get("endTimeUnixNano")
-        if value is not None:
-            if type(value) is str and " " not in value:
-                value = int(value)  # the usual form: a decimal string
-            span.end_time_unix_nano = value if type(value) is int else _int(value)
-        value = get("attributes")
-        if value is not None:
-            _attributes(value, span.attributes, 5)
-        value = get("droppedAttributesCount")
-        if value is not None:
-            span.dropped_attributes_count = _int(value)
-        value = get("events")
-        if value is not None:
-            _events(value, span.events)
-        value = get("droppedEventsCount")
-        if value is not None:
-            span.dropped_events_count = _int(value)
-        value = get("links")
-        if value is not None:
-            _links(value, span.links)
-        value = get("droppedLinksCount")
-        if value is not None:
-            span.dropped_links_count = _int(value)
-        value = get("status")
-        if value is not None:
-            status = span.status
-            status.SetInParent()
-            value = _object(value, _STATUS_FIELDS)
-            text = value.get("message")
-            if text is not None:
-                status.message = text
-            code = value.get("code")
-            if code is not None:
-                status.code = _enum(code, _STATUS_CODES)
-
-
-def _events(items, repeated) -> None:
-    add = repeated.add
-    for tree in _list(items):
-        tree = _object(tree, _EVENT_FIELDS)
-        event = add()
-        value = tree.get("timeUnixNano")
-        if value is not None:
-            event.time_unix_nano = _int(value)
-        value = tree.get("name")
-        if value is not None:
-            event.name = value
-        value = tree.get("attributes")
-        if value is not None:
-            _attributes(value, event.attributes, 6)
-        value = tree.get("droppedAttributesCount")
-        if value is not None:
-            event.dropped_attributes_count = _int(value)
-
-
-def _links(items, repeated) -> None:
-    add = repeated.add
-    for tree in _list(items):
-        tree = _object(tree, _LINK_FIELDS)
-        link = add()
-        value = tree.get("traceId")
-        if value is not None:
-            link.trace_id = unhexlify(value)
-        value = tree.get("spanId")
-        if value is not None:
-            link.span_id = unhexlify(value)
-        value = tree.get("traceState")
-        if value is not None:
-            link.trace_state = value
-        value = tree.get("attributes")
-        if value is not None:
-            _attributes(value, link.attributes, 6)
-        value = tree.get("droppedAttributesCount")
-        if value is not None:
-            link.dropped_attributes_count = _int(value)
-        value = tree.get("flags")
-        if value is not None:
-            link.flags = _int(value)
-
-
-def _attributes(items, repeated, depth: int) -> None:
-    """Fill ``repeated`` with the KeyValues in ``items``; ``depth`` is theirs as ParseDict counts
-    it (the request is 1)."""
-    add = repeated.add
-    for tree in _list(items):
-        if type(tree) is not dict:
-            raise _Unsure(tree)
-        key = tree.get("key")
-        value = tree.get("value")
-        if key is None or value is None or len(tree) != 2:
-            _key_value(tree, add(), depth)
-            continue
-        attribute = add()  # {"key": ..., "value": ...}, the usual attribute
-        attribute.key = key
-        if type(value) is dict and len(value) == 1:  # the usual AnyValues, inline
-            ((name, scalar),) = value.items()
-            kind = type(scalar)
-            if name == "stringValue" and kind is str:
-                attribute.value.string_value = scalar
-                continue
-            if name == "intValue" and (kind is int or kind is str):
-                if kind is str:
-                    scalar = int(scalar) if " " not in scalar else _int(scalar)
-                attribute.value.int_value = scalar
-                continue
-            if name == "boolValue" and kind is bool:
-                attribute.value.bool_value = scalar
-                continue
-            if name == "doubleValue" and kind is float and scalar - scalar == 0.0:
-                attribute.value.double_value = scalar
-                continue
-        _any_value(value, attribute.value, depth + 1)
-
-
-def _key_value(tree: dict, attribute: KeyValue, depth: int) -> None:
-    tree = _object(tree, _KEY_VALUE_FIELDS)
-    key = tree.get("key")
-    if key is not None:
-        attribute.key = key
-    value = tree.get("value")
-    if value is not None:
-        _any_value(value, attribute.value, depth + 1)
-    index = tree.get("keyStrindex")
-    if index is not None:
-        attribute.key_strindex = _int(index)
-
-
-def _any_value(tree, message: AnyValue, depth: int) -> None:
-    if type(tree) is not dict or depth > _DEEPEST_ANY_VALUE:
-        raise _Unsure(tree)
-    plain = False
-    if len(tree) == 1:
-        ((name, value),) = tree.items()
-        plain = value is not None and name in _ANY_VALUE_FIELDS.camel
-    if not plain:  # snake_case, unknown keys, nulls, no key or several
-        values = [
-            (name, value)
-            for name, value in _renamed(tree, _ANY_VALUE_FIELDS).items()
-            if value is not None  # null clears a field that is not set: a no-op
-        ]
-        if not values:
-            message.SetInParent()
-            return
-        if len(values) > 1:
-            raise _Unsure(tree)  # ParseDict: "should not have multiple "value" oneof fields"
-        ((name, value),) = values
-    if name == "stringValue":
-        message.string_value = value
-    elif name == "intValue":
-        message.int_value = value if type(value) is int else _int(value)
-    elif name == "boolValue":
-        if type(value) is not bool:
-            raise _Unsure(value)
-        message.bool_value = value
-    elif name == "doubleValue":
-        kind = type(value)
-        if kind is int:
-            value = float(value)
-        elif kind is not float or value - value != 0.0:  # NaN and infinities: ParseDict's
-            raise _Unsure(value)
-        message.double_value = value
-    elif name == "arrayValue":
-        array = message.array_value
-        array.SetInParent()
-        values = _object(value, _VALUES_FIELDS).get("values")
-        if values is not None:
-            add = array.values.add
-            for item in _list(values):
-                _any_value(item, add(), depth + 2)
-    elif name == "kvlistValue":
-        kvlist = message.kvlist_value
-        kvlist.SetInParent()
-        values = _object(value, _VALUES_FIELDS).get("values")
-        if values is not None:
-            _attributes(values, kvlist.values, depth + 2)
-    elif name == "bytesValue":
-        if type(value) is not str:
-            raise _Unsure(value)
-        encoded = value.encode("utf-8")  # as ParseDict decodes bytes
-        message.bytes_value = base64.urlsafe_b64decode(encoded + b"=" * (4 - len(encoded) % 4))
-    else:  # stringValueStrindex
-        message.string_value_strindex = _int(value)
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -901,6 +585,8 @@ def _span_problems(span, bounds) -> list[str]:
     found.append(_time_problem("endTimeUnixNano", end, bounds))
     if start and end and end < start:
         found.append("endTimeUnixNano is before startTimeUnixNano")
+    found.append(SPAN_KIND.problem("kind", span.kind))
+    found.append(STATUS_CODE.problem("status.code", span.status.code))
     return [problem for problem in found if problem]
 
 
@@ -914,7 +600,7 @@ def _validate_metrics(request, bounds):
         for s, scope in enumerate(resource.scope_metrics):
             doomed = []
             for m, metric in enumerate(scope.metrics):
-                named = f" ({metric.name})" if metric.name else ""
+                named = f" ({_clipped(metric.name)})" if metric.name else ""
                 where = f"metric {m}{named} of scopeMetrics {s} of resourceMetrics {r}"
                 kind = metric.WhichOneof("data")
                 if kind is None:
@@ -923,13 +609,7 @@ def _validate_metrics(request, bounds):
                 data = getattr(metric, kind)
                 points = data.data_points
                 total += len(points)
-                whole = None
-                if not metric.name:
-                    whole = "name is empty"
-                elif kind in _TEMPORAL and not data.aggregation_temporality:
-                    whole = (
-                        "aggregationTemporality is unspecified (0): use 1 (delta) or 2 (cumulative)"
-                    )
+                whole = _metric_problem(metric, kind, data)
                 if whole:
                     if len(points):
                         rejected += len(points)
@@ -948,6 +628,8 @@ def _validate_metrics(request, bounds):
                     elif kind != "summary":
                         for exemplar in point.exemplars:
                             _disassociate(exemplar)
+                            if not _in_range(exemplar.time_unix_nano, bounds):
+                                exemplar.time_unix_nano = 0  # its point's time stands in
                 _remove(points, bad)
                 rejected += len(bad)
                 if not len(points):
@@ -958,12 +640,35 @@ def _validate_metrics(request, bounds):
     return rejected, total, problems
 
 
+def _clipped(name: str, size: int = 60) -> str:
+    return name if len(name) <= size else f"{name[: size - 1]}…"
+
+
+def _metric_problem(metric, kind: str, data) -> str | None:
+    """What rejects every point of a metric, if anything."""
+    if not metric.name:
+        return "name is empty"
+    if len(metric.name) > MAX_METRIC_NAME:
+        return f"name is longer than {MAX_METRIC_NAME} characters"
+    if kind not in _TEMPORAL:
+        return None
+    if not data.aggregation_temporality:
+        return "aggregationTemporality is unspecified (0): use 1 (delta) or 2 (cumulative)"
+    return AGGREGATION_TEMPORALITY.problem("aggregationTemporality", data.aggregation_temporality)
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def _point_problems(kind: str, point, bounds) -> list[str]:
     found = [_time_problem("timeUnixNano", point.time_unix_nano, bounds)]
+    if point.start_time_unix_nano > bounds[1]:
+        found.append(
+            f"startTimeUnixNano {point.start_time_unix_nano} is more than a day in the future"
+        )
+    if kind != "gauge" and kind != "sum" and point.count > MAX_COUNT:
+        found.append(f"count {point.count} is more than {MAX_COUNT} (2^63 - 1)")
     if kind in ("gauge", "sum"):
         if point.WhichOneof("value") is None and not point.flags & _NO_RECORDED_VALUE:
             found.append("has no value (asInt or asDouble)")
@@ -974,7 +679,12 @@ def _point_problems(kind: str, point, bounds) -> list[str]:
                 f"bucketCounts has {len(counts)} entries but explicitBounds has {len(edges)}: "
                 f"expected {len(edges) + 1} bucket counts"
             )
-        if any(edges[i] >= edges[i + 1] for i in range(len(edges) - 1)):
+        if not all(-MAX_MAGNITUDE <= edge <= MAX_MAGNITUDE for edge in edges):  # NaN is not
+            found.append(
+                f"explicitBounds are not all finite numbers within ±{MAX_MAGNITUDE:g} "
+                "(the open buckets below the first and above the last are implied)"
+            )
+        elif any(edges[i] >= edges[i + 1] for i in range(len(edges) - 1)):
             found.append("explicitBounds are not strictly increasing")
         if len(counts) and sum(counts) != point.count:
             found.append(f"count is {point.count} but bucketCounts add up to {sum(counts)}")
@@ -1026,9 +736,14 @@ def _validate_logs(request, bounds):
                     "observedTimeUnixNano": record.observed_time_unix_nano,
                 }
                 set_stamps = {name: value for name, value in stamps.items() if value}
+                found = []
                 if set_stamps and not any(_in_range(v, bounds) for v in set_stamps.values()):
-                    bad.append(i)
                     found = [_time_problem(name, v, bounds) for name, v in set_stamps.items()]
+                severity = SEVERITY_NUMBER.problem("severityNumber", record.severity_number)
+                if severity:
+                    found.append(severity)
+                if found:
+                    bad.append(i)
                     problems.append(
                         f"logRecord {i} of scopeLogs {s} of resourceLogs {r}: {', '.join(found)}"
                     )
@@ -1055,6 +770,12 @@ def _serialize(message: Message, media: str) -> bytes:
     return _dumps(json_format.MessageToDict(message, use_integers_for_enums=True))
 
 
+def _utf8(message: str) -> str:
+    """A message as a proto string can hold it: one that quotes what a client sent may hold a
+    lone surrogate (JSON's "\\ud800"), which is written as that escape."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def response(signal: str, rejections: Rejections, media: str) -> bytes:
     """The body of the 200 reply: an empty Export<Signal>ServiceResponse (JSON ``{}``) when
     nothing was rejected, else one whose partialSuccess carries the count and the message."""
@@ -1062,13 +783,14 @@ def response(signal: str, rejections: Rejections, media: str) -> bytes:
     reply = _RESPONSES[signal]()
     if rejections.count:
         setattr(reply.partial_success, _REJECTED_FIELD[signal], rejections.count)
-        reply.partial_success.error_message = rejections.message
+        reply.partial_success.error_message = _utf8(rejections.message)
     return _serialize(reply, media)
 
 
 def status_body(message: str, media: str, code: int) -> bytes:
     """The body of a 4xx/5xx reply: a google.rpc.Status (spec, OTLP/HTTP "Failures"), with the
     message; for 400 ("Bad Data") its details hold a google.rpc.BadRequest describing it."""
+    message = _utf8(message)
     status = status_pb2.Status(code=_GRPC_CODES.get(code, _UNKNOWN), message=message)
     if code == 400:
         bad_request = error_details_pb2.BadRequest()

@@ -1,19 +1,22 @@
 """OTLP JSON trace requests the cheap way: typed structs, checked, and stored as they came.
 
 An OTLP JSON request of 512 spans is a few hundred kilobytes of small objects: building the
-protobuf message from them (otlp.decode) costs about 30 µs a span, most of the web tier's
-time. Most requests are plain and valid, though, and for those the web tier needs to know
-only that: `clean_traces` decodes the body with msgspec into the structs below (about 5 µs a
-span, with the JSON types checked) and answers whether every span is one that otlp.validate
-would keep untouched. If so, the body is stored as received and TraceIngestionWorker decodes
-it again the same way (observability.traces.rows_of_json). If not, or if the body uses any
-form the structs do not take (snake_case keys, enum names, nulls, unknown fields, int64
-strings that are not plain decimals, NaN, ...), it returns None and the request goes the
-reference way (otlp.decode, otlp.validate), which decides and words every problem.
+protobuf message from them (otlp.decode: json.loads and json_format.ParseDict) costs about
+150 µs a span, most of the web tier's time. Most requests are plain and valid, though, and for
+those the web tier needs to know only that: `clean_traces` decodes the body with msgspec into
+the structs below (about 6 µs a span, with the JSON types checked; bench/otlp_decode.py) and
+answers whether every span is one that otlp.validate would keep untouched. If so, the body is
+stored as received and TraceIngestionWorker decodes it again the same way
+(observability.traces.rows_of_json). If not, or if the body uses any form the structs do not
+take (snake_case keys, enum names, enum numbers that validate rejects, nulls, unknown fields,
+int64 strings that are not plain decimals, NaN, lone surrogates, ...), it returns None and the
+request goes the reference way (otlp.decode, otlp.validate), which decides and words every
+problem. (A NUL it takes, as the reference way does: the projection stores it as U+FFFD.)
 
 So this path is conservative by construction: it never accepts what the reference path would
 refuse or change, and what it accepts projects to the same rows (tests/observability compare
-the two on the golden files).
+the two on the golden files and on mutated requests). These two are the only decoders of OTLP
+JSON: the rules are enforced here and in otlp.validate, nowhere else.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import msgspec
 from msgspec import Meta, Struct
 from msgspec.structs import astuple
 
+from observability import otlp
+
 _DEEPEST = 20  # AnyValue nesting this path takes; deeper ones go the reference way
 _HEX = re.compile("[0-9a-fA-F]*")
 
@@ -35,10 +40,18 @@ _HEX = re.compile("[0-9a-fA-F]*")
 # calling Python's re for each value, which is slower than the checks below, and the worker
 # decodes the stored body again: so ids and decimal strings are checked by _check_request, in
 # the web tier only.
-Nanos = Annotated[int, Meta(ge=0)] | str  # a number, or a decimal string
+Nanos = Annotated[int, Meta(ge=0)] | str  # a number, or a decimal string (fixed64: _nanos)
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | str
 UInt32 = Annotated[int, Meta(ge=0, lt=2**32)]
-Int32 = Annotated[int, Meta(ge=-(2**31), lt=2**31)]
+
+
+def _enum(enum: otlp.OtlpEnum):
+    """An enum's numbers (validate rejects the others; names go the reference way)."""
+    return Annotated[int, Meta(ge=min(enum.numbers), le=max(enum.numbers))]
+
+
+SpanKind = _enum(otlp.SPAN_KIND)
+StatusCode = _enum(otlp.STATUS_CODE)
 
 
 class _Base(Struct, rename="camel", forbid_unknown_fields=True, gc=False):
@@ -71,7 +84,7 @@ class KeyValueList(_Base):
 
 class Status(_Base):
     message: str = ""
-    code: Int32 = 0
+    code: StatusCode = 0
 
 
 class Event(_Base):
@@ -99,7 +112,7 @@ class Span(_Base):
     trace_state: str = ""
     parent_span_id: str = ""
     flags: UInt32 = 0
-    kind: Int32 = 0
+    kind: SpanKind = 0
     attributes: list[KeyValue] = []
     dropped_attributes_count: UInt32 = 0
     events: list[Event] = []
@@ -220,6 +233,8 @@ def _is_id(value: str, digits: int) -> bool:
 
 def _nanos(value: int | str) -> int:
     if type(value) is int:
+        if value >= 2**64:  # not a fixed64 (msgspec takes no bound beyond int64's)
+            raise Unsure(value)
         return value
     if not (value.isascii() and value.isdigit() and len(value) <= 19):
         raise Unsure(value)  # int() would also take " 1", "+1", "1_0"

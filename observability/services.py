@@ -166,17 +166,21 @@ def _events_of(
     tenant_id, envelope: Envelope, projected: traces.Projected, first_batch: dict
 ) -> list[Envelope]:
     """TraceRecorded per trace touched, and one RuntimeSignalDetected per trace and kind of
-    signal (error spans, slow spans) for FeedbackCreationWorker; never one per span. Their ids
-    derive from the first batch that brought the trace's spans."""
+    signal (error spans, slow spans) for FeedbackCreationWorker; never one per span. Each has
+    an identity of its own, its eventId and its sourceId (trace, type, kind of signal, batch),
+    so that a consumer deduplicating on (source, sourceId) keeps both signals of a trace; both
+    derive from the first batch that brought the trace's spans, so handling it again gives the
+    same ones."""
 
     def event(type_: str, trace_id: str, data: dict) -> Envelope:
         batch_id = first_batch[trace_id]
+        identity = [trace_id, type_, *([data["signal"]] if "signal" in data else []), batch_id]
         return core_services.build_envelope(
             tenant_id=tenant_id,
             type=type_,
             data={"traceId": trace_id, **data},
             source="TraceIngestionWorker",
-            source_id=f"{trace_id}:{type_}:{batch_id}",
+            source_id=":".join(map(str, identity)),
             correlation_id=envelope.correlation_id,
             event_id=traces.event_id(batch_id, type_, trace_id, data.get("signal", "")),
         )

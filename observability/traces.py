@@ -26,7 +26,7 @@ from django.db import connection
 from django.utils import timezone
 
 from core import bulk
-from observability import otlp_json
+from observability import otlp, otlp_json
 from observability.models import Span, TraceRecord
 
 ERROR = 2
@@ -69,52 +69,68 @@ class Projected:
 
 
 def json_text(value) -> str:
-    """JSON for a JSON column. Non-finite doubles become null (jsonb has no NaN)."""
+    """JSON for a JSON column, from the plain JSON the functions below make."""
     return _encode.encode(value).decode()
+
+
+def text(value: str) -> str:
+    """A string as every database stores it: NUL, which PostgreSQL's text and jsonb cannot
+    hold, as U+FFFD (the replacement character), on SQLite too. (Lone surrogates, the other
+    strings a database refuses, never get past decoding: see observability.otlp.)"""
+    return value.replace("\x00", "\ufffd")
+
+
+def service_of(resource: dict) -> str:
+    return str(resource.get("service.name", ""))[:200]
 
 
 # --- from protobuf -----------------------------------------------------------------------------
 
 
 def any_value(value):
-    """An OTLP AnyValue (protobuf) as plain JSON."""
+    """An OTLP AnyValue (protobuf) as plain JSON: strings as text() has them, bytes as hex, and
+    doubles that are not finite as OTLP JSON spells them ("NaN", "Infinity", "-Infinity")."""
     kind = value.WhichOneof("value")
     if kind is None:
         return None
+    if kind == "string_value":
+        return text(value.string_value)
     if kind == "array_value":
         return [any_value(v) for v in value.array_value.values]
     if kind == "kvlist_value":
         return attributes(value.kvlist_value.values)
     if kind == "bytes_value":
         return value.bytes_value.hex()
+    if kind == "double_value":
+        return otlp.json_number(value.double_value)
     return getattr(value, kind)
 
 
 def attributes(pairs: Iterable) -> dict:
-    return {pair.key: any_value(pair.value) for pair in pairs}
+    return {text(pair.key): any_value(pair.value) for pair in pairs}
 
 
 def rows_of_proto(request) -> Iterator[SpanRow]:
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
-        service = str(resource.get("service.name", ""))[:200]
+        service = service_of(resource)
         resource_json = json_text(resource)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
-            name, version = scope.name[:200], scope.version[:100]
+            name, version = text(scope.name[:200]), text(scope.version[:100])
             scope_attributes = json_text(attributes(scope.attributes))
             for span in scope_spans.spans:
                 yield SpanRow(
                     span.trace_id.hex(),
                     span.span_id.hex(),
                     span.parent_span_id.hex(),
-                    span.name[:500],
+                    text(span.name[:500]),
                     span.kind,
                     service,
                     span.start_time_unix_nano,
                     span.end_time_unix_nano,
                     span.status.code,
-                    span.status.message,
+                    text(span.status.message),
                     json_text(attributes(span.attributes)),
                     resource_json,
                     name,
@@ -127,7 +143,7 @@ def rows_of_proto(request) -> Iterator[SpanRow]:
 
 def _event(event) -> dict:
     return {
-        "name": event.name,
+        "name": text(event.name),
         "timeUnixNano": event.time_unix_nano,
         "attributes": attributes(event.attributes),
     }
@@ -149,13 +165,13 @@ def json_any_value(value: otlp_json.AnyValue | None):
     if value is None:
         return None
     if value.string_value is not None:
-        return value.string_value
+        return text(value.string_value)
     if value.bool_value is not None:
         return value.bool_value
     if value.int_value is not None:
         return otlp_json.integer(value.int_value)
     if value.double_value is not None:
-        return value.double_value
+        return otlp.json_number(value.double_value)
     if value.array_value is not None:
         return [json_any_value(v) for v in value.array_value.values]
     if value.kvlist_value is not None:
@@ -170,8 +186,8 @@ def json_attributes(pairs: list[otlp_json.KeyValue]) -> dict:
     for pair in pairs:
         value = pair.value
         # The usual attribute, a string, without the calls.
-        found[pair.key] = (
-            value.string_value
+        found[text(pair.key)] = (
+            text(value.string_value)
             if value is not None and value.string_value is not None
             else json_any_value(value)
         )
@@ -183,11 +199,11 @@ def rows_of_json(request: otlp_json.TracesRequest) -> Iterator[SpanRow]:
         resource = json_attributes(
             resource_spans.resource.attributes if resource_spans.resource else []
         )
-        service = str(resource.get("service.name", ""))[:200]
+        service = service_of(resource)
         resource_json = json_text(resource)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope or otlp_json.Scope()
-            name, version = scope.name[:200], scope.version[:100]
+            name, version = text(scope.name[:200]), text(scope.version[:100])
             scope_attributes = json_text(json_attributes(scope.attributes))
             for span in scope_spans.spans:
                 status = span.status
@@ -195,13 +211,13 @@ def rows_of_json(request: otlp_json.TracesRequest) -> Iterator[SpanRow]:
                     span.trace_id.lower(),
                     span.span_id.lower(),
                     span.parent_span_id.lower(),
-                    span.name[:500],
+                    text(span.name[:500]),
                     span.kind,
                     service,
                     otlp_json.integer(span.start_time_unix_nano),
                     otlp_json.integer(span.end_time_unix_nano),
                     status.code if status else 0,
-                    status.message if status else "",
+                    text(status.message) if status else "",
                     json_text(json_attributes(span.attributes)),
                     resource_json,
                     name,
@@ -214,7 +230,7 @@ def rows_of_json(request: otlp_json.TracesRequest) -> Iterator[SpanRow]:
 
 def _json_event(event: otlp_json.Event) -> dict:
     return {
-        "name": event.name,
+        "name": text(event.name),
         "timeUnixNano": otlp_json.integer(event.time_unix_nano),
         "attributes": json_attributes(event.attributes),
     }

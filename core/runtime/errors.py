@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import psycopg
 import requests
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError, DataError, IntegrityError
 
 
 class PermanentError(Exception):
@@ -48,7 +51,18 @@ _PERMANENT = (
     KeyError,
     AttributeError,
     LookupError,
+    ArithmeticError,  # OverflowError: sqlite3 binding an int beyond 64 bits, say
 )
+# Database errors about the data itself: the database refuses the same row on every attempt.
+# DataError is SQLSTATE class 22 (a NUL in text, a number out of range, a value too long, text
+# that is not valid for its type); a CHECK or NOT NULL violation likewise, and class 54, a
+# limit of the database's (an index row too large, say). Other integrity errors stay
+# transient: a unique or foreign-key violation can come from a concurrent transaction, which
+# the retry sees (core.bulk's COPY, say).
+_DATA_ERRORS = (DataError, psycopg.DataError, sqlite3.DataError)
+_REFUSED_SQLSTATES = {"23502", "23514"}  # not_null_violation, check_violation
+_REFUSED_SQLSTATE_CLASSES = {"22", "54"}  # data_exception, program_limit_exceeded
+_REFUSED_SQLITE_CODES = {sqlite3.SQLITE_CONSTRAINT_NOTNULL, sqlite3.SQLITE_CONSTRAINT_CHECK}
 _TRANSIENT = (
     TransientError,
     IntegrityError,
@@ -61,9 +75,25 @@ _TRANSIENT = (
 
 
 def is_permanent(exc: BaseException) -> bool:
+    if is_data_error(exc):
+        return True
     if isinstance(exc, _TRANSIENT):
         return False
     return isinstance(exc, _PERMANENT)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether the database refused what was written (Django's errors wrap the driver's, which
+    say why: their __cause__)."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, _DATA_ERRORS):
+            return True
+        state = getattr(error, "sqlstate", None) or ""
+        if state in _REFUSED_SQLSTATES or state[:2] in _REFUSED_SQLSTATE_CLASSES:
+            return True
+        if getattr(error, "sqlite_errorcode", None) in _REFUSED_SQLITE_CODES:
+            return True
+    return False
 
 
 def describe(exc: BaseException) -> str:

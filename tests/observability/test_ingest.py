@@ -202,6 +202,47 @@ def test_it_raises_runtime_signals_for_error_and_slow_spans(client, key, setting
     assert signals["error"]["traceId"] == TRACE
 
 
+def test_it_gives_each_runtime_signal_of_a_trace_its_own_identity(
+    client, key, settings, make_worker
+):
+    # A consumer that deduplicates on (source, sourceId), as FeedbackCreationWorker will.
+    seen = []
+    make_worker(
+        "SignalConsumer",
+        handler=lambda envelope: seen.append(envelope.data["signal"]),
+        events=("RuntimeSignalDetected",),
+        key=lambda envelope: f"{envelope.source}|{envelope.source_id}",
+    )
+    settings.TRACE_SLOW_SPAN_MS = 100
+    post(
+        client,
+        key,
+        batch(
+            span("eee19b7ec3c1b174", "slow", duration_ms=250),
+            span("eee19b7ec3c1b175", "broken", error=True),
+        ),
+    )
+    ingest()
+
+    signals = Event.objects.filter(type="RuntimeSignalDetected")
+    identities = sorted((e.id, e.source, e.source_id) for e in signals)
+    assert len({(source, source_id) for _, source, source_id in identities}) == 2
+    assert len({event_id for event_id, _, _ in identities}) == 2
+    drain_all("SignalConsumer")
+    assert sorted(seen) == ["error", "slow"]
+
+    # Handling the same batch again publishes the same events: nothing new.
+    Span.objects.all().delete()
+    TraceRecord.objects.all().delete()
+    Message.objects.filter(worker="TraceIngestionWorker").update(
+        state="pending", due_at=timezone.now()
+    )
+    ingest()
+
+    again = Event.objects.filter(type="RuntimeSignalDetected")
+    assert sorted((e.id, e.source, e.source_id) for e in again) == identities
+
+
 def test_it_answers_partial_success_and_keeps_the_valid_spans(client, key):
     bad = span("0000000000000000", "no id")
     response = post(client, key, batch(span("eee19b7ec3c1b174", "good"), bad))

@@ -3,8 +3,11 @@ is, and it reads what it takes into the same rows as the protobuf path."""
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
+import math
+import random
 import time
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from core import services
 from observability import otlp, otlp_json, traces
 from observability.models import Span, TelemetryBatch
 from tests.helpers import drain_all
+from tests.observability.test_otlp import snake_case
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = 1_767_225_600_000_000_000  # 2026-01-01, after every golden timestamp
@@ -104,6 +108,12 @@ def test_it_takes_a_plain_valid_request():
             "two values in one AnyValue",
         ),
         ({"attributes": [{"key": "b", "value": {"bytesValue": "a"}}]}, "bad base64"),
+        ({"kind": -1}, "a kind validate rejects"),
+        ({"kind": 6}, "a kind validate rejects"),
+        ({"kind": 2**40}, "a kind the reference path reads as NOT_AN_ENUM"),
+        ({"status": {"code": 3}}, "a status code validate rejects"),
+        ({"events": [{"timeUnixNano": 2**64}]}, "a time beyond fixed64"),
+        ({"name": "a\ud800"}, "a lone surrogate"),
     ],
 )
 def test_it_leaves_to_the_reference_path_what_it_cannot_vouch_for(change, why):
@@ -132,15 +142,130 @@ def test_it_lowercases_hex_ids_as_the_protobuf_path_does():
     assert (row.trace_id, row.parent_span_id) == (TRACE, "abcdef0123456789")
 
 
-def test_it_writes_non_finite_doubles_as_null():
+def test_it_stores_non_finite_doubles_as_otlp_json_spells_them():
     request = otlp.decode("traces", body(plain_request()), otlp.JSON)
-    request.resource_spans[0].scope_spans[0].spans[0].attributes.add(
-        key="x"
-    ).value.double_value = float("nan")
+    added = request.resource_spans[0].scope_spans[0].spans[0].attributes
+    for key, value in [("nan", math.nan), ("inf", math.inf), ("-inf", -math.inf), ("one", 1.0)]:
+        added.add(key=key).value.double_value = value
 
     (row,) = traces.rows_of_proto(request)
 
-    assert json.loads(row.attributes)["x"] is None
+    assert json.loads(row.attributes) == {
+        "http.route": "/cart",
+        "nan": "NaN",
+        "inf": "Infinity",
+        "-inf": "-Infinity",
+        "one": 1.0,
+    }
+
+
+def nul_everywhere() -> dict:
+    """A request with a NUL in every string the projection stores."""
+    tree = plain_request(
+        name="GET\x00/cart",
+        status={"code": 2, "message": "boom\x00"},
+        attributes=[
+            {"key": "k\x00", "value": {"stringValue": "v\x00"}},
+            {"key": "list", "value": {"arrayValue": {"values": [{"stringValue": "\x00"}]}}},
+            {
+                "key": "map",
+                "value": {"kvlistValue": {"values": [{"key": "\x00", "value": {}}]}},
+            },
+        ],
+        events=[{"timeUnixNano": "1750000000000000000", "name": "e\x00"}],
+    )
+    tree["resourceSpans"][0]["resource"] = {
+        "attributes": [{"key": "service.name", "value": {"stringValue": "shop\x00"}}]
+    }
+    tree["resourceSpans"][0]["scopeSpans"][0]["scope"] = {"name": "s\x00", "version": "1\x00"}
+    return tree
+
+
+def test_it_takes_nul_characters_and_both_paths_store_them_as_the_replacement_character():
+    data = body(nul_everywhere())
+    clean = otlp_json.clean_traces(data, BOUNDS)
+    reference = otlp.decode("traces", data, otlp.JSON)
+    assert clean is not None
+    assert otlp.validate("traces", reference, now_ns=NOW) == otlp.ACCEPTED
+
+    (row,) = traces.rows_of_json(clean)
+
+    assert list(traces.rows_of_json(clean)) == list(traces.rows_of_proto(reference))
+    assert not any("\x00" in value or "\\u0000" in value for value in row if type(value) is str)
+    assert (row.name, row.service, row.scope, row.scope_version, row.status_message) == (
+        "GET\ufffd/cart",
+        "shop\ufffd",
+        "s\ufffd",
+        "1\ufffd",
+        "boom\ufffd",
+    )
+    assert json.loads(row.attributes) == {
+        "k\ufffd": "v\ufffd",
+        "list": ["\ufffd"],
+        "map": {"\ufffd": None},
+    }
+    assert json.loads(row.events)[0]["name"] == "e\ufffd"
+
+
+def test_it_takes_only_what_the_reference_path_keeps_as_it_is_whatever_the_payload():
+    """Mutated payloads: whenever this path takes one, the reference path decodes it, rejects
+    nothing, and it projects into the same rows."""
+    rng = random.Random(20260615)
+    bases = [golden_tree(), plain_request(), nul_everywhere()]
+    taken = 0
+    for _ in range(300):
+        tree = copy.deepcopy(rng.choice(bases))
+        for _ in range(rng.randint(1, 3)):
+            mutate(tree, rng)
+        data = body(tree)
+        clean = otlp_json.clean_traces(data, BOUNDS)
+        if clean is None:
+            continue
+        taken += 1
+        reference = otlp.decode("traces", data, otlp.JSON)
+        assert otlp.validate("traces", reference, now_ns=NOW) == otlp.ACCEPTED, data
+        assert list(traces.rows_of_json(clean)) == list(traces.rows_of_proto(reference))
+    assert taken > 30  # many of them did go this way
+
+
+MUTANTS = [
+    None, 0, 1, -1, 6, 2**64, 2**63, 1.0, 1.5, 1e300, math.nan, True, "", "1", " 1", "\t7",
+    "1e3", "-5", "1_000", "NaN", "Infinity", "zz", "00" * 8, "AB" * 8, "3q2+7w==", "a\ud800",
+    "a\x00", [], [None], [{}], {}, {"x": 1}, {"stringValue": "s"}, {"values": [None]},
+    "SPAN_KIND_CLIENT", 2**31, "x" * 600,
+]  # fmt: skip
+
+
+def mutate(tree, rng: random.Random) -> None:
+    """Change one thing in ``tree``: a value, a key's spelling, a key more or less."""
+    nodes = []
+
+    def walk(node):
+        if isinstance(node, dict | list):
+            nodes.append(node)
+            for child in node.values() if isinstance(node, dict) else node:
+                walk(child)
+
+    walk(tree)
+    node = rng.choice(nodes)
+    if isinstance(node, list) or not node:
+        if isinstance(node, list) and node:
+            node[rng.randrange(len(node))] = copy.deepcopy(rng.choice(MUTANTS))
+        return
+    key = rng.choice(list(node))
+    choice = rng.randrange(6)
+    if choice == 0:
+        node[key] = copy.deepcopy(rng.choice(MUTANTS))
+    elif choice == 1:
+        node[snake_case({key: 0}).popitem()[0]] = node.pop(key)
+    elif choice == 2:
+        node[snake_case({key: 0}).popitem()[0]] = copy.deepcopy(rng.choice([node[key], None]))
+    elif choice == 3:
+        del node[key]
+    elif choice == 4:
+        node[rng.choice(["future", "[x]", "parentSpanId", "keyStrindex", "intValue"])] = 1
+    else:
+        node[key] = None
 
 
 # Over HTTP

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from django.db import connection
 
 from core import services
+from observability.models import MetricSeries
 from tests.observability.test_metric_aggregation import MINUTE, T0, add, at, run
 
 pytestmark = pytest.mark.django_db
@@ -57,3 +61,17 @@ def test_it_never_shows_another_tenants_series(client, key, other_tenant):
     run(other_tenant, "1m", T0)
 
     assert get(client, key, "/api/metrics/series?name=queue.size").json()["results"] == []
+
+
+def test_it_spells_non_finite_values_as_otlp_json_does(client, key, two_windows):
+    # Infinities that IEEE arithmetic makes, or a NaN stored before the metric rules.
+    MetricSeries.objects.filter(name="queue.size").update(
+        max=math.inf, min=-math.inf, mean=math.nan
+    )
+
+    response = get(client, key, "/api/metrics/series?name=queue.size&window=1m")
+
+    assert response.status_code == 200
+    figures = {(s["max"], s["min"], s["mean"]) for s in response.json()["results"]}
+    nan = "NaN" if connection.vendor == "postgresql" else None  # SQLite stores NaN as NULL
+    assert figures == {("Infinity", "-Infinity", nan)}
