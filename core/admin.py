@@ -214,10 +214,15 @@ class DeadLetterAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def replay_selected(self, request, queryset):
         # Listed first: under the "open" filter, the queryset would lose what was just replayed.
         dead_letters = list(queryset.select_related("message"))
-        replayed = sum(self._replay(request, dl) for dl in dead_letters)
-        already = len(dead_letters) - replayed
+        replayed = replay.replay_all(dead_letters)
+        for dead_letter in dead_letters:
+            if dead_letter.id in replayed:
+                self.log_change(request, dead_letter, "Replayed")
+        already = len(dead_letters) - len(replayed)
         self.message_user(
-            request, f"Replayed {replayed}; {already} were already replayed", messages.SUCCESS
+            request,
+            f"Replayed {len(replayed)}; {already} were already replayed",
+            messages.SUCCESS,
         )
 
     def _replay(self, request, dead_letter: DeadLetter) -> bool:

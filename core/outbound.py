@@ -1,20 +1,26 @@
 """The one outbound HTTP client: webhooks, syncs and probes all leave the platform through it.
 
 It gives timeouts (connect and total), connection reuse per endpoint, and the guard against
-server-side request forgery: a URL whose host is, or resolves to, a private, loopback,
-link-local or otherwise non-public address is refused unless an operator listed the host or a
-network containing the address in WEBHOOK_ALLOWED_HOSTS. The guard runs twice: on the URL when
-a user saves it (so they hear at once), and on the socket itself after it connects, against the
-address actually connected to, so a name that resolves elsewhere later (DNS rebinding) is
-still refused. Proxies from the environment are ignored: they would hide the real target.
+server-side request forgery: a URL whose host is, or resolves to, anything but a globally
+routable unicast address (private, loopback, link-local, multicast, reserved, or an IPv6 form
+that embeds such an IPv4 address: mapped, NAT64, 6to4, Teredo) is refused unless an operator
+listed the host, the address or a network containing it, perhaps with a port, in
+WEBHOOK_ALLOWED_HOSTS; the platform's own web port on this machine is refused even then. The
+guard runs twice: on the URL when a user saves it (so they hear at once), and on the socket
+itself after it connects, against the address and port actually connected to, so a name that
+resolves elsewhere later (DNS rebinding) is still refused. Proxies from the environment are
+ignored: they would hide the real target.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
+import re
 import socket
 import threading
+import unicodedata
 from collections import Counter, defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -30,11 +36,13 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from core.runtime.errors import Deferred
 
+log = logging.getLogger(__name__)
 RESPONSE_SNIPPET_BYTES = 1024
 
 
 class BlockedDestination(Exception):
-    """The target is not a public address and is not allowlisted."""
+    """The target is not a public address and is not allowlisted, or is the platform itself,
+    or the URL cannot be sent as it is."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +54,12 @@ class Reply:
     finished: datetime  # when the reply had been read
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def check_url(url: str, *, require_https: bool | None = None) -> None:
     """Refuse a URL a webhook may not target; the message says what to change."""
+    check_text(url)
     parts = urlsplit(url)
     if require_https is None:
         require_https = settings.WEBHOOK_REQUIRE_HTTPS
@@ -58,37 +70,239 @@ def check_url(url: str, *, require_https: bool | None = None) -> None:
         raise BlockedDestination("The URL has no host.")
     if parts.username or parts.password:
         raise BlockedDestination("The URL may not carry a user name or password.")
-    for address in _resolve(parts.hostname, parts.port):
-        check_address(parts.hostname, address)
-
-
-def check_address(host: str, address: str) -> None:
-    ip = ipaddress.ip_address(address.split("%")[0])  # without an IPv6 zone
-    if not ip.is_global and not _allowlisted(host, ip):
-        raise BlockedDestination(
-            f"{host} resolves to {ip}, a private, loopback or link-local address. "
-            "An operator can allow it with WEBHOOK_ALLOWED_HOSTS."
-        )
-
-
-def _allowlisted(host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    for entry in settings.WEBHOOK_ALLOWED_HOSTS:
-        entry = entry.strip().lower()
-        if not entry:
-            continue
-        if entry == host.lower():
-            return True
-        try:
-            if ip in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue  # a host name, not a network
-    return False
-
-
-def _resolve(host: str, port: int | None) -> list[str]:
     try:
-        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise BlockedDestination("The URL's port must be a number from 1 to 65535.")
+    port = port or DEFAULT_PORTS[parts.scheme]
+    for address in _resolve(parts.hostname, port):
+        check_address(parts.hostname, address, port)
+
+
+def check_text(url: str) -> None:
+    """Refuse spaces, line breaks and other control or invisible characters anywhere in a URL:
+    Python's URL parser drops tabs and line breaks silently, and what it keeps would be sent
+    in the request line (header injection) or be a URL other than the one its owner sees."""
+    for position, char in enumerate(url):
+        if char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Zs"):
+            raise BlockedDestination(
+                f"The URL contains {_char_name(char)} (character {position + 1}): remove it, "
+                "or percent-encode it (a space is %20)."
+            )
+
+
+def _char_name(char: str) -> str:
+    names = {" ": "a space", "\r": "a carriage return (CR)", "\n": "a line feed (LF)"}
+    return names.get(char, f"the character U+{ord(char):04X}")
+
+
+def check_address(host: str, address: str, port: int) -> None:
+    """Refuse to connect to `address`:`port` (what `host` resolved to) unless it is a public
+    address, or an operator allowed it (WEBHOOK_ALLOWED_HOSTS); never to the platform itself."""
+    ip = ipaddress.ip_address(address.split("%")[0])  # without an IPv6 zone
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped  # on the wire, an IPv4-mapped address is the IPv4 one
+    if _is_own(ip, port):
+        raise BlockedDestination(
+            f"{host} port {port} is this platform's own address ({ip}): a webhook may not call "
+            "the platform itself."
+        )
+    why = refusal(ip)
+    if why is None:
+        return
+    entries = [entry for entry in allowlist() if entry.names(host, ip)]
+    if any(entry.port in (None, port) for entry in entries):
+        return
+    if entries:
+        ports = ", ".join(sorted({str(entry.port) for entry in entries}))
+        raise BlockedDestination(
+            f"{host} resolves to {ip}, {why}; WEBHOOK_ALLOWED_HOSTS allows it on port {ports} "
+            f"only, not on port {port}."
+        )
+    raise BlockedDestination(
+        f"{host} resolves to {ip}, {why}: not a public address. An operator can allow it with "
+        "WEBHOOK_ALLOWED_HOSTS."
+    )
+
+
+# --- What is a public address ----------------------------------------------------------------
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _table(rows: list[tuple[str, str]]) -> list[tuple[Network, str]]:
+    return [(ipaddress.ip_network(network), what) for network, what in rows]
+
+
+# From the IANA special-purpose address registries: every block that is not globally
+# reachable unicast, plus the anycast and relay blocks, which are no webhook's business.
+_V4_SPECIAL = _table(
+    [
+        ("0.0.0.0/8", "a 'this network' address"),
+        ("10.0.0.0/8", "a private address"),
+        ("100.64.0.0/10", "a shared (carrier-grade NAT) address"),
+        ("127.0.0.0/8", "a loopback address"),
+        ("169.254.0.0/16", "a link-local address"),
+        ("172.16.0.0/12", "a private address"),
+        ("192.0.0.0/24", "an IETF protocol address"),
+        ("192.0.2.0/24", "a documentation address"),
+        ("192.88.99.0/24", "a 6to4 relay address"),
+        ("192.168.0.0/16", "a private address"),
+        ("198.18.0.0/15", "a benchmarking address"),
+        ("198.51.100.0/24", "a documentation address"),
+        ("203.0.113.0/24", "a documentation address"),
+        ("224.0.0.0/4", "a multicast address"),
+        ("240.0.0.0/4", "a reserved or broadcast address"),
+    ]
+)
+# Global unicast IPv6 is 2000::/3; outside it, nothing is a webhook target (the embedding
+# forms below are judged by what they embed).
+_V6_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+_V6_OUTSIDE = _table(
+    [
+        ("::/128", "the unspecified address"),
+        ("::1/128", "a loopback address"),
+        ("::/96", "an IPv4-compatible address (deprecated)"),
+        ("64:ff9b:1::/48", "a local-use NAT64 address"),
+        ("100::/64", "a discard-only address"),
+        ("fc00::/7", "a unique local (private) address"),
+        ("fe80::/10", "a link-local address"),
+        ("fec0::/10", "a site-local address"),
+        ("ff00::/8", "a multicast address"),
+    ]
+)
+_V6_SPECIAL = _table(
+    [
+        ("2001::/23", "an IETF protocol address"),
+        ("2001:db8::/32", "a documentation address"),
+        ("3fff::/20", "a documentation address"),
+    ]
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+_V6_OTHER = "not a global unicast address"
+
+
+def refusal(ip: Address) -> str | None:
+    """Why `ip` is not a public webhook target (None when it is one): a webhook goes only to
+    a globally routable unicast address, and not to one that embeds an address that is not
+    (IPv4-mapped, NAT64, 6to4, Teredo). Pure: the allowlist and the platform's own address
+    are check_address's business."""
+    if ip.version == 4:
+        return _named(ip, _V4_SPECIAL)
+    embedded = _embedded(ip)
+    for inner in embedded:
+        if (why := refusal(inner)) is not None:
+            return f"which embeds {inner}, {why}"
+    if embedded:
+        return None
+    if ip not in _V6_GLOBAL_UNICAST:
+        return _named(ip, _V6_OUTSIDE) or _V6_OTHER
+    return _named(ip, _V6_SPECIAL)
+
+
+def _embedded(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address stands for, if it is one of the forms that do."""
+    if ip.ipv4_mapped:
+        return (ip.ipv4_mapped,)
+    if ip in _NAT64:
+        return (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF),)
+    if ip in _SIX_TO_FOUR:
+        return (ip.sixtofour,)
+    if ip in _TEREDO:
+        return ip.teredo  # the server's, and the client's (its NAT's public address)
+    return ()
+
+
+def _named(ip: Address, table) -> str | None:
+    return next((what for network, what in table if ip in network), None)
+
+
+# --- The operator's allowlist and the platform's own address -------------------------------
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """One WEBHOOK_ALLOWED_HOSTS entry: a host name, or an address or network, and perhaps a
+    port, in which case only that port is allowed."""
+
+    host: str | None = None
+    network: Network | None = None
+    port: int | None = None
+
+    def names(self, host: str, ip: Address) -> bool:
+        if self.network is not None:
+            return ip.version == self.network.version and ip in self.network
+        return _bare_host(host) == self.host
+
+
+def parse_allowed(entry: str) -> Allowed:
+    """`hooks.internal`, `hooks.internal:8443`, `10.0.0.0/8`, `10.0.0.0/8:9000`, `127.0.0.1`,
+    `127.0.0.1:9000`, `::1`, `fd00::/8`, `[::1]:9000`, `[fd00::/8]:9000`. ValueError if not."""
+    text, port = entry.strip().lower(), None
+    bracketed = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", text)
+    if bracketed:
+        text, port = bracketed.group(1), bracketed.group(2)
+    elif text.count(":") == 1:  # a host or an IPv4 address or network, with a port
+        text, port = text.split(":")
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+    port = int(port) if port is not None else None
+    try:
+        return Allowed(network=ipaddress.ip_network(text, strict=False), port=port)
+    except ValueError:
+        pass
+    if bracketed or not re.fullmatch(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?", text):
+        raise ValueError(f"{entry!r} is neither a host name nor an address or network")
+    return Allowed(host=_bare_host(text), port=port)
+
+
+def allowlist() -> list[Allowed]:
+    """WEBHOOK_ALLOWED_HOSTS, parsed; an entry that does not parse allows nothing (and is
+    logged), so a typo refuses rather than allows."""
+    entries = []
+    for entry in settings.WEBHOOK_ALLOWED_HOSTS:
+        if not entry.strip():
+            continue
+        try:
+            entries.append(parse_allowed(entry))
+        except ValueError as exc:
+            log.warning("WEBHOOK_ALLOWED_HOSTS: %s; ignored", exc)
+    return entries
+
+
+def _bare_host(host: str) -> str:
+    return host.strip("[]").lower().rstrip(".")
+
+
+def _is_own(ip: Address, port: int) -> bool:
+    """Whether `ip`:`port` reaches this platform's web tier: its port (PORT, which gunicorn
+    binds in the Docker image and under `make run`) on a loopback, unspecified or local
+    address of this machine."""
+    if port != settings.PORT:
+        return False
+    return ip.is_loopback or ip.is_unspecified or _assigned_here(ip)
+
+
+def _assigned_here(ip: Address) -> bool:
+    # Only an address of this machine's own interfaces can be bound to.
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(ip), 0))
+    except OSError:
+        return False
+    return True
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise BlockedDestination(f"{host} does not resolve: {exc.strerror}.") from None
     return sorted({info[4][0] for info in infos})
@@ -100,7 +314,8 @@ class _Guarded:
     def _new_conn(self):
         sock = super()._new_conn()
         try:
-            check_address(self.host, sock.getpeername()[0])
+            address, port = sock.getpeername()[:2]
+            check_address(self.host, address, port)
         except BlockedDestination:
             sock.close()
             raise
@@ -148,6 +363,7 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Reply:
     """POST and read at most a snippet of the reply. Raises BlockedDestination, or urllib3's
     errors (timeouts, refused connections, broken replies); a reply of any status is returned,
     not raised. No redirects are followed: a 3xx is the endpoint's answer."""
+    check_text(url)  # one stored before it was refused when saved
     started = monotonic()
     timeout = urllib3.Timeout(
         connect=settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS, read=settings.WEBHOOK_TIMEOUT_SECONDS

@@ -24,7 +24,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.db.models import F, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.template.loader import render_to_string
@@ -42,9 +41,9 @@ from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscrip
 State = WebhookDelivery.State
 RECOVER_WINDOW = timedelta(days=7)
 LATEST_DELIVERIES = 20  # on a subscription's page; the rest are a link away
-FAILED = (State.RETRYING, State.DEAD)  # what redeliver and recover send again
+FAILED = services.FAILED  # what redeliver and recover send again
 # Never loaded by the admin's querysets: what is not in memory cannot leak into a page.
-SECRET_FIELDS = ("secret", "previous_secret")
+SECRET_FIELDS = services.SECRET_FIELDS
 
 
 def deliveries_url(subscription_pk) -> str:
@@ -161,7 +160,8 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
     actions = ["recover_failed"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).defer(*SECRET_FIELDS)
+        # Deleted ones are gone here too, though their rows may wait for a batch.
+        return super().get_queryset(request).filter(deleted__isnull=True).defer(*SECRET_FIELDS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Created through the API, which shows the new secret once.
@@ -207,20 +207,13 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change) -> None:
-        """Through the service, with the stored row: the form has already written its values
-        onto `obj`, which would hide from update_subscription that `enabled` is being turned
-        on (and so keep the old failing period and disabled reason).
-
-        The row is locked, and its secrets are not loaded: a model saved with deferred fields
-        writes only the loaded ones, so a rotation that commits meanwhile is not undone."""
+        """Through the service, which decides on the stored row, locked (not on `obj`, onto
+        which the form has written its values already: that would hide that `enabled` is being
+        turned on), and writes only the changed columns, so that a rotation or the worker's
+        health update committed meanwhile is not undone."""
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
-        if not changes:
-            return
-        with transaction.atomic():
-            stored = (
-                WebhookSubscription.objects.select_for_update().defer(*SECRET_FIELDS).get(pk=obj.pk)
-            )
-            services.update_subscription(subscription=stored, **changes)
+        if changes:
+            services.update_subscription(subscription=obj, **changes)
 
     @admin.action(description="Recover failed deliveries (last 7 days)", permissions=["change"])
     def recover_failed(self, request: HttpRequest, queryset: QuerySet) -> None:

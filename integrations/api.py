@@ -5,11 +5,11 @@ subscription is simply not found."""
 from __future__ import annotations
 
 from django.utils import timezone
-from rest_framework import exceptions, pagination, serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import SinceField, paged
+from core.api import Pager, SinceField, paged
 from integrations import selectors, services
 from integrations.models import WebhookDelivery, WebhookSubscription
 
@@ -37,7 +37,8 @@ class SubscriptionOutput(serializers.ModelSerializer):
 
 
 class SubscriptionInput(serializers.Serializer):
-    url = serializers.CharField(max_length=2000)
+    # Not trimmed: a space or line break anywhere in a URL is refused, with where it is.
+    url = serializers.CharField(max_length=2000, trim_whitespace=False)
     eventTypes = serializers.ListField(
         child=serializers.CharField(max_length=100), allow_empty=False, max_length=100
     )
@@ -47,9 +48,8 @@ class SubscriptionInput(serializers.Serializer):
     enabled = serializers.BooleanField(required=False, default=True)
 
 
-class SubscriptionPage(pagination.CursorPagination):
+class SubscriptionPage(Pager):
     page_size = 50
-    page_size_query_param = "limit"
     max_page_size = 500
     ordering = ("-created", "-id")
 
@@ -57,8 +57,12 @@ class SubscriptionPage(pagination.CursorPagination):
 def _subscription_or_404(request, subscription_id: str) -> WebhookSubscription:
     found = selectors.subscription(tenant=request.user.tenant, subscription_id=subscription_id)
     if found is None:
-        raise exceptions.NotFound(f"No webhook subscription {subscription_id} for this tenant.")
+        raise _not_found(subscription_id)
     return found
+
+
+def _not_found(subscription_id: str) -> exceptions.NotFound:
+    return exceptions.NotFound(f"No webhook subscription {subscription_id} for this tenant.")
 
 
 class SubscriptionListView(APIView):
@@ -88,7 +92,7 @@ class SubscriptionDetailView(APIView):
     """GET, PATCH (url, eventTypes, description, enabled) and DELETE one subscription."""
 
     class PatchInput(SubscriptionInput):
-        url = serializers.CharField(max_length=2000, required=False)
+        url = serializers.CharField(max_length=2000, required=False, trim_whitespace=False)
         eventTypes = serializers.ListField(
             child=serializers.CharField(max_length=100), allow_empty=False, required=False
         )
@@ -105,8 +109,11 @@ class SubscriptionDetailView(APIView):
         body = self.PatchInput(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
         changes = {self.FIELDS.get(k, k): v for k, v in body.validated_data.items()}
-        services.update_subscription(subscription=subscription, **changes)
-        return Response(SubscriptionOutput(subscription).data)
+        try:
+            stored = services.update_subscription(subscription=subscription, **changes)
+        except WebhookSubscription.DoesNotExist:  # deleted since it was looked up
+            raise _not_found(subscription_id) from None
+        return Response(SubscriptionOutput(stored).data)
 
     def delete(self, request, subscription_id: str):
         subscription = _subscription_or_404(request, subscription_id)
@@ -120,13 +127,11 @@ class RotateSecretView(APIView):
 
     def post(self, request, subscription_id: str):
         subscription = _subscription_or_404(request, subscription_id)
-        secret = services.rotate_secret(subscription=subscription)
-        return Response(
-            {
-                "secret": secret,
-                "previousSecretExpires": subscription.previous_secret_expires,
-            }
-        )
+        try:
+            secret, expires = services.rotate_secret(subscription=subscription)
+        except WebhookSubscription.DoesNotExist:  # deleted since it was looked up
+            raise _not_found(subscription_id) from None
+        return Response({"secret": secret, "previousSecretExpires": expires})
 
 
 class AttemptOutput(serializers.Serializer):
@@ -159,9 +164,8 @@ class DeliveryOutput(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class DeliveryPage(pagination.CursorPagination):
+class DeliveryPage(Pager):
     page_size = 50
-    page_size_query_param = "limit"
     max_page_size = 500
     ordering = ("-created", "-id")
 
@@ -193,8 +197,8 @@ class RedeliverView(APIView):
             raise exceptions.NotFound(f"No webhook delivery {delivery_id} for this tenant.")
         if not services.redeliver(delivery=delivery):
             raise Conflict(
-                f"Delivery {delivery_id} is {delivery.state}: only failed deliveries (dead or "
-                "retrying) are redelivered."
+                f"Delivery {delivery_id} is {delivery.state}: only a failed delivery (dead, or "
+                "retrying and not being sent at this moment) is redelivered."
             )
         return Response({"id": str(delivery.pk), "redelivered": True}, status=202)
 

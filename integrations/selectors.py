@@ -11,7 +11,8 @@ from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscrip
 
 
 def subscriptions(*, tenant: Tenant) -> QuerySet[WebhookSubscription]:
-    return WebhookSubscription.objects.filter(tenant=tenant)
+    # One deleted is gone for its owner at once, though its rows may wait for a batch.
+    return WebhookSubscription.objects.filter(tenant=tenant, deleted__isnull=True)
 
 
 def subscription(*, tenant: Tenant, subscription_id: str) -> WebhookSubscription | None:
@@ -30,7 +31,9 @@ def delivery(*, tenant: Tenant, delivery_id: str) -> WebhookDelivery | None:
     pk = _uuid(delivery_id.removeprefix("msg_"))
     if pk is None:
         return None
-    return WebhookDelivery.objects.filter(tenant_id=tenant.pk, pk=pk).first()
+    return WebhookDelivery.objects.filter(
+        tenant_id=tenant.pk, pk=pk, subscription__deleted__isnull=True
+    ).first()
 
 
 def _uuid(value: str) -> uuid.UUID | None:

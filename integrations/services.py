@@ -26,7 +26,8 @@ from time import monotonic
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core import bulk, events, outbound
@@ -99,24 +100,28 @@ def create_subscription(
 
 @transaction.atomic
 def update_subscription(*, subscription: WebhookSubscription, **changes) -> WebhookSubscription:
-    """Change url, event_types, description or enabled. Only those columns are written: the
-    worker updates the subscription's health, and a rotation its secrets, meanwhile."""
+    """Change url, event_types, description or enabled, and return the subscription as stored.
+    It is read again, locked: the decisions (is it being enabled again?) are made on the
+    stored row, not on a copy someone changed meanwhile. Only the changed columns are written:
+    the worker updates the subscription's health, and a rotation its secrets, meanwhile.
+    Raises WebhookSubscription.DoesNotExist once it is deleted."""
+    stored = _locked(subscription.pk).defer(*SECRET_FIELDS).get()
     fields = ["updated"]
     if "url" in changes:
-        subscription.url = check_url(changes["url"])
+        stored.url = check_url(changes["url"])
         fields.append("url")
     if "event_types" in changes:
-        subscription.event_types = check_event_types(changes["event_types"])
+        stored.event_types = check_event_types(changes["event_types"])
         fields.append("event_types")
     if "description" in changes:
-        subscription.description = changes["description"]
+        stored.description = changes["description"]
         fields.append("description")
     if "enabled" in changes:
-        set_enabled(subscription, changes["enabled"])
+        set_enabled(stored, changes["enabled"])
         fields += ["enabled", "disabled_reason", "failing_since"]
-    subscription.updated = timezone.now()
-    subscription.save(update_fields=fields)
-    return subscription
+    stored.updated = timezone.now()
+    stored.save(update_fields=fields)
+    return stored
 
 
 def set_enabled(subscription: WebhookSubscription, enabled: bool) -> None:
@@ -129,19 +134,107 @@ def set_enabled(subscription: WebhookSubscription, enabled: bool) -> None:
 
 
 @transaction.atomic
-def rotate_secret(*, subscription: WebhookSubscription) -> str:
-    """Issue a new secret; the old one keeps signing beside it for the overlap."""
+def rotate_secret(*, subscription: WebhookSubscription) -> tuple[str, datetime]:
+    """Issue a new secret; the old one keeps signing beside it for the overlap. Returns the
+    new secret and when the old one expires. Raises WebhookSubscription.DoesNotExist once the
+    subscription is deleted."""
     now = timezone.now()
-    secret = subscription.rotate_secret(now=now)
-    subscription.updated = now
-    subscription.save(
-        update_fields=["secret", "previous_secret", "previous_secret_expires", "updated"]
+    stored = _locked(subscription.pk).get()
+    secret = stored.rotate_secret(now=now)
+    stored.updated = now
+    stored.save(update_fields=["secret", "previous_secret", "previous_secret_expires", "updated"])
+    return secret, stored.previous_secret_expires
+
+
+SECRET_FIELDS = ("secret", "previous_secret")
+
+
+def _locked(pk: uuid.UUID):
+    """The stored subscription, unless deleted, locked for a change of its columns until the
+    transaction ends. FOR NO KEY UPDATE: batches sending to it hold it FOR KEY SHARE (see
+    _hold), which this does not wait for, nor they for it."""
+    return WebhookSubscription.objects.select_for_update(no_key=True).filter(
+        pk=pk, deleted__isnull=True
     )
-    return secret
+
+
+# Deleting: the subscription is marked deleted at once, then removed with its deliveries and
+# their attempts. A batch of WebhookDeliveryWorker holds the subscriptions it sends to (FOR KEY
+# SHARE, _hold) from before it writes a row that refers to them until it commits, and takes
+# none that is marked deleted; removing locks the row first (FOR UPDATE), so it waits for the
+# batches that took it before it was marked, and none can start holding it after. So a batch
+# never fails at commit on a delivery whose subscription vanished (PostgreSQL checks that
+# foreign key at commit), and a delete never fails on a row a batch wrote meanwhile (Django
+# collects what to cascade before it deletes). The mark is what keeps the lock from waiting
+# forever behind batches that overlap one another.
+PURGE_LOCK_SECONDS = 2.0  # how long a delete waits for such batches before leaving it to prune
+PRUNE_PURGE_LOCK_SECONDS = 60.0
 
 
 def delete_subscription(*, subscription: WebhookSubscription) -> None:
-    subscription.delete()
+    """Delete a subscription: for the API, the admin and the worker at once; its rows as soon
+    as no batch still sends to it (now, or at the next prune if a batch holds it longer than
+    PURGE_LOCK_SECONDS). Outside a transaction: the mark must be committed before the removal
+    waits, or batches starting meanwhile would still take the subscription."""
+    now = timezone.now()
+    WebhookSubscription.objects.filter(pk=subscription.pk, deleted__isnull=True).update(
+        deleted=now, enabled=False, disabled_reason="deleted by its owner", updated=now
+    )
+    purge(subscription.pk, lock_seconds=PURGE_LOCK_SECONDS)
+
+
+def purge(pk: uuid.UUID, *, lock_seconds: float) -> bool:
+    """Remove a subscription marked deleted, with its deliveries and their attempts. False if
+    batches held it for longer than `lock_seconds` (it stays marked, for the next prune)."""
+    try:
+        with transaction.atomic():
+            _lock_timeout(lock_seconds)
+            marked = WebhookSubscription.objects.select_for_update().filter(
+                pk=pk, deleted__isnull=False
+            )
+            if marked.values_list("pk", flat=True).first() is None:
+                return True  # removed already
+            WebhookAttempt.objects.filter(delivery__subscription_id=pk).delete()
+            with connection.cursor() as cursor:
+                # In SQL: Django's delete() would load every delivery to cascade to attempts,
+                # which are gone already.
+                cursor.execute(
+                    f"DELETE FROM {WebhookDelivery._meta.db_table} WHERE subscription_id = %s",
+                    [WebhookSubscription._meta.pk.get_db_prep_value(pk, connection)],
+                )
+            WebhookSubscription.objects.filter(pk=pk).only("pk").delete()
+    except OperationalError as exc:  # the lock's timeout; on SQLite, the busy timeout
+        log.warning("subscription %s stays marked deleted until the next prune: %s", pk, exc)
+        return False
+    return True
+
+
+def _lock_timeout(seconds: float) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{seconds * 1000:.0f}"])
+
+
+def _hold(ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Of the subscriptions `ids`, those still there and not marked deleted; on PostgreSQL each
+    locked FOR KEY SHARE until the transaction ends: removing it waits for this batch, while
+    changes of its other columns (PATCH, health, disabling) do not. In SQL: the ORM knows no
+    FOR KEY SHARE (FOR NO KEY UPDATE would make two batches sending to one endpoint wait for
+    each other's POSTs). In id order, as every holder takes them. On SQLite a batch holds the
+    database's write lock from its start, so nothing is removed under it."""
+    if not ids:
+        return set()
+    ordered = sorted(ids)
+    marks = ", ".join(["%s"] * len(ordered))
+    lock = " ORDER BY id FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+    prepare = WebhookSubscription._meta.pk.get_db_prep_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {WebhookSubscription._meta.db_table} "
+            f"WHERE id IN ({marks}) AND deleted IS NULL{lock}",
+            [prepare(pk, connection) for pk in ordered],
+        )
+        return {uuid.UUID(str(row[0])) for row in cursor.fetchall()}
 
 
 def disable(subscription: WebhookSubscription, *, reason: str, now: datetime) -> None:
@@ -167,32 +260,59 @@ def disable(subscription: WebhookSubscription, *, reason: str, now: datetime) ->
 # --- Redelivery ------------------------------------------------------------------------------
 
 
+FAILED = (State.DEAD, State.RETRYING)
+
+
 def redeliver(*, delivery: WebhookDelivery) -> bool:
     """Send a failed delivery again, now: a dead one's dead letter is replayed, a retrying
     one's retry is brought forward. False if it is not failed (delivered, or on its way)."""
     _ensure_enabled(delivery.subscription)
-    message = _message_of(delivery)
-    if message is None:
-        return False
-    if delivery.state == State.DEAD and message.state == Message.State.DEAD:
-        return replay.replay(message.dead_letter)
-    if delivery.state == State.RETRYING and message.state == Message.State.PENDING:
-        with transaction.atomic():
-            brought = Message.objects.filter(pk=message.pk, state=Message.State.PENDING).update(
-                due_at=timezone.now()
-            )
-            transaction.on_commit(lambda: queue.kick([WORKER]))
-        return bool(brought)
-    return False
+    return _send_again(delivery.tenant_id, [(delivery.pk, delivery.state)]) == 1
 
 
 def recover(*, subscription: WebhookSubscription, since: datetime) -> int:
-    """Redeliver every failed delivery of the subscription created since `since`."""
+    """Redeliver every failed delivery of the subscription created since `since`; returns how
+    many were sent again (a second call finds them on their way and says 0)."""
     _ensure_enabled(subscription)
-    failed = subscription.deliveries.filter(
-        created__gte=since, state__in=[State.DEAD, State.RETRYING]
-    ).order_by("created")
-    return sum(redeliver(delivery=d) for d in failed.iterator())
+    failed = subscription.deliveries.filter(created__gte=since, state__in=FAILED)
+    # Listed whole before anything is written: no cursor stays open under the writes and the
+    # kick (issue 9: a stream of them died with "Cannot operate on a closed database").
+    return _send_again(subscription.tenant_id, list(failed.values_list("id", "state")))
+
+
+def _send_again(tenant_id: uuid.UUID, deliveries: list[tuple[uuid.UUID, str]]) -> int:
+    """Bring the deliveries' retries forward and replay their dead letters, in one transaction;
+    the worker is kicked once, after it commits. Counted are those this call sent again: not a
+    retry already due (a call before brought it forward), nor one being sent at this moment
+    (its message leased: its outcome, not this call, decides when it comes next)."""
+    if not deliveries:
+        return 0
+    commands = {queued_event_id(pk): state for pk, state in deliveries}
+    messages = Message.objects.select_related("dead_letter").filter(
+        event_id__one_of=set(commands), worker=WORKER, tenant_id=tenant_id
+    )
+    dead, retrying = [], set()
+    for message in messages:
+        state = commands[message.event_id]
+        if state == State.DEAD and message.state == Message.State.DEAD:
+            dead.append(message.dead_letter)
+        elif state == State.RETRYING and message.state == Message.State.PENDING:
+            retrying.add(message.pk)
+    now = timezone.now()
+    with transaction.atomic():
+        brought = 0
+        if retrying:
+            brought = (
+                Message.objects.filter(
+                    id__one_of=retrying, state=Message.State.PENDING, due_at__gt=now
+                )
+                .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
+                .update(due_at=now)
+            )
+        if brought:
+            transaction.on_commit(lambda: queue.kick([WORKER]))
+        replayed = replay.replay_all(dead)
+    return brought + len(replayed)
 
 
 def _ensure_enabled(subscription: WebhookSubscription) -> None:
@@ -202,14 +322,6 @@ def _ensure_enabled(subscription: WebhookSubscription) -> None:
             f"Subscription {subscription.pk} is disabled "
             f"({subscription.disabled_reason or 'by its owner'}): enable it, then redeliver."
         )
-
-
-def _message_of(delivery: WebhookDelivery) -> Message | None:
-    return (
-        Message.objects.select_related("dead_letter")
-        .filter(event_id=queued_event_id(delivery.pk), worker=WORKER, tenant_id=delivery.tenant_id)
-        .first()
-    )
 
 
 # --- The worker ------------------------------------------------------------------------------
@@ -262,14 +374,22 @@ def fan_out(envelopes: list[Envelope]) -> None:
         tenant_id__in=tenants, enabled=True
     ):
         subscriptions[s.tenant_id].append(s)
+    matched = [
+        (subscription, envelope)
+        for envelope in envelopes
+        for subscription in subscriptions[envelope.tenant_id]
+        if subscription.wants(envelope.type) and not _about(subscription, envelope)
+    ]
+    # Held before a delivery refers to them, until the batch commits: one deleted meanwhile
+    # gets nothing, and none can be removed under the batch (see delete_subscription).
+    held = _hold({subscription.pk for subscription, _ in matched})
     now = timezone.now()
     deliveries, sources = [], {}
-    for envelope in envelopes:
-        for subscription in subscriptions[envelope.tenant_id]:
-            if subscription.wants(envelope.type) and not _about(subscription, envelope):
-                delivery = _new_delivery(subscription, envelope, now)
-                deliveries.append(delivery)
-                sources[delivery.pk] = envelope
+    for subscription, envelope in matched:
+        if subscription.pk in held:
+            delivery = _new_delivery(subscription, envelope, now)
+            deliveries.append(delivery)
+            sources[delivery.pk] = envelope
     deliveries = _not_stored(deliveries)
     if not deliveries:
         return
@@ -365,8 +485,20 @@ def deliver(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
     if not envelopes:
         return {}
     by_delivery = {uuid.UUID(e.data["deliveryId"]): e for e in envelopes}
+    owners = dict(
+        WebhookDelivery.objects.filter(id__one_of=set(by_delivery)).values_list(
+            "id", "subscription_id"
+        )
+    )
+    # The subscriptions first, then their deliveries, the order in which removing one takes
+    # them. A retry of a subscription deleted meanwhile, or of a delivery removed with it,
+    # ends here quietly: it is handled, not failed.
+    held = _hold(set(owners.values()))
+    kept = [pk for pk in by_delivery if owners.get(pk) in held]
+    for pk in by_delivery.keys() - set(kept):
+        log.info("delivery %s: its subscription was deleted; not sent", pk)
     deliveries = list(
-        WebhookDelivery.objects.select_for_update().filter(id__in=list(by_delivery)).order_by("id")
+        WebhookDelivery.objects.select_for_update().filter(id__in=kept).order_by("id")
     )
     _attach_subscriptions(deliveries)
     failures: dict[uuid.UUID, Exception] = {}
@@ -594,15 +726,16 @@ def mark_dead(envelope: Envelope, reason: str) -> None:
     IntegrationFailed says so."""
     if envelope.type != QUEUED:
         return
-    delivery = (
-        WebhookDelivery.objects.select_related("subscription__tenant")
-        .filter(pk=envelope.data.get("deliveryId"), tenant_id=envelope.tenant_id)
-        .first()
+    mine = WebhookDelivery.objects.filter(
+        pk=envelope.data.get("deliveryId"), tenant_id=envelope.tenant_id
     )
-    if delivery is None:
+    subscription_id = mine.values_list("subscription_id", flat=True).first()
+    # Its subscription first, as everywhere: one deleted has nothing left to mark or tell.
+    if subscription_id is None or not _hold({subscription_id}):
         return
-    delivery.state, delivery.last_error, delivery.next_attempt_at = State.DEAD, reason[:2000], None
-    delivery.save(update_fields=["state", "last_error", "next_attempt_at"])
+    if not mine.update(state=State.DEAD, last_error=reason[:2000], next_attempt_at=None):
+        return
+    delivery = mine.select_related("subscription__tenant").get()
     core_services.publish(
         tenant=delivery.subscription.tenant,
         type="IntegrationFailed",
@@ -629,7 +762,11 @@ PRUNE_CHUNK = 1000
 def prune(*, now: datetime, **kwargs) -> int:
     """Delete delivered deliveries (and their attempts) older than
     WEBHOOK_DELIVERY_RETENTION_DAYS, a chunk at a time; failed ones stay until they are
-    delivered or their subscription is deleted, so that they can still be recovered."""
+    delivered or their subscription is deleted, so that they can still be recovered. And
+    remove the subscriptions deleted while a batch held them."""
+    marked = WebhookSubscription.objects.filter(deleted__isnull=False)
+    for pk in list(marked.values_list("pk", flat=True)):
+        purge(pk, lock_seconds=PRUNE_PURGE_LOCK_SECONDS)
     cutoff = now - timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
     old = WebhookDelivery.objects.filter(state=State.DELIVERED, created__lt=cutoff)
     deleted = 0

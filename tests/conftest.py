@@ -118,3 +118,14 @@ def make_worker():
     yield make
     for name in names:
         registry.unregister(name)
+
+
+@pytest.fixture
+def expiring_connections(monkeypatch):
+    """Database connections past CONN_MAX_AGE as soon as they open, as every SQLite connection
+    is (its CONN_MAX_AGE is 0): what close_old_connections() closes. For tests with
+    transaction=True, outside of which nothing is closed."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    connection.close()
+    yield
+    connection.close()

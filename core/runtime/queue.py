@@ -18,7 +18,9 @@ from django.db import connection
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
-from django_q.models import Schedule
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
+from django_q.models import OrmQ, Schedule
 from django_q.status import Stat
 from django_q.tasks import async_task
 
@@ -59,7 +61,30 @@ def forget_drains(names: set[str]) -> None:
 
 def _enqueue_drain(name: str) -> None:
     worker = registry.get(name)
-    async_task(DRAIN_TASK, name, cluster=worker.cluster, task_name=f"drain {name}")
+    async_task(
+        DRAIN_TASK,
+        name,
+        cluster=worker.cluster,
+        task_name=f"drain {name}",
+        broker=_Producer(list_key=worker.cluster or Conf.CLUSTER_NAME),
+    )
+
+
+class _Producer(ORM):
+    """django-q2's ORM broker as the platform's producers use it: without closing the caller's
+    database connection.
+
+    The stock broker calls close_old_connections() on every call outside a transaction, which
+    closes a connection older than CONN_MAX_AGE (on SQLite, where it is 0, any connection),
+    and with it every cursor its caller has open: a loop over a queryset's .iterator() that
+    kicked a worker died with "Cannot operate on a closed database" after its work was
+    queued. A producer's connection belongs to its caller, whose own boundaries recycle it:
+    a request's end, django-q2's worker before each task, the cluster's sweeper between
+    sweeps. The cluster's own broker, which polls in a loop of its own, still closes them."""
+
+    @staticmethod
+    def get_connection(list_key: str | None = None):
+        return OrmQ.objects.using(Conf.ORM)
 
 
 def _take_drain_slots(names: list[str], *, limit: int) -> list[str]:

@@ -7,6 +7,7 @@ replaying twice has the effect of replaying once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,21 +44,34 @@ def open_dead_letters(f: ReplayFilter) -> QuerySet[DeadLetter]:
 
 def replay(dead_letter: DeadLetter) -> bool:
     """Send one dead letter back to its worker. False if it was already replayed."""
+    return bool(replay_all([dead_letter]))
+
+
+def replay_all(dead_letters: Iterable[DeadLetter]) -> set[int]:
+    """Send dead letters back to their workers, in one transaction, and kick each worker once
+    after it commits (not once a letter). Returns the ids of the letters replayed; the others
+    had been replayed already. Callers pass a list, not a queryset's iterator: these writes
+    and kicks do not belong under a cursor that is still open."""
     now = timezone.now()
+    replayed, workers = set(), set()
     with transaction.atomic():
-        revived = Message.objects.filter(
-            id=dead_letter.message_id, state=Message.State.DEAD
-        ).update(
-            state=Message.State.PENDING,
-            due_at=now,
-            attempts=0,
-            claims=0,
-            leased_until=None,
-            lease_token=None,
-        )
-        if revived:
-            DeadLetter.objects.filter(id=dead_letter.id).update(
-                replayed_at=now, replays=F("replays") + 1
+        for dead_letter in dead_letters:
+            revived = Message.objects.filter(
+                id=dead_letter.message_id, state=Message.State.DEAD
+            ).update(
+                state=Message.State.PENDING,
+                due_at=now,
+                attempts=0,
+                claims=0,
+                leased_until=None,
+                lease_token=None,
             )
-            transaction.on_commit(lambda: queue.kick([dead_letter.worker]))
-    return bool(revived)
+            if revived:
+                DeadLetter.objects.filter(id=dead_letter.id).update(
+                    replayed_at=now, replays=F("replays") + 1
+                )
+                replayed.add(dead_letter.id)
+                workers.add(dead_letter.worker)
+        if workers:
+            transaction.on_commit(lambda: queue.kick(workers))
+    return replayed

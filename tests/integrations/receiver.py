@@ -19,6 +19,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     trickle: float = 0.0  # seconds between the bytes of the body
+    gate: threading.Event | None = None  # held until the test opens it (at most a minute)
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Receiver:
         self.default = Answer()
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
+        self.arrivals = 0  # requests that came in, answered or not yet
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -52,6 +55,11 @@ class Receiver:
 
     def answer(self, *answers: Answer) -> None:
         self.answers.extend(answers)
+
+    def wait_for_arrivals(self, count: int = 1, *, timeout: float = 30) -> None:
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: self.arrivals >= count, timeout=timeout):
+                raise AssertionError(f"{self.arrivals} requests arrived, not {count}")
 
     def close(self) -> None:
         self.server.shutdown()
@@ -80,6 +88,11 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 payload = receiver.verify(body, headers)
                 answer = receiver._next_answer()
+                with receiver.arrived:
+                    receiver.arrivals += 1
+                    receiver.arrived.notify_all()
+                if answer.gate is not None:
+                    answer.gate.wait(timeout=60)
                 if answer.delay:
                     time.sleep(answer.delay)
                 with receiver.lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
+from django.utils import timezone
 
 from core.models import Message
 from integrations import services
@@ -188,6 +189,32 @@ def test_it_recovers_a_subscriptions_failed_deliveries(admin_client, tenant, rec
     assert "Re-sent 0 failed deliveries of 1 subscription(s)." in messages_of(response)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_it_recovers_the_failed_deliveries_of_several_subscriptions_at_once(
+    admin_client, tenant, receiver, expiring_connections
+):
+    # On SQLite the action answered 500 ("Cannot operate on a closed database") after the
+    # first subscription's deliveries were queued.
+    receiver.default = Answer(status=500)
+    subscriptions = [subscribe(tenant, receiver), subscribe(tenant, receiver)]
+    publish(tenant, n=1)
+    publish(tenant, n=2)
+    run_worker()
+    for _ in range(7):
+        come_due()
+        run_worker()
+    assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {State.DEAD}
+    receiver.default = Answer(status=200)
+
+    response = action(admin_client, SUBSCRIPTIONS, "recover_failed", *subscriptions)
+    again = action(admin_client, SUBSCRIPTIONS, "recover_failed", *subscriptions)
+    run_worker()
+
+    assert "Re-sent 4 failed deliveries of 2 subscription(s)." in messages_of(response)
+    assert "Re-sent 0 failed deliveries of 2 subscription(s)." in messages_of(again)
+    assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {State.DELIVERED}
+
+
 def test_it_sends_nothing_to_a_disabled_subscription_until_it_is_enabled_again(
     admin_client, tenant, receiver
 ):
@@ -231,6 +258,27 @@ def test_it_edits_enabled_event_types_and_description(admin_client, delivered):
     assert not subscription.enabled
     assert subscription.event_types == ["DeploymentPromoted", "Incident*"]
     assert subscription.description == "the CD bot"
+
+
+def test_it_saves_no_url_a_form_sends_it(admin_client, delivered):
+    # The URL is read-only here (the API checks it when saved): one posted is not taken.
+    subscription = delivered.subscription
+    url = subscription.url
+    response = edit(admin_client, subscription, url=f"{url}\r\nX-Injected: 1")
+
+    assert response.status_code == 302
+    subscription.refresh_from_db()
+    assert subscription.url == url
+
+
+def test_it_hides_a_deleted_subscription_whose_rows_wait_for_a_batch(admin_client, delivered):
+    subscription = delivered.subscription
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(
+        deleted=timezone.now(), enabled=False
+    )
+
+    assert admin_client.get(change_url(subscription)).status_code == 302  # "doesn't exist"
+    assert subscription.url not in admin_client.get(SUBSCRIPTIONS).content.decode()
 
 
 def test_it_refuses_an_unknown_event_type_as_a_form_error(admin_client, delivered):

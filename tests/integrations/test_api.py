@@ -15,18 +15,6 @@ pytestmark = pytest.mark.django_db
 BASE = "/api/webhooks/subscriptions"
 
 
-@pytest.fixture
-def api(client, key):
-    def call(method: str, path: str, body=None):
-        send = getattr(client, method)
-        kwargs = {"headers": {"Authorization": f"Bearer {key}"}}
-        if body is not None:
-            kwargs.update(data=body, content_type="application/json")
-        return send(path, **kwargs)
-
-    return call
-
-
 def create(api, receiver, types=("DeploymentPromoted",)):
     response = api("post", BASE, {"url": receiver.url, "eventTypes": list(types)})
     assert response.status_code == 201, response.content
@@ -82,6 +70,13 @@ def test_it_requires_https_outside_debug(api, settings):
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/h",
         "http://localhost/h",  # a host name that resolves to 127.0.0.1
+        "http://[64:ff9b::7f00:1]/h",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b:1::a00:1]/h",
+        "http://[2002:a00:1::1]/h",  # 6to4 of 10.0.0.1
+        "http://[::127.0.0.1]/h",
+        "http://[::ffff:127.0.0.1]/h",
+        "http://224.0.0.1/h",
+        "http://[ff02::1]/h",
     ],
 )
 def test_it_refuses_private_loopback_and_link_local_targets(api, settings, url):
@@ -99,6 +94,38 @@ def test_it_accepts_a_private_target_an_operator_allowlisted_by_cidr(api, settin
     response = api("post", BASE, {"url": "http://10.1.2.3/h", "eventTypes": ["*"]})
 
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(
+    ("url", "what"),
+    [
+        ("{url}\r\nX-Injected: 1", "a carriage return (CR)"),
+        ("{url}\nX-Injected: 1", "a line feed (LF)"),
+        ("{url}/a b", "a space"),
+        ("{url} ", "a space"),
+        ("{url}\t", "U+0009"),
+        ("{url}\x00", "Null characters are not allowed"),  # DRF's own check, first
+    ],
+)
+def test_it_refuses_a_url_with_a_space_or_a_control_character(api, receiver, url, what):
+    created = create(api, receiver)
+    bad = url.format(url=receiver.url)
+
+    refused = api("post", BASE, {"url": bad, "eventTypes": ["*"]})
+    patched = api("patch", f"{BASE}/{created['id']}", {"url": bad})
+
+    for response in (refused, patched):
+        assert response.status_code == 400
+        assert what in str(response.json())
+    assert WebhookSubscription.objects.get().url == receiver.url
+
+
+def test_it_refuses_the_platforms_own_port_even_when_allowlisted(api, receiver, settings):
+    settings.PORT = 8000
+    response = api("post", BASE, {"url": "http://127.0.0.1:8000/api/events", "eventTypes": ["*"]})
+
+    assert response.status_code == 400
+    assert "this platform's own address" in response.json()["error"]
 
 
 def test_it_refuses_a_url_with_credentials_or_without_a_host(api, receiver):
@@ -130,11 +157,31 @@ def test_re_enabling_clears_the_reason_it_was_disabled(api, receiver):
     assert enabled["disabledReason"] == "" and enabled["failingSince"] is None
 
 
-def test_it_deletes_a_subscription(api, receiver):
+def test_it_deletes_a_subscription_with_its_deliveries(api, receiver, tenant):
     created = create(api, receiver)
+    core_services.publish(tenant=tenant, type="DeploymentPromoted", data={})
+    deliver_all()
 
     assert api("delete", f"{BASE}/{created['id']}").status_code == 204
     assert api("get", f"{BASE}/{created['id']}").status_code == 404
+    assert not WebhookSubscription.objects.exists() and not WebhookDelivery.objects.exists()
+
+
+def test_it_shows_nothing_of_a_deleted_subscription_whose_rows_wait_for_a_batch(
+    api, receiver, tenant
+):
+    receiver.answer(Answer(status=500))
+    created = create(api, receiver)
+    core_services.publish(tenant=tenant, type="DeploymentPromoted", data={})
+    deliver_all()
+    delivery = WebhookDelivery.objects.get()
+    WebhookSubscription.objects.update(deleted=timezone.now(), enabled=False)
+
+    assert api("get", BASE).json()["results"] == []
+    for path in ("", "/deliveries"):
+        assert api("get", f"{BASE}/{created['id']}{path}").status_code == 404
+    assert api("post", f"{BASE}/{created['id']}/recover?since=1h").status_code == 404
+    assert api("post", f"/api/webhooks/deliveries/{delivery.pk}/redeliver").status_code == 404
 
 
 def test_a_key_of_one_tenant_never_sees_another_tenants_subscriptions(
@@ -221,6 +268,53 @@ def test_it_recovers_the_dead_deliveries_of_a_subscription(api, receiver, tenant
     assert response.status_code == 202 and response.json()["recovered"] == 3
     assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {"delivered"}
     assert api("post", f"{BASE}/{created['id']}/recover?since=1h").json()["recovered"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_recovers_dead_and_retrying_deliveries_and_counts_each_once(
+    api, receiver, tenant, expiring_connections
+):
+    # On SQLite every connection is past its age: recovering answered 500 ("Cannot operate on
+    # a closed database") after queueing the work, and a second call then said 0.
+    receiver.default = Answer(status=500)
+    created = create(api, receiver)
+    for n in range(3):
+        core_services.publish(tenant=tenant, type="DeploymentPromoted", data={"n": n})
+    deliver_all()
+    for _ in range(7):
+        Message.objects.filter(state="pending").update(due_at=timezone.now())
+        deliver_all()
+    for n in range(3, 5):
+        core_services.publish(tenant=tenant, type="DeploymentPromoted", data={"n": n})
+    deliver_all()
+    states = sorted(WebhookDelivery.objects.values_list("state", flat=True))
+    assert states == ["dead"] * 3 + ["retrying"] * 2
+    receiver.default = Answer(status=200)
+
+    first = api("post", f"{BASE}/{created['id']}/recover?since=1h")
+    second = api("post", f"{BASE}/{created['id']}/recover?since=1h")
+    deliver_all()
+
+    assert first.status_code == 202 and first.json()["recovered"] == 5
+    assert second.status_code == 202 and second.json()["recovered"] == 0
+    assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {"delivered"}
+    delivered = [r.headers["webhook-id"] for r in receiver.received if r.headers and r.verified]
+    assert len(set(delivered)) == 5
+
+
+def test_it_does_not_count_a_retry_that_is_being_sent_at_this_moment(api, receiver, tenant):
+    receiver.default = Answer(status=500)
+    created = create(api, receiver)
+    core_services.publish(tenant=tenant, type="DeploymentPromoted", data={})
+    deliver_all()
+    claimed = timezone.now() + timezone.timedelta(minutes=2)
+    Message.objects.filter(state="pending", worker="WebhookDeliveryWorker").update(
+        leased_until=claimed
+    )
+
+    response = api("post", f"{BASE}/{created['id']}/recover?since=1h")
+
+    assert response.json()["recovered"] == 0
 
 
 def test_recover_needs_a_since(api, receiver):

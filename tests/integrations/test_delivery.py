@@ -307,7 +307,7 @@ def test_a_slow_receiver_does_not_hold_up_a_fast_one(tenant, receiver, settings)
 def test_it_signs_with_both_secrets_during_a_rotation_overlap(tenant, receiver, settings):
     subscription = subscribe(tenant, receiver)
     old = receiver.secrets.pop()
-    new = services.rotate_secret(subscription=subscription)
+    new, _ = services.rotate_secret(subscription=subscription)
     publish(tenant)
     run_worker()
 

@@ -68,6 +68,9 @@ def _sweep(cluster: Cluster, cluster_name: str) -> None:
     started = timezone.now()
     scheduling.recover(cluster_name)
     while cluster.sentinel.is_alive() and not shutdown.requested():
+        # Between sweeps, nothing of this thread's is open on its connection: the place to
+        # drop one past CONN_MAX_AGE, or broken while the database was away.
+        db.close_old_connections()
         try:
             queue.beat(cluster_id=cluster.cluster_id, name=cluster_name, started=started)
             scheduling.sweep(cluster_name)

@@ -62,12 +62,12 @@ def letters_to_replay(selection: ReplayFilter, *, until: datetime) -> Iterator[D
     """The selected open letters that died before `until`, read a page at a time; the caller
     replays each page before the next one is read.
 
-    Not one .iterator() over the whole run: a replay's kick enqueues through django-q2's ORM
-    broker, which closes a connection older than CONN_MAX_AGE (at once on SQLite), and the
-    cursor with it. A replayed letter leaves the open set, so asking for the first page again
-    moves on. A letter that died again during the run has a new `created` and ends it, so
-    that no letter is replayed twice in one run and a worker that keeps failing cannot make
-    the run endless.
+    Not one .iterator() over the whole run: each replay writes and kicks its worker, and none
+    of that belongs under a cursor still open (django-q2's own broker used to close the
+    connection under it; core.runtime.queue's no longer does). A replayed letter leaves the
+    open set, so asking for the first page again moves on. A letter that died again during
+    the run has a new `created` and ends it, so that no letter is replayed twice in one run
+    and a worker that keeps failing cannot make the run endless.
     """
     remaining = selection.limit
     while remaining is None or remaining > 0:
