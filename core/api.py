@@ -1,7 +1,12 @@
-"""The core REST API: publishing events and the workers' health."""
+"""The core REST API: publishing events and the workers' health; and what every view of the
+API shares: its errors, its pager, its `since`."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import exceptions, pagination, serializers, status
@@ -10,14 +15,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core import services, since
+from core import ratelimit, services, since
+from core.models import EventRate
 from core.runtime import health
 
 
 def exception_handler(exc, context):
     """Every API error is {"error": <what to do>, "details": ...} with the right status."""
     if isinstance(exc, DjangoValidationError):
-        return Response({"error": " ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+        code = 413 if isinstance(exc, services.DataTooLarge) else status.HTTP_400_BAD_REQUEST
+        return Response({"error": " ".join(exc.messages)}, status=code)
+    if isinstance(exc, RequestDataTooBig):  # a body past DATA_UPLOAD_MAX_MEMORY_SIZE (core.wsgi)
+        cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response({"error": f"The body is over the limit of {cap} bytes."}, status=413)
     if isinstance(exc, exceptions.NotAuthenticated):
         exc = exceptions.NotAuthenticated(
             "No API key: send the header 'Authorization: Bearer <API key>'. "
@@ -33,8 +43,55 @@ def exception_handler(exc, context):
     return response
 
 
-def paged(view, request, found, *, pager: type[pagination.BasePagination], output) -> Response:
-    """One page of `found`, each row through the `output` serializer, with the pager's links."""
+class Pager(pagination.CursorPagination):
+    """The API's pager, which every list's pager extends: DRF's cursor paging (stable while
+    rows arrive, no COUNT), with the cursor checked before it reaches a query. DRF decodes the
+    cursor's position as text and filters on it as it is, so a tampered one (`p=abc` where the
+    ordering field is a number, a NUL) failed in the database; here it must parse as the
+    ordering field's type, and any cursor the API did not give is a 400."""
+
+    page_size_query_param = "limit"
+    invalid_cursor_message = (
+        "Invalid cursor: follow the next and previous links as the API gives them."
+    )
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self._position_field = queryset.model._meta.get_field(self.ordering[0].lstrip("-"))
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound:  # DRF's answer to a cursor it cannot decode
+            raise exceptions.ParseError(self.invalid_cursor_message) from None
+        if cursor is not None and not is_position(self._position_field, cursor.position):
+            raise exceptions.ParseError(self.invalid_cursor_message)
+        return cursor
+
+
+def is_position(field, text: str | None) -> bool:
+    """Whether a cursor's position (the ordering field's value as text, None for none) is a
+    value the field can hold: parsed, in the field's range, and for a time, aware and within
+    the calendar in UTC (the database compares it in UTC)."""
+    if text is None:
+        return True
+    if "\x00" in text:  # a text field would take it, PostgreSQL would not
+        return False
+    try:
+        value = field.to_python(text)
+        field.run_validators(value)
+        if isinstance(value, datetime):
+            if timezone.is_naive(value):
+                return False
+            value.astimezone(UTC)  # OverflowError near year 1 or 9999
+    except (DjangoValidationError, OverflowError, TypeError, ValueError):
+        return False
+    return value is not None
+
+
+def paged(view, request, found, *, pager: type[Pager], output) -> Response:
+    """One page of `found`, each row through the `output` serializer, with the pager's links:
+    the one way the API pages."""
     paginator = pager()
     page = paginator.paginate_queryset(found, request, view=view)
     return paginator.get_paginated_response(output(page, many=True).data)
@@ -65,11 +122,17 @@ class EventCreateView(APIView):
         occurredAt = serializers.DateTimeField(required=False, default=None)
 
     def post(self, request):
+        tenant = request.user.tenant
+        limit = settings.EVENT_TENANT_REQUESTS_PER_SECOND
+        if ratelimit.over(EventRate, tenant, limit=limit):  # before the body is read
+            raise exceptions.Throttled(
+                wait=1, detail=f"Over {limit} events per second for this tenant; retry later."
+            )
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         v = body.validated_data
         envelope = services.publish_from_api(
-            tenant=request.user.tenant,
+            tenant=tenant,
             type=v["type"],
             data=v["data"],
             source=v["source"],

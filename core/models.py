@@ -263,3 +263,15 @@ class ClusterHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} on {self.host} ({self.pid})"
+
+
+class EventRate(models.Model):
+    """How many POST /api/events requests a tenant made in the current second (core.ratelimit):
+    one row per tenant, counted by one upsert per request, exact across processes."""
+
+    tenant = models.OneToOneField(Tenant, models.CASCADE, primary_key=True, related_name="+")
+    second = models.BigIntegerField()
+    requests = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.requests} requests in second {self.second}"

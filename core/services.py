@@ -7,11 +7,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from core import bulk, events, telemetry
+from core import bulk, eventdata, events, telemetry
 from core.envelope import Envelope
 from core.models import ApiKey, Event, Failure, Message, Tenant
 from core.runtime import queue, registry
@@ -20,6 +21,10 @@ from core.runtime.errors import MalformedEnvelope, describe, is_permanent
 
 class UnknownEventType(ValidationError):
     pass
+
+
+class DataTooLarge(ValidationError):
+    """An event's data over EVENT_DATA_MAX_BYTES: the API answers 413."""
 
 
 def create_tenant(*, slug: str, name: str = "") -> Tenant:
@@ -81,15 +86,25 @@ def publish(*, tenant: Tenant, type: str, data: dict[str, Any] | None = None, **
     return envelope
 
 
-def publish_from_api(*, tenant: Tenant, type: str, **fields) -> Envelope:
-    """Outside systems publish factory events; the platform's internal types are not theirs."""
+def publish_from_api(*, tenant: Tenant, type: str, data: dict[str, Any], **fields) -> Envelope:
+    """Publish an event an outside system sent. Only factory events come from outside: the
+    platform's own are its word to its workers and subscribers (a forged TraceRecorded or
+    SubscriptionDisabled would be believed). Its data must be storable as it is, and bounded
+    (EVENT_DATA_MAX_DEPTH, EVENT_DATA_MAX_BYTES), so that the worker is never the first to find
+    out that it is not."""
     known = events.catalog().get(type)
-    if known is not None and known.internal:
+    if known is None or known.kind is not events.Kind.FACTORY:
+        what = "an unknown event type" if known is None else "one of the platform's own events"
         raise ValidationError(
-            f"{type!r} is internal to the platform and cannot be published from outside. "
-            f"Publishable types: {', '.join(events.public_types())}."
+            f"{type!r} is {what}: outside systems publish factory events only "
+            f"({', '.join(events.factory_types())})."
         )
-    return publish(tenant=tenant, type=type, **fields)
+    if found := eventdata.problem(data, max_depth=settings.EVENT_DATA_MAX_DEPTH):
+        raise ValidationError(found)
+    limit = settings.EVENT_DATA_MAX_BYTES
+    if (size := eventdata.size(data)) > limit:
+        raise DataTooLarge(f"data is {size} bytes as JSON, over the limit of {limit} bytes.")
+    return publish(tenant=tenant, type=type, data=data, **fields)
 
 
 def send(

@@ -34,6 +34,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every reply under /api and /v1 is the API's, whatever answered (core/middleware.py)
+    "core.middleware.ApiReplies",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -120,6 +122,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["core.auth.IsTenant"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JsonParser"],
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -160,6 +163,15 @@ EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=14)
 HEALTH_BACKLOG_DEGRADED_SECONDS = env.int("HEALTH_BACKLOG_DEGRADED_SECONDS", default=60)
 HEALTH_BACKLOG_UNHEALTHY_SECONDS = env.int("HEALTH_BACKLOG_UNHEALTHY_SECONDS", default=600)
 
+# --- The REST API ---------------------------------------------------------------------------
+# A JSON body under /api is refused (413) beyond this, before it is read.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+# POST /api/events: an event's data as compact UTF-8 JSON (413 beyond), its nesting (400 beyond),
+# and the requests per second a tenant may make (429 beyond; 0: no limit).
+EVENT_DATA_MAX_BYTES = env.int("EVENT_DATA_MAX_BYTES", default=64 * 1024)
+EVENT_DATA_MAX_DEPTH = env.int("EVENT_DATA_MAX_DEPTH", default=32)
+EVENT_TENANT_REQUESTS_PER_SECOND = env.int("EVENT_TENANT_REQUESTS_PER_SECOND", default=100)
+
 # --- OpenTelemetry -----------------------------------------------------------------------
 OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="worker-platform")
 OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
@@ -187,11 +199,15 @@ LOGGING = {
 # min(MAX, BASE * 2^(n-1)), so with the defaults the last waits are up to an hour.
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=60)
 WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
-# Endpoints must be https (outside DEBUG), and may not be private, loopback or link-local
-# addresses unless listed here (hosts or CIDRs, comma-separated): checked when a subscription is
-# saved and again on every connection, against the address actually connected to.
+# Endpoints must be https (outside DEBUG), and may not be anything but public unicast addresses
+# unless listed here (hosts, addresses or CIDRs, each perhaps with a port that is then the only
+# one allowed: `127.0.0.1:9000`, `[::1]:9000`; comma-separated): checked when a subscription is
+# saved and again on every connection, against the address and port actually connected to.
 WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=not DEBUG)
 WEBHOOK_ALLOWED_HOSTS = env.list("WEBHOOK_ALLOWED_HOSTS", default=[])
+# The web tier's port (gunicorn binds it in the Docker image and under `make run`): set it for
+# every process, clusters too, so that no webhook can call the platform itself on it.
+PORT = env.int("PORT", default=8000)
 WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3)
 # The longest wait for the reply (for its status line, then between bytes of it).
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
@@ -212,6 +228,13 @@ WEBHOOK_DISABLE_AFTER_SECONDS = env.float("WEBHOOK_DISABLE_AFTER_SECONDS", defau
 
 # Admin assets are served by WhiteNoise under gunicorn; locally straight from the apps.
 WHITENOISE_USE_FINDERS = DEBUG
+# Threads per web worker process that run Django (core.asgi), each with its database
+# connection; requests reach them only once received whole. Processes: WEB_CONCURRENCY.
+WEB_THREADS = env.int("WEB_THREADS", default=4)
+# A request body must arrive within REQUEST_BODY_TIMEOUT_SECONDS plus one second per
+# REQUEST_BODY_MIN_RATE bytes (408 otherwise): a slow client holds no thread, but not forever.
+REQUEST_BODY_TIMEOUT_SECONDS = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=20)
+REQUEST_BODY_MIN_RATE = env.int("REQUEST_BODY_MIN_RATE", default=16 * 1024)
 
 # --- OTLP ingestion ------------------------------------------------------------------------
 OTLP_MAX_BODY_BYTES = env.int("OTLP_MAX_BODY_BYTES", default=16 * 1024 * 1024)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
@@ -13,10 +13,14 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 def parse_since(value: str, *, now: datetime) -> datetime:
     """An ISO 8601 date or datetime (naive means the server's time zone), or a duration
-    back from now such as 30m, 2h, 7d or 1w. ValueError says what is accepted."""
+    back from now such as 30m, 2h, 7d or 1w; in UTC. ValueError says what is accepted, and
+    when the time is outside the calendar (before year 1 or after 9999)."""
     if match := _DURATION.match(value.strip()):
         amount, unit = match.groups()
-        return now - timedelta(**{_UNITS[unit]: int(amount)})
+        try:
+            return (now - timedelta(**{_UNITS[unit]: int(amount)})).astimezone(UTC)
+        except (OverflowError, ValueError):  # ValueError: more digits than int() takes
+            raise ValueError(f"{value!r} goes back before the year 1.") from None
     try:
         since = datetime.fromisoformat(value)
     except ValueError:
@@ -24,4 +28,7 @@ def parse_since(value: str, *, now: datetime) -> datetime:
             f"{value!r} is neither an ISO datetime (e.g. 2025-01-31T14:00:00Z) "
             "nor a duration back from now (e.g. 30m, 2h, 7d, 1w)."
         ) from None
-    return since if timezone.is_aware(since) else timezone.make_aware(since)
+    try:
+        return (since if timezone.is_aware(since) else timezone.make_aware(since)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value!r} is outside the calendar (years 1 to 9999) in UTC.") from None

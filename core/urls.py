@@ -34,3 +34,7 @@ urlpatterns = [
     path("api/webhooks/deliveries/<str:delivery_id>/redeliver", webhooks.RedeliverView.as_view()),
     path("api/health/workers", api.WorkerHealthView.as_view(), name="api-health-workers"),
 ]
+
+# Django's error pages, in the API's encoding under /api and /v1 (core/middleware.py).
+handler400 = "core.middleware.bad_request"
+handler500 = "core.middleware.server_error"

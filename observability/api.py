@@ -7,20 +7,22 @@ gzipped, and every reply, errors included, must be in the request's encoding.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db.models import FloatField
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions, pagination, serializers
+from rest_framework import exceptions, serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import SinceField, paged
+from core.api import Pager, SinceField, paged
 from core.auth import ApiKeyAuthentication
 from observability import load, otlp, otlp_json, selectors, services
 from observability.models import MetricSeries
@@ -41,9 +43,9 @@ class OtlpView(View):
         try:
             tenant = _tenant(request)
             load.admit(tenant)
-            body = _body(request)
-            if not self._accept_clean_json(tenant, request, body, media):
-                payload = otlp.decode(self.signal, body, media)
+            body = _body(request, media)
+            if not self._accept_clean_json(tenant, body, media):
+                payload = otlp.decode(self.signal, body.payload, media)
                 rejections = otlp.validate(self.signal, payload)
                 services.accept_request(
                     tenant=tenant, signal=self.signal, request=payload, rejections=rejections
@@ -57,21 +59,21 @@ class OtlpView(View):
             return _status(media, exc.code, str(exc), retry_after=exc.retry_after)
         return HttpResponse(otlp.response(self.signal, otlp.ACCEPTED, media), content_type=media)
 
-    def _accept_clean_json(self, tenant, request: HttpRequest, body: bytes, media: str) -> bool:
+    def _accept_clean_json(self, tenant, body: Body, media: str) -> bool:
         """Store a JSON trace request as received when every span in it is valid (the usual
         case, and a quarter of the cost of decoding it into protobuf); False for the rest."""
         if self.signal != "traces" or media != otlp.JSON:
             return False
-        clean = otlp_json.clean_traces(body, otlp.time_bounds())
+        clean = otlp_json.clean_traces(body.payload, otlp.time_bounds())
         if clean is None:
             return False
         services.accept_batch(
             tenant=tenant,
             signal=self.signal,
-            payload=body,
+            payload=body.payload,
             encoding=services.Encoding.JSON,
             items=otlp_json.count_spans(clean),
-            gzipped=request.body if _encoding(request) == "gzip" else None,
+            gzipped=body.gzipped,
         )
         return True
 
@@ -86,9 +88,20 @@ def _tenant(request: HttpRequest):
     return found[0].tenant
 
 
-def _body(request: HttpRequest) -> bytes:
-    """The request body, gunzipped when Content-Encoding says so; the cap applies after
-    decompression, so that a small bomb cannot expand past it."""
+@dataclass(frozen=True)
+class Body:
+    """A request's body as checked: `payload` decoded from its Content-Encoding, and `gzipped`
+    the body as received when it is one whole gzip member of `payload` (what
+    TelemetryBatch.body() reads back, so it can be stored as it is), else None."""
+
+    payload: bytes
+    gzipped: bytes | None = None
+
+
+def _body(request: HttpRequest, media: str) -> Body:
+    """The request body (the whole of it: core.wsgi reads it before the view), gunzipped when
+    Content-Encoding says so; the cap applies after decompression, so that a small bomb cannot
+    expand past it. An empty body is a valid empty protobuf message, but not JSON."""
     cap = settings.OTLP_MAX_BODY_BYTES
     try:
         raw = request.body
@@ -96,13 +109,19 @@ def _body(request: HttpRequest) -> bytes:
         raise load.Refused(413, f"The body is over the limit of {cap} bytes.") from None
     encoding = _encoding(request)
     if encoding == "identity":
-        body = raw
+        body = Body(raw)
     elif encoding == "gzip":
-        body = _gunzip(raw, cap)
+        members = _gunzip(raw, cap)
+        body = Body(b"".join(members), gzipped=raw if len(members) == 1 else None)
     else:
         raise load.Refused(415, f"Unsupported Content-Encoding {encoding!r}: use gzip or none.")
-    if len(body) > cap:
+    if len(body.payload) > cap:
         raise load.Refused(413, f"The body is over the limit of {cap} bytes after decompression.")
+    if media == otlp.JSON and not body.payload:
+        raise otlp.OtlpError(
+            "The body is empty, and an empty body is not JSON: an OTLP JSON request is an object "
+            "({} when there is nothing to export)."
+        )
     return body
 
 
@@ -110,15 +129,31 @@ def _encoding(request: HttpRequest) -> str:
     return request.headers.get("Content-Encoding", "identity").strip().lower()
 
 
-def _gunzip(raw: bytes, cap: int) -> bytes:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        body = inflater.decompress(raw, cap + 1)
-    except zlib.error as exc:
-        raise otlp.OtlpError(f"The body is not valid gzip: {exc}.") from None
-    if len(body) > cap or inflater.unconsumed_tail:
-        raise load.Refused(413, f"The body is over the limit of {cap} bytes after decompression.")
-    return body
+def _gunzip(raw: bytes, cap: int) -> list[bytes]:
+    """What each gzip member of `raw` holds (RFC 1952 allows several, one after another, as
+    `cat a.gz b.gz` makes), each checked whole: its trailer's CRC and length, no bytes missing.
+    At most `cap` bytes in all: a bomb is stopped as it expands, across members too."""
+    members, size, rest = [], 0, raw
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            member = inflater.decompress(rest, cap - size + 1)
+        except zlib.error as exc:
+            raise otlp.OtlpError(f"The body is not valid gzip: {exc}.") from None
+        size += len(member)
+        if size > cap:
+            raise load.Refused(
+                413, f"The body is over the limit of {cap} bytes after decompression."
+            )
+        if not inflater.eof:
+            raise otlp.OtlpError(
+                "The gzip body is truncated: it ends before the end of its compressed data "
+                "and its trailer."
+            )
+        members.append(member)
+        rest = inflater.unused_data
+        if not rest:
+            return members
 
 
 def _status(media: str, code: int, message: str, *, retry_after: int | None = None):
@@ -181,9 +216,8 @@ class SpanOutput(serializers.Serializer):
         return {"code": span.status_code, "message": span.status_message}
 
 
-class TracePage(pagination.CursorPagination):
+class TracePage(Pager):
     page_size = 50
-    page_size_query_param = "limit"
     max_page_size = 500
     ordering = ("-start_ns", "-id")
 
@@ -222,6 +256,10 @@ class TraceDetailView(APIView):
     until TelemetryCorrelationWorker has correlated the trace)."""
 
     def get(self, request, trace_id: str):
+        if not selectors.is_trace_id(trace_id):
+            raise exceptions.ParseError(
+                f"{trace_id!r} is not a trace id: a trace id is 32 hexadecimal digits."
+            )
         record = selectors.trace(tenant=request.user.tenant, trace_id=trace_id)
         if record is None:
             raise exceptions.NotFound(f"No trace {trace_id} for this tenant (yet).")
@@ -231,7 +269,21 @@ class TraceDetailView(APIView):
         return Response({**TraceOutput(record).data, "spans": spans, "correlation": correlation})
 
 
+class Double(serializers.FloatField):
+    """A double in a reply: NaN and the infinities, which JSON has no number for, as the
+    strings OTLP JSON spells them ("NaN", "Infinity", "-Infinity")."""
+
+    def to_representation(self, value) -> float | str:
+        return otlp.json_number(float(value))
+
+
 class SeriesOutput(serializers.ModelSerializer):
+    # Metric values are stored finite (observability.metrics), but a float column can hold
+    # what arithmetic makes of them, and rows stored before that rule.
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        FloatField: Double,
+    }
     seriesKey = serializers.CharField(source="series_key")
     windowStart = serializers.DateTimeField(source="window_start")
     windowEnd = serializers.DateTimeField(source="window_end")
@@ -248,9 +300,8 @@ class SeriesOutput(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class SeriesPage(pagination.CursorPagination):
+class SeriesPage(Pager):
     page_size = 200
-    page_size_query_param = "limit"
     max_page_size = 1000
     ordering = ("-window_start", "-id")
 

@@ -6,11 +6,9 @@ An OTLP exporter that gets 429 or 503 with Retry-After waits and retries the sam
 
 from __future__ import annotations
 
-import time
-
 from django.conf import settings
-from django.db import connection
 
+from core import ratelimit
 from core.models import Message, Tenant
 from observability.models import IngestRate
 
@@ -30,28 +28,10 @@ def admit(tenant: Tenant) -> None:
 
 def _check_rate(tenant: Tenant) -> None:
     limit = settings.OTLP_TENANT_REQUESTS_PER_SECOND
-    if not limit:
-        return
-    if _count_request(tenant) > limit:
+    if ratelimit.over(IngestRate, tenant, limit=limit):
         raise Refused(
             429, f"Over {limit} requests per second for this tenant; retry later.", retry_after=1
         )
-
-
-def _count_request(tenant: Tenant) -> int:
-    """This request's number within the current second, for its tenant: one statement (the
-    database cache took eleven, a table count among them)."""
-    table = IngestRate._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (tenant_id, second, requests) VALUES (%s, %s, 1) "
-            f"ON CONFLICT (tenant_id) DO UPDATE SET "
-            f"requests = CASE WHEN {table}.second = excluded.second "
-            f"THEN {table}.requests + 1 ELSE 1 END, second = excluded.second "
-            f"RETURNING requests",
-            [IngestRate._meta.pk.get_db_prep_value(tenant.pk, connection), int(time.time())],
-        )
-        return cursor.fetchone()[0]
 
 
 def _check_backlog() -> None:

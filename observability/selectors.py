@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 
 from django.db import connection
@@ -10,6 +11,8 @@ from django.db.models import QuerySet
 
 from core.models import Tenant
 from observability.models import MetricSeries, Span, TelemetryCorrelation, TraceRecord
+
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def traces(
@@ -27,11 +30,26 @@ def traces(
     if status:
         found = found.filter(status=status)
     if since:
-        found = found.filter(start_ns__gte=int(since.timestamp() * 1e9))
+        found = found.filter(start_ns__gte=_unix_ns(since))
     return found
 
 
+def _unix_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch, within the int64 that spans are stored in (years 1677 to
+    2262): a time beyond that range is as good as its end, and the database refuses more."""
+    return max(-(2**63), min(2**63 - 1, int(moment.timestamp() * 1e9)))
+
+
+def is_trace_id(text: str) -> bool:
+    """32 hexadecimal digits, in either case (OTLP JSON's and the W3C's spelling)."""
+    return _TRACE_ID.fullmatch(text) is not None
+
+
 def trace(*, tenant: Tenant, trace_id: str) -> TraceRecord | None:
+    """The tenant's trace; None for an id that is not one (nothing else reaches the query:
+    a NUL, say, which PostgreSQL refuses)."""
+    if not is_trace_id(trace_id):
+        return None
     return TraceRecord.objects.filter(tenant=tenant, trace_id=trace_id.lower()).first()
 
 

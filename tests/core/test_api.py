@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from core import services
+from core import events, services
 from core.models import ApiKey, ClusterHeartbeat, Event, Message
 from core.runtime import dispatch, queue, registry
 from core.runtime.errors import PermanentError
@@ -161,24 +161,49 @@ def test_it_refuses_a_malformed_authorization_header(client, tenant, header):
     assert "Authorization: Bearer <API key>" in error_of(response)
 
 
-def test_it_refuses_an_unknown_type_and_lists_the_known_ones(client, key):
+def test_it_refuses_an_unknown_type_and_lists_the_factory_events(client, key):
     response = post_event(client, promoted(type="DeploymentPromotd"), key=key)
 
     assert response.status_code == 400
     error = error_of(response)
-    assert "Unknown event type 'DeploymentPromotd'" in error
-    assert "DeploymentPromoted" in error and "IncidentResolved" in error
-    assert "ScheduleFired" not in error  # internal types are not offered
+    assert "'DeploymentPromotd' is an unknown event type" in error
+    assert all(name in error for name in events.factory_types())
+    assert "ScheduleFired" not in error and "TraceRecorded" not in error
     assert not Event.objects.exists()
 
 
-@pytest.mark.parametrize("internal", ["ScheduleFired", "TelemetryBatchReceived"])
-def test_it_refuses_an_internal_type(client, key, internal):
-    response = post_event(client, promoted(type=internal), key=key)
+# Workers and subscribers take the platform's own events as its word: a forged TraceRecorded
+# would be correlated, a forged SubscriptionDisabled or IntegrationFailed sent to webhooks.
+PLATFORM_OWN = [
+    "TraceRecorded",
+    "RuntimeSignalDetected",
+    "SubscriptionDisabled",
+    "IntegrationFailed",
+    "IncidentOpened",
+    "ScheduleFired",
+    "TelemetryBatchReceived",
+    "WebhookDeliveryQueued",
+]
+
+
+@pytest.mark.parametrize("type", PLATFORM_OWN)
+def test_it_refuses_the_platforms_own_events_from_outside(client, key, type):
+    response = post_event(client, promoted(type=type), key=key)
 
     assert response.status_code == 400
-    assert f"'{internal}' is internal to the platform" in error_of(response)
+    error = error_of(response)
+    assert f"'{type}' is one of the platform's own events" in error
+    assert "factory events only" in error and "DeploymentPromoted" in error
     assert not Event.objects.exists()
+
+
+def test_it_takes_an_operator_defined_factory_event_from_outside(client, key, settings):
+    settings.EXTRA_EVENT_TYPES = ["ChangeApproved"]
+
+    response = post_event(client, promoted(type="ChangeApproved"), key=key)
+
+    assert response.status_code == 202
+    assert Event.objects.get().type == "ChangeApproved"
 
 
 @pytest.mark.parametrize("data", [["a", "list"], "text", 7])
@@ -205,7 +230,7 @@ def test_it_refuses_a_body_that_is_not_json(client, key):
     )
 
     assert response.status_code == 400
-    assert "JSON parse error" in error_of(response)
+    assert "The body is not valid JSON" in error_of(response)
 
 
 def test_it_publishes_for_the_keys_tenant_whatever_the_body_says(client, tenant, other_tenant, key):

@@ -157,6 +157,14 @@ def test_it_refuses_an_unknown_event_type_and_lists_the_known_ones(tenant):
     assert not Event.objects.exists()
 
 
+def test_it_lets_an_operator_publish_one_of_the_platforms_own_events(tenant):
+    # Unlike POST /api/events: an operator tries a worker or a subscriber with the very event
+    # it takes (README, "Publish").
+    run("publish_event", "--tenant", "acme", "--type", "RuntimeSignalDetected", "--data", "{}")
+
+    assert Event.objects.get().type == "RuntimeSignalDetected"
+
+
 def test_it_refuses_to_publish_for_an_unknown_tenant(db):
     with pytest.raises(CommandError, match="No tenant with slug 'nope'"):
         run("publish_event", "--tenant", "nope", "--type", "DeploymentPromoted", "--data", "{}")

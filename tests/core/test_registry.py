@@ -387,11 +387,33 @@ def test_it_keeps_the_platforms_own_types_internal():
     assert internal.isdisjoint(events.public_types())
 
 
-def test_it_accepts_operator_defined_event_types(settings):
+# What happens in the factory outside the platform, which outside systems report.
+FACTORY_EVENTS = {
+    "DeploymentPromoted", "DeploymentStarted", "DeploymentFailed", "BuildCompleted",
+    "BuildFailed", "ReleasePublished", "PullRequestMerged", "WorkItemCreated",
+    "WorkItemUpdated", "TestRunCompleted",
+}  # fmt: skip
+
+
+def test_it_marks_only_what_happens_outside_as_a_factory_event():
+    assert set(events.factory_types()) == FACTORY_EVENTS
+    assert set(events.factory_types()) <= set(events.public_types())
+
+
+def test_it_keeps_what_the_seeds_workers_publish_out_of_the_factory_events():
+    # Whatever a worker of the seeds publishes is the platform's word, never a factory event.
+    published = set(SEED_EVENTS) - {"DeploymentPromoted"}
+    kinds = {events.catalog()[name].kind for name in published}
+
+    assert events.Kind.FACTORY not in kinds
+
+
+def test_it_accepts_operator_defined_event_types_as_factory_events(settings):
     settings.EXTRA_EVENT_TYPES = ["ChangeApproved"]
 
     assert events.is_known("ChangeApproved")
     assert "ChangeApproved" in events.public_types()
+    assert "ChangeApproved" in events.factory_types()
 
 
 def test_it_refuses_to_publish_an_unknown_type_and_lists_the_known_ones(tenant):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from urllib.parse import quote
 
 import pytest
 
@@ -106,6 +107,44 @@ def test_it_explains_a_bad_filter(client, key):
 
     assert response.status_code == 400
     assert "since" in response.json()["details"] and "status" in response.json()["details"]
+
+
+@pytest.mark.parametrize(
+    "trace_id", ["abc%00def", "abc", "a" * 31, "a" * 33, "g" * 32, f"{'a' * 31}%00", "%00" * 32]
+)
+def test_it_refuses_a_trace_id_that_is_not_one(client, key, trace_id):
+    # A NUL reached PostgreSQL, which refuses it in text: a 500.
+    response = get(client, key, f"/api/traces/{trace_id}")
+
+    assert response.status_code == 400
+    assert "is not a trace id: a trace id is 32 hexadecimal digits" in response.json()["error"]
+
+
+def test_it_finds_a_trace_by_its_id_in_capitals(client, key, three_traces):
+    assert get(client, key, f"/api/traces/{A.upper()}").json()["traceId"] == A
+
+
+@pytest.mark.parametrize(
+    ("since", "says"),
+    [
+        ("99999999999d", "'99999999999d' goes back before the year 1."),
+        ("9" * 5000 + "w", "goes back before the year 1."),
+        ("0001-01-01T00:00:00+14:00", "is outside the calendar (years 1 to 9999) in UTC."),
+    ],
+)
+def test_it_refuses_a_since_outside_the_calendar(client, key, since, says):
+    # An OverflowError in core.since: a 500.
+    response = get(client, key, f"/api/traces?since={quote(since)}")
+
+    assert response.status_code == 400
+    assert says in response.json()["details"]["since"][0]
+
+
+@pytest.mark.parametrize(("since", "found"), [("0001-01-01", [A, B, C]), ("9999-12-31", [])])
+def test_it_takes_a_since_at_either_end_of_the_calendar(client, key, three_traces, since, found):
+    # Past the int64 of nanoseconds that spans are stored in (years 1677 to 2262): a since
+    # beyond is as good as its end, not an integer the database refuses.
+    assert trace_ids(get(client, key, f"/api/traces?since={since}")) == found
 
 
 def test_it_never_shows_another_tenants_trace(client, key, other_tenant):

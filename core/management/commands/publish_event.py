@@ -28,7 +28,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tenant", required=True, metavar="SLUG")
-        parser.add_argument("--type", required=True, help="An event type of the catalog.")
+        parser.add_argument(
+            "--type",
+            required=True,
+            help="Any type of the catalog, the platform's own included (POST /api/events "
+            "takes factory events only).",
+        )
         parser.add_argument("--data", required=True, metavar="JSON", help="A JSON object.")
         parser.add_argument("--source", default="")
         parser.add_argument("--source-id", default="")

@@ -7,6 +7,7 @@ Ctrl-C, which stops both cleanly (the cluster drains within SHUTDOWN_DRAIN_TIMEO
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
 import socket
@@ -42,21 +43,19 @@ class Command(BaseCommand):
                 "with DEBUG=1. In production run gunicorn and `manage.py qcluster` (README)."
             )
         call_command("migrate", interactive=False, verbosity=0)
-        call_command("createcachetable", verbosity=0)
         password, key = local_credentials()
+        # Both children's PORT setting: the webhook guard refuses the platform's own port.
+        os.environ["PORT"] = str(port)
         processes = [
             _spawn(
                 [
                     sys.executable,
                     "-m",
                     "gunicorn",
-                    "core.wsgi:application",
+                    "--config",
+                    str(settings.BASE_DIR / "gunicorn.conf.py"),  # production's, see there
                     "--bind",
                     f"{host}:{port}",
-                    "--workers",
-                    "2",
-                    "--access-logfile",
-                    "-",
                 ]
             ),
             _spawn([sys.executable, "manage.py", "qcluster"]),
