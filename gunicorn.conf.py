@@ -23,6 +23,10 @@ timeout = 30
 graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
+# gunicorn's control socket has one path per user ($HOME/.gunicorn/gunicorn.ctl): a second
+# gunicorn on the machine (tests, a benchmark, another checkout) would take it over. Nothing
+# here uses it (gunicorn answers the usual signals: TERM, HUP, TTIN, TTOU).
+control_socket_disable = True
 
 
 def on_starting(server) -> None:

@@ -5,6 +5,7 @@ cannot starve the others."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from core.models import Event
 from integrations.models import WebhookSubscription
 from observability import otlp
 from observability.models import LogRecord, MetricPoint, Span, TelemetryBatch
-from tests.core.test_processes import wait_until
+from tests.core.test_processes import spawn, wait_until
 from tests.helpers import drain_all
 from tests.observability.test_ingest import NOW_NS, batch, span
 from tests.webtier import access_log, connect, read_reply, request_head, web_tier
@@ -273,3 +274,19 @@ def test_it_answers_408_to_a_body_that_comes_too_slowly(key, tmp_path, media):
         status.message = json.loads(content)["message"]
     assert "too slowly" in status.message
     assert not TelemetryBatch.objects.exists()
+
+
+def test_it_refuses_to_serve_the_wsgi_app_on_the_asyncio_worker(tmp_path):
+    # gunicorn reads ./gunicorn.conf.py by itself: the command line of old (an app argument)
+    # would put the WSGI app on the asyncio worker, which answers every request with a 500.
+    log = tmp_path / "gunicorn.log"
+    argv = [sys.executable, "-m", "gunicorn", "core.wsgi:application", "--bind", "127.0.0.1:0"]
+    process = spawn(argv, log)
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert code != 0
+    assert "drop the app argument" in log.read_text()
