@@ -16,9 +16,16 @@ $(VENV)/.dev: $(VENV)/.base requirements/dev.txt
 	$(PY) -m pip install --quiet -r requirements/dev.txt
 	touch $@
 
+# The checkout's development settings (DEBUG=1, a SECRET_KEY of its own), written once before
+# anything reads settings; core/settings.py reads them whenever the file exists, so the
+# README's manage.py commands work here as written.
+LOCAL_ENV := var/local.env
+$(LOCAL_ENV):
+	$(PY) -m core.localenv $@
+
 # Starts gunicorn and the qcluster on the embedded SQLite database (DATABASE_URL overrides).
-run: $(VENV)/.base
-	DEBUG=$${DEBUG:-1} $(PY) manage.py run_platform --port $(PORT)
+run: $(VENV)/.base $(LOCAL_ENV)
+	$(PY) manage.py run_platform --port $(PORT)
 
 # The OpenTelemetry JavaScript SDK for tests/observability/test_exporters.py, from its lockfile.
 # Without npm this does nothing, and that test is skipped saying how to run it.
@@ -37,9 +44,11 @@ bench: $(VENV)/.dev
 	$(PY) bench/metrics.py
 	$(PY) bench/webhooks.py
 
+# ruff, then mypy (pyproject.toml: strict on core/).
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix .

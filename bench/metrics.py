@@ -284,7 +284,8 @@ def check(tenant_id, start: datetime, minutes: int, series: int, minute_groups: 
     gives the same rows. Returns the number of MetricSeries rows."""
     import math
 
-    from observability.aggregation import VALUE_FIELDS, WINDOWS
+    from observability.aggregation import WINDOWS
+    from observability.aggregation_sql import VALUE_FIELDS
     from observability.models import MetricPoint, MetricSeries
 
     rows = MetricSeries.objects.filter(tenant_id=tenant_id)

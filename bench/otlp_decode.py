@@ -33,6 +33,7 @@ import django
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+os.environ["LOCAL_ENV_FILE"] = ""  # not a `make run` checkout's settings (DEBUG=1)
 django.setup()  # observability.traces reads its models' metadata; no database is opened
 
 from bench.ingest import span_batch  # noqa: E402

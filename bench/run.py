@@ -26,6 +26,7 @@ def configure_environment() -> dict[str, str]:
     env = {
         "DJANGO_SETTINGS_MODULE": "core.settings",
         "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-not-a-secret"),
+        "LOCAL_ENV_FILE": "",  # production's settings, not a `make run` checkout's (DEBUG=1)
         "DATABASE_URL": os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
         "WORKER_MODULES": "bench.workers",
         "Q_WORKERS": os.environ.get("Q_WORKERS", "2"),

@@ -270,10 +270,10 @@ def reset_tables() -> None:
 
 
 def subscribe(tenant, ports: list[int]) -> list:
-    from integrations import services
+    from integrations.webhooks.subscriptions import create_subscription
 
     return [
-        services.create_subscription(
+        create_subscription(
             tenant=tenant,
             url=f"http://127.0.0.1:{port}/hooks/{i}",
             event_types=[EVENT_TYPES[i]],
@@ -459,7 +459,7 @@ def anchor_one_at_a_time(n: int) -> float:
 
     from core import outbound
     from integrations.models import WebhookDelivery
-    from integrations.services import signed_request
+    from integrations.webhooks.delivery import signed_request
 
     deliveries = list(WebhookDelivery.objects.select_related("subscription")[:n])
     started = time.perf_counter()

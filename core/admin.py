@@ -8,25 +8,38 @@ both go through the same code paths as everywhere else (revoked=now, core.runtim
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.urls import path, reverse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.text import Truncator
-from django.views.decorators.http import require_POST
 
+from core.admin_actions import Done, ModelAdmin, ObjectActionsAdmin, object_action
 from core.models import ApiKey, DeadLetter, Event, Failure, Message, Tenant
 from core.runtime import health, replay
 
+if TYPE_CHECKING:  # generic in django-stubs only (see core.admin_actions.ModelAdmin)
+    TabularInline = admin.TabularInline[Any, Any]
+    StackedInline = admin.StackedInline[Any, Any]
+else:
+    TabularInline, StackedInline = admin.TabularInline, admin.StackedInline
 
-def pretty_json(value) -> str:
+
+def pretty_json(value: Any) -> str:
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def fieldset_fields(fieldsets: Sequence[tuple[Any, Mapping[str, Any]]]) -> list[str]:
+    """Every field of `fieldsets`: those of a page that is read-only throughout."""
+    return [field for _, options in fieldsets for field in options["fields"]]
 
 
 def truncated(text: str, length: int = 80) -> str:
@@ -37,24 +50,24 @@ class ReadOnlyMixin:
     """View permission only: these rows are written by the runtime, and an edit by hand would
     break the story they tell (and the idempotency marks they carry)."""
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(ModelAdmin):
     list_display = ["slug", "name", "created"]
     search_fields = ["slug"]
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ModelAdmin):
     # The digest is in no field list: it is what a presented key is checked against, so showing
     # it helps nobody and editing it would silently swap the key. Keys are issued only by
     # `manage.py create_api_key`, the one place that shows the plain key (once).
@@ -70,15 +83,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def display(self, key: ApiKey) -> str:
         return f"{ApiKey.PREFIX}{key.lookup}_…"
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         # A revoked key stays, so that last_used and revoked still answer "who used it, when".
         return False
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
-    def revoke(self, request, queryset):
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         keys = list(queryset.filter(revoked__isnull=True))
         ApiKey.objects.filter(pk__in=[k.pk for k in keys]).update(revoked=timezone.now())
         for key in keys:
@@ -86,10 +99,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {len(keys)} API key(s).", messages.SUCCESS)
 
 
-class MessageInline(ReadOnlyMixin, admin.TabularInline):
+class MessageInline(ReadOnlyMixin, TabularInline):
     model = Message
-    fields = ["worker", "state", "attempts", "due_at", "handled_at", "error"]
-    readonly_fields = fields
+    fields = readonly_fields = ("worker", "state", "attempts", "due_at", "handled_at", "error")
     show_change_link = True
     extra = 0
 
@@ -99,16 +111,15 @@ class MessageInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class EventAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ["type", "tenant", "recorded_at", "source"]
     list_filter = ["type", "tenant"]
     list_select_related = ["tenant"]
     date_hierarchy = "recorded_at"
-    fields = [
+    fields = readonly_fields = (
         "id", "type", "tenant", "trace_id", "span_id", "correlation_id", "source", "source_id",
         "occurred_at", "recorded_at", "to_worker", "data_json",
-    ]  # fmt: skip
-    readonly_fields = fields
+    )  # fmt: skip
     inlines = [MessageInline]
 
     @admin.display(description="data")
@@ -116,10 +127,9 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return pretty_json(event.data)
 
 
-class FailureInline(ReadOnlyMixin, admin.StackedInline):
+class FailureInline(ReadOnlyMixin, StackedInline):
     model = Failure
-    fields = ["attempt", "at", "permanent", "error", "traceback_pre"]
-    readonly_fields = fields
+    fields = readonly_fields = ("attempt", "at", "permanent", "error", "traceback_pre")
     extra = 0
 
     @admin.display(description="traceback")
@@ -128,17 +138,16 @@ class FailureInline(ReadOnlyMixin, admin.StackedInline):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class MessageAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = [
         "worker", "event_type", "tenant", "state", "attempts", "due_at", "handled_at", "error",
     ]  # fmt: skip
     list_filter = ["worker", "state"]
     list_select_related = ["event", "tenant"]
-    fields = [
+    fields = readonly_fields = (
         "event", "worker", "tenant", "state", "attempts", "claims", "due_at", "lease_token",
         "created", "handled_at", "last_error",
-    ]  # fmt: skip
-    readonly_fields = fields
+    )  # fmt: skip
     inlines = [FailureInline]
 
     @admin.display(description="event type", ordering="event__type")
@@ -156,10 +165,12 @@ class OpenFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: ModelAdmin) -> list[tuple[str, str]]:
         return [("open", "Open"), ("replayed", "Replayed")]
 
-    def queryset(self, request, queryset):
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[DeadLetter]
+    ) -> QuerySet[DeadLetter]:
         if self.value() == "open":
             return queryset.filter(replayed_at__isnull=True)
         if self.value() == "replayed":
@@ -168,7 +179,7 @@ class OpenFilter(admin.SimpleListFilter):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class DeadLetterAdmin(ReadOnlyMixin, ObjectActionsAdmin):
     list_display = [
         "worker",
         "event_type",
@@ -180,12 +191,12 @@ class DeadLetterAdmin(ReadOnlyMixin, admin.ModelAdmin):
     ]
     list_filter = ["worker", "event_type", "tenant", OpenFilter]
     list_select_related = ["tenant"]
-    fields = [
+    fields = readonly_fields = (
         "worker", "event_type", "tenant", "message", "created", "replayed_at", "replays",
         "reason", "envelope_json", "attempts_html",
-    ]  # fmt: skip
-    readonly_fields = fields
+    )  # fmt: skip
     actions = ["replay_selected"]
+    object_actions = ["replay"]
 
     @admin.display(description="reason")
     def short_reason(self, dead_letter: DeadLetter) -> str:
@@ -201,17 +212,17 @@ class DeadLetterAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="attempts")
     def attempts_html(self, dead_letter: DeadLetter) -> str:
-        return render_to_string(
-            "admin/core/deadletter/attempts.html", {"attempts": dead_letter.attempts}
-        )
+        # Stored as ISO text (JSON); shown in the console's time format.
+        attempts = [{**a, "at": parse_datetime(a["at"])} for a in dead_letter.attempts]
+        return render_to_string("admin/core/deadletter/attempts.html", {"attempts": attempts})
 
-    def has_replay_permission(self, request) -> bool:
+    def has_replay_permission(self, request: HttpRequest) -> bool:
         # Dead letters are otherwise read-only; replaying is the one change an operator makes
         # to them, so it is granted by the model's change permission.
-        return request.user.has_perm("core.change_deadletter")
+        return bool(request.user.has_perm("core.change_deadletter"))
 
     @admin.action(description="Replay selected dead letters", permissions=["replay"])
-    def replay_selected(self, request, queryset):
+    def replay_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         # Listed first: under the "open" filter, the queryset would lose what was just replayed.
         dead_letters = list(queryset.select_related("message"))
         replayed = replay.replay_all(dead_letters)
@@ -225,61 +236,35 @@ class DeadLetterAdmin(ReadOnlyMixin, admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    def _replay(self, request, dead_letter: DeadLetter) -> bool:
-        replayed = replay.replay(dead_letter)
-        if replayed:
-            self.log_change(request, dead_letter, "Replayed")
-        return replayed
+    @object_action(label="Replay", permission="replay", shown=lambda letter: letter.is_open)
+    def replay(self, request: HttpRequest, dead_letter: DeadLetter) -> Done:
+        if not replay.replay(dead_letter):
+            return Done(f"{dead_letter} was already replayed.", messages.WARNING)
+        self.log_change(request, dead_letter, "Replayed")
+        return Done(f"Replayed {dead_letter}.")
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         # The health page hangs here, beside the dead letters it links to: a ModelAdmin's own
         # URLs are how an app adds admin pages to the stock admin site.
         view = self.admin_site.admin_view
-        return [
-            path("health/", view(self.health_view), name="core_health"),
-            path(
-                "<path:object_id>/replay/",
-                view(require_POST(self.replay_view)),
-                name="core_deadletter_replay",
-            ),
-            *super().get_urls(),
-        ]
+        return [path("health/", view(self.health_view), name="core_health"), *super().get_urls()]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_replay": self.has_replay_permission(request)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def replay_view(self, request, object_id):
-        if not self.has_replay_permission(request):
-            raise PermissionDenied
-        dead_letter = self.get_object(request, object_id)
-        if dead_letter is None:
-            raise Http404
-        if self._replay(request, dead_letter):
-            self.message_user(request, f"Replayed {dead_letter}.", messages.SUCCESS)
-        else:
-            self.message_user(request, f"{dead_letter} was already replayed.", messages.WARNING)
-        return HttpResponseRedirect(
-            reverse(
-                "admin:core_deadletter_change",
-                args=[dead_letter.pk],
-                current_app=self.admin_site.name,
-            )
-        )
-
-    def health_view(self, request):
+    def health_view(self, request: HttpRequest) -> HttpResponse:
         report = health.report()
         context = {
             **self.admin_site.each_context(request),
             "title": "Worker health",
             "opts": self.opts,
             "report": report,
+            "checked_at": parse_datetime(report["checkedAt"]),
             "clusters": [_with_times(c, "lastHeartbeat") for c in report["clusters"]],
-            "workers": [_with_times(w, "lastSuccess") for w in report["workers"]],
+            "workers": [
+                _with_times(w, "lastSuccess", "clusterHeartbeat") for w in report["workers"]
+            ],
         }
         return render(request, "admin/core/health.html", context)
 
 
-def _with_times(row: dict, *keys: str) -> dict:
+def _with_times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
     """The report speaks ISO 8601 for machines; the page shows ages, so it needs datetimes."""
     return {**row, **{f"{key}At": parse_datetime(row[key]) if row[key] else None for key in keys}}

@@ -3,24 +3,30 @@ API shares: its errors, its pager, its `since`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Field, QuerySet
 from django.utils import timezone
 from rest_framework import exceptions, pagination, serializers, status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core import ratelimit, services, since
+from core.auth import tenant_of
 from core.models import EventRate
 from core.runtime import health
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every API error is {"error": <what to do>, "details": ...} with the right status."""
     if isinstance(exc, DjangoValidationError):
         code = 413 if isinstance(exc, services.DataTooLarge) else status.HTTP_400_BAD_REQUEST
@@ -55,11 +61,20 @@ class Pager(pagination.CursorPagination):
         "Invalid cursor: follow the next and previous links as the API gives them."
     )
 
-    def paginate_queryset(self, queryset, request, view=None):
-        self._position_field = queryset.model._meta.get_field(self.ordering[0].lstrip("-"))
+    def paginate_queryset(
+        self,
+        queryset: QuerySet[Any] | Sequence[Any],
+        request: Request,
+        view: APIView | None = None,
+    ) -> list[Any] | None:
+        if not isinstance(queryset, QuerySet):
+            raise TypeError("the API pages querysets: their ordering field types the cursor")
+        field = queryset.model._meta.get_field(self.ordering[0].lstrip("-"))
+        assert isinstance(field, Field)  # a column: not a reverse relation
+        self._position_field = field
         return super().paginate_queryset(queryset, request, view)
 
-    def decode_cursor(self, request):
+    def decode_cursor(self, request: Request) -> pagination.Cursor | None:
         try:
             cursor = super().decode_cursor(request)
         except exceptions.NotFound:  # DRF's answer to a cursor it cannot decode
@@ -69,12 +84,13 @@ class Pager(pagination.CursorPagination):
         return cursor
 
 
-def is_position(field, text: str | None) -> bool:
+def is_position(field: Field[Any, Any], text: str | int | None) -> bool:
     """Whether a cursor's position (the ordering field's value as text, None for none) is a
     value the field can hold: parsed, in the field's range, and for a time, aware and within
     the calendar in UTC (the database compares it in UTC)."""
     if text is None:
         return True
+    text = str(text)  # DRF decodes it as text; its type says int
     if "\x00" in text:  # a text field would take it, PostgreSQL would not
         return False
     try:
@@ -89,7 +105,14 @@ def is_position(field, text: str | None) -> bool:
     return value is not None
 
 
-def paged(view, request, found, *, pager: type[Pager], output) -> Response:
+def paged(
+    view: APIView,
+    request: Request,
+    found: QuerySet[Any],
+    *,
+    pager: type[Pager],
+    output: type[serializers.BaseSerializer[Any]],
+) -> Response:
     """One page of `found`, each row through the `output` serializer, with the pager's links:
     the one way the API pages."""
     paginator = pager()
@@ -97,32 +120,32 @@ def paged(view, request, found, *, pager: type[Pager], output) -> Response:
     return paginator.get_paginated_response(output(page, many=True).data)
 
 
-class SinceField(serializers.Field):
+class SinceField(serializers.Field[datetime, str, str, Any]):
     """An ISO datetime, or a duration back from now such as 2h or 7d."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: str) -> datetime:
         try:
             return since.parse_since(str(data), now=timezone.now())
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
 
-    def to_representation(self, value):
+    def to_representation(self, value: datetime) -> str:
         return value.isoformat()
 
 
 class EventCreateView(APIView):
     """POST /api/events: publish a factory event for the caller's tenant."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[Any]):
         type = serializers.CharField(max_length=100)
-        data = serializers.DictField(required=False, default=dict)
-        source = serializers.CharField(max_length=200, required=False, default="")
+        data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
+        source = serializers.CharField(max_length=200, required=False, default="")  # type: ignore[assignment]
         sourceId = serializers.CharField(max_length=200, required=False, default="")
         correlationId = serializers.CharField(max_length=100, required=False, default="")
         occurredAt = serializers.DateTimeField(required=False, default=None)
 
-    def post(self, request):
-        tenant = request.user.tenant
+    def post(self, request: Request) -> Response:
+        tenant = tenant_of(request)
         limit = settings.EVENT_TENANT_REQUESTS_PER_SECOND
         if ratelimit.over(EventRate, tenant, limit=limit):  # before the body is read
             raise exceptions.Throttled(
@@ -147,10 +170,10 @@ class WorkerHealthView(APIView):
     """GET /api/health/workers. Open to probes (load balancers, Kubernetes): it shows platform
     aggregates and no tenant's data. 503 when unhealthy, so a probe can act on the status alone."""
 
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
     permission_classes = [AllowAny]
 
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         report = health.report()
         code = 503 if report["status"] == health.UNHEALTHY else 200
         return Response(report, status=code)

@@ -15,13 +15,21 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 
 from core.wsgi import application as wsgi_application
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+
+Scope = dict[str, Any]  # ASGI's: a connection's, and each message
+Receive = Callable[[], Awaitable[Scope]]
+Send = Callable[[Scope], Awaitable[None]]
 
 # Besides its deadline (REQUEST_BODY_TIMEOUT_SECONDS, REQUEST_BODY_MIN_RATE), a body may pause
 # no longer than this: gunicorn gives up a body after its `timeout` (30 s) without bytes and
@@ -35,13 +43,13 @@ class ClientGone(Exception):
     """The client closed the connection before its body ended."""
 
 
-async def receive_body(receive: Callable, *, limit: int | None) -> bytes:
+async def receive_body(receive: Receive, *, limit: int | None) -> bytes:
     """The whole body of the request; past `limit`, the first limit + 1 bytes (the WSGI guard
     then refuses it as too large without reading). TimeoutError when it comes too slowly."""
     loop = asyncio.get_running_loop()
     grace, rate = settings.REQUEST_BODY_TIMEOUT_SECONDS, settings.REQUEST_BODY_MIN_RATE
     started = loop.time()
-    chunks, size = [], 0
+    chunks, size = list[bytes](), 0
     while True:
         deadline = min(started + grace + size / rate, loop.time() + BODY_IDLE)
         async with asyncio.timeout_at(deadline):
@@ -55,12 +63,12 @@ async def receive_body(receive: Callable, *, limit: int | None) -> bytes:
             return b"".join(chunks)
 
 
-def environ_of(scope: dict, body: bytes) -> dict:
+def environ_of(scope: Scope, body: bytes) -> WSGIEnvironment:
     """The WSGI environ (PEP 3333) of an ASGI HTTP scope, with the whole body as its input."""
     root = scope.get("root_path", "")
     # PATH_INFO is the percent-decoded path's bytes as latin-1, as gunicorn's WSGI gives it.
     path = unquote_to_bytes(scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-    environ = {
+    environ: WSGIEnvironment = {
         "REQUEST_METHOD": scope["method"],
         "SCRIPT_NAME": root,
         "PATH_INFO": path.removeprefix(root),
@@ -90,13 +98,15 @@ def environ_of(scope: dict, body: bytes) -> dict:
     return environ
 
 
-def respond(app: Callable, environ: dict) -> Response:
+def respond(app: WSGIApplication, environ: WSGIEnvironment) -> Response:
     """Call the WSGI application and collect its whole response (in a pool thread: the thread
     is free again before a slow client has read it)."""
     chunks: list[bytes] = []
-    started: list = []
+    started: list[Any] = []
 
-    def start_response(status: str, headers: list, exc_info=None):
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
         started[:] = [status, headers]
         return chunks.append
 
@@ -115,11 +125,11 @@ class Front:
     """The ASGI application: receive the request whole in the event loop, then hand it to the
     WSGI application on one of `threads` threads."""
 
-    def __init__(self, app: Callable, *, threads: int):
+    def __init__(self, app: WSGIApplication, *, threads: int) -> None:
         self.app = app
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="web")
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no websockets; lifespan is off (gunicorn.conf.py)
         try:
@@ -152,7 +162,7 @@ def _too_slow() -> str:
     )
 
 
-def _error(scope: dict, status: int, message: str) -> Response:
+def _error(scope: Scope, status: int, message: str) -> Response:
     """An error answered before Django, as Django's would be (core.middleware): JSON, and
     under /v1 a google.rpc.Status in the request's OTLP encoding."""
     from core.middleware import error_body

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING, cast
 
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
 from core.models import ApiKey, Tenant
+
+if TYPE_CHECKING:  # DRF imports this module while it builds APIView: not its views at run time
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 LAST_USED_PRECISION = timedelta(minutes=1)
 
@@ -25,8 +31,11 @@ class TenantPrincipal:
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
-    def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode(errors="replace")
+    def authenticate(self, request: Request | HttpRequest) -> tuple[TenantPrincipal, ApiKey] | None:
+        """The caller of a DRF view, or of a plain Django view (the OTLP endpoints)."""
+        # It reads the header from META, which a Django request has as well as DRF's.
+        raw = authentication.get_authorization_header(cast("Request", request))
+        header = raw.decode(errors="replace")
         if not header:
             return None
         scheme, _, token = header.partition(" ")
@@ -56,12 +65,19 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise invalid
         return key
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return self.keyword
 
 
 class IsTenant(permissions.BasePermission):
     message = "Authentication required: send 'Authorization: Bearer <API key>'."
 
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return isinstance(request.user, TenantPrincipal)
+
+
+def tenant_of(request: Request) -> Tenant:
+    """The caller's tenant: the one of the API key that authenticated the request."""
+    if not isinstance(request.user, TenantPrincipal):  # IsTenant lets no one else in
+        raise exceptions.NotAuthenticated()
+    return request.user.tenant

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from django.db import connection, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+Row = tuple[Any, ...]  # a row's values, in the order of the statement's columns
+Preparer = Callable[..., Any]  # a Python value to the database's: (value, connection)
 
 
-def insert(model: type[models.Model], rows: list[models.Model], *, columns: list[str]) -> None:
+def insert(model: type[models.Model], rows: Sequence[models.Model], *, columns: list[str]) -> None:
     """Insert `rows` (unsaved instances) as insert_rows does."""
     json_columns = _json_columns(model, columns)
     insert_rows(model, columns, [_values(row, columns, json_columns) for row in rows])
 
 
-def insert_rows(model: type[models.Model], columns: list[str], rows: Sequence[tuple]) -> None:
+def insert_rows(model: type[models.Model], columns: list[str], rows: Sequence[Row]) -> None:
     """Insert plain rows: tuples in `columns` order (column names, or a foreign key's attname),
     JSON columns as JSON text. COPY on PostgreSQL: a bulk INSERT of a few hundred rows spends
     most of its time having psycopg bind thousands of parameters into SQL text. COPY has no
@@ -30,7 +35,7 @@ def insert_rows(model: type[models.Model], columns: list[str], rows: Sequence[tu
         insert_new(model, columns, rows)
 
 
-def _copy(table: str, columns: list[str], rows: Sequence[tuple]) -> None:
+def _copy(table: str, columns: list[str], rows: Sequence[Row]) -> None:
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     # wrap_database_errors: psycopg's UniqueViolation becomes Django's IntegrityError.
     with (
@@ -42,7 +47,7 @@ def _copy(table: str, columns: list[str], rows: Sequence[tuple]) -> None:
             copy.write_row(row)
 
 
-def insert_new(model: type[models.Model], columns: list[str], rows: Sequence[tuple]) -> None:
+def insert_new(model: type[models.Model], columns: list[str], rows: Sequence[Row]) -> None:
     """Insert plain rows (as insert_rows takes them), skipping those whose unique key is stored
     already (ON CONFLICT DO NOTHING): one statement, without building a model per row."""
     table, names = model._meta.db_table, ", ".join(columns)
@@ -54,7 +59,7 @@ def insert_new(model: type[models.Model], columns: list[str], rows: Sequence[tup
 def upsert(
     model: type[models.Model],
     columns: list[str],
-    rows: Sequence[tuple],
+    rows: Sequence[Row],
     *,
     unique: list[str],
     update: list[str],
@@ -74,7 +79,7 @@ def upsert(
 
 
 def update_rows(
-    model: type[models.Model], columns: list[str], rows: Sequence[tuple], *, key: str = "id"
+    model: type[models.Model], columns: list[str], rows: Sequence[Row], *, key: str = "id"
 ) -> None:
     """Set `columns` of many rows, each to its own values: rows are tuples of (key, *columns).
     On PostgreSQL one UPDATE ... FROM unnest(arrays): Django's bulk_update builds a CASE WHEN
@@ -104,7 +109,9 @@ def update_rows(
         cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {key} = %s", params)
 
 
-def row_sources(model, columns: list[str], rows: Sequence[tuple]):
+def row_sources(
+    model: type[models.Model], columns: list[str], rows: Sequence[Row]
+) -> Iterator[tuple[str, list[Any]]]:
     """(SQL, params) for the rows of an INSERT ... <source>, in as few statements as the
     database takes: on PostgreSQL one array per column, unnested (a dozen parameters however
     many rows, where VALUES would bind thousands); elsewhere VALUES, 500 rows at a time."""
@@ -124,40 +131,45 @@ def row_sources(model, columns: list[str], rows: Sequence[tuple]):
         yield f"VALUES {', '.join([placeholders] * len(chunk))}", params
 
 
-def array_literal(values) -> str:
+def array_literal(values: Iterable[Any]) -> str:
     """A PostgreSQL array literal of `values` (str, numbers, bools, UUIDs, datetimes): each
     element quoted, None as NULL. Written here because psycopg dumps a list element by element
     in Python, which cost more than the INSERT (twice the CPU, measured on 74 event rows)."""
     return "{" + ",".join("NULL" if v is None else _element(v) for v in values) + "}"
 
 
-def _element(value) -> str:
+def _element(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _db_type(model, column: str) -> str:
+def _db_type(model: type[models.Model], column: str) -> str:
     return _db_type_of(model, column, connection.vendor)
 
 
 @functools.cache
-def _db_type_of(model, column: str, vendor: str) -> str:
+def _db_type_of(model: type[models.Model], column: str, vendor: str) -> str:
     # Asked for every column of every bulk statement (a publish makes two), and Django derives
     # it anew each time: a sixth of a single-event publish's CPU (measured: 3.3 -> 2.7 ms).
     field = model._meta.get_field(column)
     if isinstance(field, models.ForeignKey):
-        return field.target_field.rel_db_type(connection)
-    return field.db_type(connection)
+        return str(field.target_field.rel_db_type(connection))
+    assert isinstance(field, models.Field)
+    return str(field.db_type(connection))
 
 
-def _preparers(model, columns: list[str]) -> list:
+def _preparers(model: type[models.Model], columns: list[str]) -> list[Preparer]:
     """Per column, what turns a Python value into the database's (JSON text is kept as is)."""
     json_columns = _json_columns(model, columns)
-    return [
-        _as_is if c in json_columns else model._meta.get_field(c).get_db_prep_save for c in columns
-    ]
+    return [_as_is if c in json_columns else _field(model, c).get_db_prep_save for c in columns]
 
 
-def _as_is(value, connection=None):
+def _field(model: type[models.Model], column: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(column)
+    assert isinstance(field, models.Field)  # a column: not a reverse relation
+    return field
+
+
+def _as_is(value: Any, connection: BaseDatabaseWrapper | None = None) -> Any:
     return value
 
 
@@ -166,7 +178,7 @@ def _json_columns(model: type[models.Model], columns: list[str]) -> set[str]:
     return {c for c in columns if isinstance(model._meta.get_field(c), models.JSONField)}
 
 
-def _values(row: models.Model, columns: list[str], json_columns: set[str]) -> tuple:
+def _values(row: models.Model, columns: list[str], json_columns: set[str]) -> Row:
     return tuple(
         json.dumps(getattr(row, c)) if c in json_columns and getattr(row, c) is not None
         else getattr(row, c)

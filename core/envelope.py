@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from core import events
 from core.runtime.errors import MalformedEnvelope, TenantMismatch
+from core.tracecontext import is_span_id, is_trace_id
 
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+if TYPE_CHECKING:
+    from core.models import Event
+
+# A Tenant's primary key: the domain key that every envelope, message and tenant's row carries,
+# and that every handler checks what it touches against (Envelope.ensure_tenant).
+TenantId: TypeAlias = uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
     event_id: uuid.UUID
     type: str
-    tenant_id: uuid.UUID
+    tenant_id: TenantId
     trace_id: str
     span_id: str
     occurred_at: datetime
@@ -33,14 +37,14 @@ class Envelope:
         return f"00-{self.trace_id}-{self.span_id}-01"
 
     @classmethod
-    def from_event(cls, event) -> Envelope:
+    def from_event(cls, event: Event) -> Envelope:
         """Rebuild and check the envelope of a stored Event; a bad one is MalformedEnvelope."""
         envelope = cls.of(event)
         envelope.validate()
         return envelope
 
     @classmethod
-    def of(cls, event) -> Envelope:
+    def of(cls, event: Event) -> Envelope:
         """The envelope of a stored Event as it is, even one that would not validate."""
         return cls(
             event_id=event.id,
@@ -59,16 +63,16 @@ class Envelope:
         problems = []
         if not events.is_known(self.type):
             problems.append(f"type {self.type!r} is not in the event catalog")
-        if not _HEX32.match(self.trace_id or "") or set(self.trace_id) == {"0"}:
+        if not is_trace_id(self.trace_id, lowercase=True):
             problems.append("traceId must be 32 lowercase hex digits, not all zero")
-        if not _HEX16.match(self.span_id or "") or set(self.span_id) == {"0"}:
+        if not is_span_id(self.span_id, lowercase=True):
             problems.append("spanId must be 16 lowercase hex digits, not all zero")
         if not isinstance(self.data, dict):
             problems.append("data must be a JSON object")
         if problems:
             raise MalformedEnvelope("; ".join(problems))
 
-    def ensure_tenant(self, tenant_id: uuid.UUID | str) -> None:
+    def ensure_tenant(self, tenant_id: TenantId | str) -> None:
         """The tenant guard: a handler calls this with the tenant of whatever it touches."""
         if str(tenant_id) != str(self.tenant_id):
             raise TenantMismatch(
@@ -91,6 +95,6 @@ class Envelope:
         }
 
 
-def event_as_dict(event) -> dict[str, Any]:
+def event_as_dict(event: Event) -> dict[str, Any]:
     """What the dead-letter store keeps: the stored envelope as it is, and its addressee."""
     return {**Envelope.of(event).as_dict(), "toWorker": event.to_worker}

@@ -13,8 +13,11 @@ resolve expressions in it), which for hundreds of values costs about what the qu
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, ForeignObject, Lookup
+from django.db.models.sql.compiler import SQLCompiler
 
 from core import bulk
 
@@ -23,14 +26,16 @@ class OneOf(Lookup):
     lookup_name = "one_of"
     prepare_rhs = False
 
-    def as_sql(self, compiler, connection):
+    def as_sql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, tuple[Any, ...]]:
         lhs, params = self.process_lhs(compiler, connection)
         field = self.lhs.output_field
         if connection.vendor == "postgresql":
             array = f"%s::{field.db_type(connection)}[]"
-            return f"{lhs} = ANY({array})", [*params, bulk.array_literal(self.rhs)]
+            return f"{lhs} = ANY({array})", (*params, bulk.array_literal(self.rhs))
         values = [field.get_db_prep_value(v, connection) for v in self.rhs]
-        return f"{lhs} IN (SELECT value FROM json_each(%s))", [*params, json.dumps(values)]
+        return f"{lhs} IN (SELECT value FROM json_each(%s))", (*params, json.dumps(values))
 
 
 Field.register_lookup(OneOf)

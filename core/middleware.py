@@ -13,6 +13,7 @@ Django (a request line gunicorn cannot parse) is answered by the server in front
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent
@@ -32,7 +33,7 @@ class ApiReplies:
     """An error reply under /api or /v1 that is not in the API's encoding (one of Django's
     own) becomes the API's error, with its status and the headers that say what to do next."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

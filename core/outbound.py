@@ -208,18 +208,18 @@ def refusal(ip: Address) -> str | None:
 
 def _embedded(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
     """The IPv4 addresses an IPv6 address stands for, if it is one of the forms that do."""
-    if ip.ipv4_mapped:
-        return (ip.ipv4_mapped,)
+    if mapped := ip.ipv4_mapped:
+        return (mapped,)
     if ip in _NAT64:
         return (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF),)
-    if ip in _SIX_TO_FOUR:
-        return (ip.sixtofour,)
-    if ip in _TEREDO:
-        return ip.teredo  # the server's, and the client's (its NAT's public address)
+    if ip in _SIX_TO_FOUR and (six_to_four := ip.sixtofour):
+        return (six_to_four,)
+    if ip in _TEREDO and (teredo := ip.teredo):
+        return teredo  # the server's, and the client's (its NAT's public address)
     return ()
 
 
-def _named(ip: Address, table) -> str | None:
+def _named(ip: Address, table: list[tuple[Network, str]]) -> str | None:
     return next((what for network, what in table if ip in network), None)
 
 
@@ -305,13 +305,13 @@ def _resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise BlockedDestination(f"{host} does not resolve: {exc.strerror}.") from None
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
-class _Guarded:
+class _Guarded(HTTPConnection):
     """Checks the peer of every new connection before a byte of the request is sent."""
 
-    def _new_conn(self):
+    def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
         try:
             address, port = sock.getpeername()[:2]
@@ -413,6 +413,9 @@ def _at_end(response: urllib3.BaseHTTPResponse) -> bool:
     return not response.read1(1)
 
 
+Endpoint = tuple[str, str, int | None]  # scheme, host, port: the line a request waits in
+
+
 @dataclass(frozen=True)
 class Request:
     url: str
@@ -420,7 +423,7 @@ class Request:
     headers: dict[str, str]
 
     @property
-    def endpoint(self) -> tuple[str, str, int | None]:
+    def endpoint(self) -> Endpoint:
         parts = urlsplit(self.url)
         return parts.scheme, (parts.hostname or "").lower(), parts.port
 
@@ -448,11 +451,11 @@ def post_all(batch: list[Request], *, deadline: float = math.inf) -> list[Reply 
     so a slow endpoint holds only its own share of the connections. One not started by
     `deadline` (time.monotonic()) is not sent: its result is Deferred."""
     results: list[Reply | Exception | None] = [None] * len(batch)
-    lines: dict[tuple, deque[int]] = defaultdict(deque)
+    lines: dict[Endpoint, deque[int]] = defaultdict(deque)
     for index, request in enumerate(batch):
         lines[request.endpoint].append(index)
-    running: dict[Future, tuple[tuple, int]] = {}
-    busy: Counter = Counter()
+    running: dict[Future[Reply | Exception], tuple[Endpoint, int]] = {}
+    busy: Counter[Endpoint] = Counter()
 
     def launch() -> None:
         if monotonic() > deadline:

@@ -7,6 +7,8 @@ import DRF's views (core.api does).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import IO, Any, NoReturn
 
 from django.conf import settings
 from rest_framework import exceptions, parsers, status
@@ -26,9 +28,15 @@ class JsonParser(parsers.BaseParser):
 
     media_type = "application/json"
 
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self,
+        stream: IO[bytes],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
         cap = settings.API_MAX_BODY_BYTES
-        declared = int(parser_context["request"].META.get("CONTENT_LENGTH") or 0)
+        request = (parser_context or {})["request"]
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
         body = b"" if declared > cap else stream.read(cap + 1)
         if declared > cap or len(body) > cap:
             raise PayloadTooLarge(f"The body is over the limit of {cap} bytes.")
@@ -47,5 +55,5 @@ class JsonParser(parsers.BaseParser):
             raise exceptions.ParseError(f"The body is not valid JSON: {reason}.") from None
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON value")

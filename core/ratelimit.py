@@ -32,4 +32,5 @@ def count(table: type[models.Model], tenant: Tenant) -> int:
             f"RETURNING requests",
             [table._meta.pk.get_db_prep_value(tenant.pk, connection), int(time.time())],
         )
-        return cursor.fetchone()[0]
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0

@@ -13,10 +13,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import bulk, eventdata, events, telemetry
-from core.envelope import Envelope
+from core.envelope import Envelope, TenantId
 from core.models import ApiKey, Event, Failure, Message, Tenant
 from core.runtime import queue, registry
 from core.runtime.errors import MalformedEnvelope, describe, is_permanent
+from core.runtime.registry import Worker
 
 
 class UnknownEventType(ValidationError):
@@ -42,7 +43,7 @@ def issue_api_key(*, tenant: Tenant, name: str = "") -> str:
 
 def build_envelope(
     *,
-    tenant_id: uuid.UUID,
+    tenant_id: TenantId,
     type: str,
     data: dict[str, Any] | None = None,
     source: str = "",
@@ -79,14 +80,16 @@ def build_envelope(
     return envelope
 
 
-def publish(*, tenant: Tenant, type: str, data: dict[str, Any] | None = None, **fields) -> Envelope:
+def publish(
+    *, tenant: Tenant, type: str, data: dict[str, Any] | None = None, **fields: Any
+) -> Envelope:
     """Publish one event inside the caller's transaction: it exists iff the caller commits."""
     envelope = build_envelope(tenant_id=tenant.pk, type=type, data=data, **fields)
     publish_envelopes([envelope])
     return envelope
 
 
-def publish_from_api(*, tenant: Tenant, type: str, data: dict[str, Any], **fields) -> Envelope:
+def publish_from_api(*, tenant: Tenant, type: str, data: dict[str, Any], **fields: Any) -> Envelope:
     """Publish an event an outside system sent. Only factory events come from outside: the
     platform's own are its word to its workers and subscribers (a forged TraceRecorded or
     SubscriptionDisabled would be believed). Its data must be storable as it is, and bounded
@@ -108,7 +111,12 @@ def publish_from_api(*, tenant: Tenant, type: str, data: dict[str, Any], **field
 
 
 def send(
-    *, tenant: Tenant, worker: str, type: str, data: dict[str, Any] | None = None, **fields
+    *,
+    tenant: Tenant,
+    worker: str,
+    type: str,
+    data: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> Envelope:
     """Address a command or a schedule slot to one worker instead of every subscriber."""
     envelope = build_envelope(tenant_id=tenant.pk, type=type, data=data, **fields)
@@ -118,7 +126,10 @@ def send(
 
 @transaction.atomic(savepoint=False)  # nothing to roll back to: the caller's fails whole
 def publish_envelopes(
-    envelopes: list[Envelope], *, to_worker: str = "", due: dict | None = None
+    envelopes: list[Envelope],
+    *,
+    to_worker: str = "",
+    due: dict[uuid.UUID, tuple[datetime, int]] | None = None,
 ) -> None:
     """Store envelopes and one message per subscribed worker, in bulk. Re-publishing an
     eventId already stored is a no-op, which makes deterministic ids (schedule slots) safe.
@@ -139,7 +150,7 @@ def publish_envelopes(
         transaction.on_commit(lambda: queue.kick(kicked))
 
 
-def _addressees(envelopes: list[Envelope], to_worker: str) -> dict:
+def _addressees(envelopes: list[Envelope], to_worker: str) -> dict[uuid.UUID, list[Worker]]:
     """The workers each envelope goes to: its addressee, or the subscribers of its type that
     take it (a worker's `takes` decides for all the envelopes at once)."""
     addressed = {e.event_id: registry.subscribers(e.type, to_worker=to_worker) for e in envelopes}
@@ -147,6 +158,7 @@ def _addressees(envelopes: list[Envelope], to_worker: str) -> dict:
         return addressed
     choosy = {w.name: w for ws in addressed.values() for w in ws if w.takes is not None}
     for worker in choosy.values():
+        assert worker.takes is not None
         offered = [e for e in envelopes if worker in addressed[e.event_id]]
         taken = worker.takes(offered)
         for envelope in offered:
@@ -200,7 +212,7 @@ MESSAGE_COLUMNS = [
 ]  # fmt: skip
 
 
-def _event_row(envelope: Envelope, to_worker: str, now: datetime) -> tuple:
+def _event_row(envelope: Envelope, to_worker: str, now: datetime) -> bulk.Row:
     e = envelope
     return (
         e.event_id, e.type, e.tenant_id, e.trace_id, e.span_id, e.correlation_id, e.source,
@@ -210,7 +222,7 @@ def _event_row(envelope: Envelope, to_worker: str, now: datetime) -> tuple:
 
 def _message_row(
     envelope: Envelope, worker: str, now: datetime, due_at: datetime, attempts: int
-) -> tuple:
+) -> bulk.Row:
     return (
         envelope.event_id,
         worker,

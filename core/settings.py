@@ -2,8 +2,11 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import environ
+
+from core import localenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -11,9 +14,17 @@ VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
 
+# Where `make run` ran, var/local.env holds the checkout's development settings (DEBUG=1, its own
+# SECRET_KEY): read whenever it exists, under the environment, and said on stderr
+# (core/localenv.py). LOCAL_ENV_FILE names another file, or none when empty (the tests).
+LOCAL_ENV_FILE = env.str("LOCAL_ENV_FILE", default=str(VAR_DIR / "local.env"))
+if LOCAL_ENV_FILE:
+    localenv.load(Path(LOCAL_ENV_FILE))
+
 DEBUG = env.bool("DEBUG", default=False)
 # A fixed development key is only acceptable while DEBUG is on; production must set its own.
-SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key" if DEBUG else environ.Env.NOTSET)
+DEV_SECRET_KEY = "dev-only-insecure-key"
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY if DEBUG else environ.Env.NOTSET)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PLATFORM_VERSION = "0.1.0"
@@ -65,8 +76,8 @@ TEMPLATES = [
 ]
 
 
-def _database() -> dict:
-    db = env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'platform.sqlite3'}")
+def _database() -> dict[str, Any]:
+    db: dict[str, Any] = env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'platform.sqlite3'}")
     if db["ENGINE"] == "django.db.backends.sqlite3":
         # Several processes (gunicorn, qcluster workers) share the file: WAL lets readers run
         # beside the writer, IMMEDIATE takes the write lock up front instead of failing on upgrade.
@@ -107,6 +118,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The console's one time format ("2026-12-02 06:33:16 UTC") in Django's rendering: core.formats.
+FORMAT_MODULE_PATH = ["core.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
@@ -116,7 +129,10 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 
-FERNET_KEYS = env.list("FERNET_KEYS", default=[SECRET_KEY])
+# In development the fixed key stays a key to decrypt with: what a checkout stored before
+# var/local.env gave it a SECRET_KEY of its own still decrypts.
+DEV_FERNET_KEYS = [DEV_SECRET_KEY] if DEBUG and SECRET_KEY != DEV_SECRET_KEY else []
+FERNET_KEYS = env.list("FERNET_KEYS", default=[SECRET_KEY, *DEV_FERNET_KEYS])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.ApiKeyAuthentication"],
@@ -162,6 +178,9 @@ WORKER_MODULES = env.list("WORKER_MODULES", default=[])  # extra worker declarat
 EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=14)
 HEALTH_BACKLOG_DEGRADED_SECONDS = env.int("HEALTH_BACKLOG_DEGRADED_SECONDS", default=60)
 HEALTH_BACKLOG_UNHEALTHY_SECONDS = env.int("HEALTH_BACKLOG_UNHEALTHY_SECONDS", default=600)
+# GET /metrics (core.prometheus) answers a scrape that sends this as a Bearer token; unset, the
+# endpoint is off (404).
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 
 # --- The REST API ---------------------------------------------------------------------------
 # A JSON body under /api is refused (413) beyond this, before it is read.

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.util.types import AttributeValue
+
+if TYPE_CHECKING:
+    from core.envelope import Envelope
 
 tracer = trace.get_tracer("core.runtime")
 _configured = False
@@ -50,10 +55,10 @@ def current_ids() -> tuple[str, str]:
 
 
 @contextmanager
-def handler_span(worker: str, envelope) -> Iterator[trace.Span]:
+def handler_span(worker: str, envelope: Envelope) -> Iterator[trace.Span]:
     """A consumer span for one handled message, child of the envelope's traceparent."""
     context = trace.set_span_in_context(NonRecordingSpan(_remote(envelope)))
-    attributes = {
+    attributes: dict[str, AttributeValue] = {
         "messaging.system": "platform",
         "messaging.operation.type": "process",
         "messaging.destination.name": worker,
@@ -69,11 +74,11 @@ def handler_span(worker: str, envelope) -> Iterator[trace.Span]:
 
 
 @contextmanager
-def batch_span(worker: str, envelopes: list) -> Iterator[trace.Span]:
+def batch_span(worker: str, envelopes: list[Envelope]) -> Iterator[trace.Span]:
     """A consumer span for messages handled together: a batch has no one parent, so the span
     links to each envelope's traceparent (OpenTelemetry's messaging conventions for batches)."""
     links = [trace.Link(_remote(e)) for e in envelopes]
-    attributes = {
+    attributes: dict[str, AttributeValue] = {
         "messaging.system": "platform",
         "messaging.operation.type": "process",
         "messaging.destination.name": worker,
@@ -85,7 +90,7 @@ def batch_span(worker: str, envelopes: list) -> Iterator[trace.Span]:
         yield span
 
 
-def _remote(envelope) -> SpanContext:
+def _remote(envelope: Envelope) -> SpanContext:
     return SpanContext(
         trace_id=int(envelope.trace_id, 16),
         span_id=int(envelope.span_id, 16),
@@ -123,13 +128,13 @@ def start_runtime_metrics() -> None:
     register_gauges(metrics.get_meter("core.runtime"), health.worker_counts)
 
 
-def register_gauges(meter: metrics.Meter, counts) -> None:
+def register_gauges(meter: metrics.Meter, counts: Callable[[], dict[str, dict[str, int]]]) -> None:
     """`counts()` returns {worker: {"backlog": n, "in_flight": n, "dead_letters": n}}; it is
     asked once per collection, not once per gauge."""
-    latest: dict = {"counts": {}, "served": set()}
+    latest: dict[str, Any] = {"counts": {}, "served": set()}
 
-    def observe(field: str):
-        def callback(_options):
+    def observe(field: str) -> metrics.CallbackT:
+        def callback(_options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
             # A gauge asked again means a new collection: read the database once for all three.
             if not latest["served"] or field in latest["served"]:
                 latest.update(counts=counts(), served=set())

@@ -1,9 +1,15 @@
 from django.contrib import admin
 from django.urls import path
 
-from core import api
+from core import api, prometheus
 from integrations import api as webhooks
-from observability.api import MetricSeriesView, OtlpView, TraceDetailView, TraceListView
+from observability.api import (
+    LogListView,
+    MetricSeriesView,
+    OtlpView,
+    TraceDetailView,
+    TraceListView,
+)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,6 +20,7 @@ urlpatterns = [
     path("api/traces", TraceListView.as_view(), name="api-traces"),
     path("api/traces/<str:trace_id>", TraceDetailView.as_view(), name="api-trace"),
     path("api/metrics/series", MetricSeriesView.as_view(), name="api-metric-series"),
+    path("api/logs", LogListView.as_view(), name="api-logs"),
     path("api/webhooks/subscriptions", webhooks.SubscriptionListView.as_view()),
     path(
         "api/webhooks/subscriptions/<str:subscription_id>",
@@ -33,6 +40,7 @@ urlpatterns = [
     ),
     path("api/webhooks/deliveries/<str:delivery_id>/redeliver", webhooks.RedeliverView.as_view()),
     path("api/health/workers", api.WorkerHealthView.as_view(), name="api-health-workers"),
+    path("metrics", prometheus.metrics, name="metrics"),
 ]
 
 # Django's error pages, in the API's encoding under /api and /v1 (core/middleware.py).

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import IO, TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.wsgi import get_wsgi_application
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
 
@@ -28,15 +32,15 @@ READ_SIZE = 64 * 1024
 class BodyRefused(Exception):
     """A body that cannot be handed to Django: answered here, without calling it."""
 
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
 
 
-def whole_bodies(app: Callable) -> Callable:
+def whole_bodies(app: WSGIApplication) -> WSGIApplication:
     """`app` with every request's body read whole before it is called (see the module)."""
 
-    def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
             read_whole_body(environ, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         except BodyRefused as refused:
@@ -62,7 +66,7 @@ def whole_bodies(app: Callable) -> Callable:
     return guarded
 
 
-def read_whole_body(environ: dict, *, limit: int | None) -> None:
+def read_whole_body(environ: WSGIEnvironment, *, limit: int | None) -> None:
     """Replace wsgi.input by the whole body, with its CONTENT_LENGTH; or, past `limit` bytes,
     by a stream that raises RequestDataTooBig, so that each endpoint answers its own 413 the
     way it answers Django's (the OTLP view in the request's encoding, the API in JSON)."""
@@ -101,9 +105,9 @@ def read_whole_body(environ: dict, *, limit: int | None) -> None:
     environ["CONTENT_LENGTH"] = str(len(body))
 
 
-def _read(stream, length: int | None) -> bytes:
+def _read(stream: IO[bytes], length: int | None) -> bytes:
     """Up to `length` bytes of `stream` (all of it for None); fewer when it ends first."""
-    chunks, size = [], 0
+    chunks, size = list[bytes](), 0
     while length is None or size < length:
         chunk = stream.read(READ_SIZE if length is None else min(READ_SIZE, length - size))
         if not chunk:
@@ -113,7 +117,7 @@ def _read(stream, length: int | None) -> bytes:
     return b"".join(chunks)
 
 
-def _too_large(environ: dict, length: int, limit: int) -> None:
+def _too_large(environ: WSGIEnvironment, length: int, limit: int) -> None:
     environ["CONTENT_LENGTH"] = str(length)  # over the limit: Django refuses before reading
     environ["wsgi.input"] = _TooLarge(limit)
 
@@ -122,13 +126,13 @@ class _TooLarge(io.RawIOBase):
     """The input of a body over the limit: reading it is refused (DRF reads the stream
     instead of request.body, where Django checks the limit)."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int) -> None:
         self.limit = limit
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         raise RequestDataTooBig(f"The body is over the limit of {self.limit} bytes.")
 
 

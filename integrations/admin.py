@@ -4,13 +4,13 @@ attempt.
 Subscriptions are created through the API, the one place that shows a signing secret (once), so
 the admin adds none, and neither the secret nor the previous one is loaded, listed or rendered
 here. An operator may change a subscription's event types, description and `enabled`; the change
-goes through integrations.services.update_subscription, so the API's validation and its
-re-enable rule (a fresh failing period) hold here too.
+goes through integrations.webhooks.subscriptions.update_subscription, so the API's validation and
+its re-enable rule (a fresh failing period) hold here too.
 
 Deliveries and attempts are the worker's record of what was sent and what came back, so they are
 read-only. The operator's writes are redelivering deliveries and recovering a subscription's
-failed ones, through services.redeliver and services.recover: the same delivery, same
-webhook-id, sent again by the worker.
+failed ones, through integrations.webhooks.delivery's redeliver and recover: the same delivery,
+same webhook-id, sent again by the worker.
 """
 
 from __future__ import annotations
@@ -19,45 +19,51 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import F, QuerySet
-from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest
 from django.template.loader import render_to_string
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.views.decorators.http import require_POST
 
 from core import events
-from core.admin import ReadOnlyMixin, pretty_json, truncated
+from core.admin import ReadOnlyMixin, fieldset_fields, pretty_json, truncated
+from core.admin_actions import Done, ObjectActionsAdmin, object_action
+from core.formats import format_moment
 from core.models import Message
-from integrations import services
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from integrations.webhooks import WORKER
+from integrations.webhooks.decisions import delivery_id, queued_event_id
+from integrations.webhooks.delivery import FAILED, recover, redeliver
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class SubscriptionUrl(TypedDict):
+        subscription_url: str
+
+
+from integrations.webhooks.subscriptions import (
+    SECRET_FIELDS,
+    check_event_types,
+    update_subscription,
+)
 
 State = WebhookDelivery.State
 RECOVER_WINDOW = timedelta(days=7)
 LATEST_DELIVERIES = 20  # on a subscription's page; the rest are a link away
-FAILED = services.FAILED  # what redeliver and recover send again
 # Never loaded by the admin's querysets: what is not in memory cannot leak into a page.
-SECRET_FIELDS = services.SECRET_FIELDS
 
 
 def deliveries_url(subscription_pk) -> str:
     """The deliveries changelist narrowed to one subscription."""
     changelist = reverse("admin:integrations_webhookdelivery_changelist")
     return f"{changelist}?subscription__id__exact={subscription_pk}"
-
-
-def format_moment(moment: datetime | None) -> str:
-    """To the millisecond, in the site's time zone: attempts can be milliseconds apart."""
-    if moment is None:
-        return "-"
-    moment = timezone.localtime(moment)
-    return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d} {moment:%Z}"
 
 
 def format_wait(seconds: float) -> str:
@@ -128,7 +134,7 @@ class SubscriptionForm(forms.ModelForm):
         # The service's own check, so that a bad pattern is a form error here rather than an
         # exception when the change is saved.
         try:
-            return services.check_event_types(self.cleaned_data["event_types"])
+            return check_event_types(self.cleaned_data["event_types"])
         except ValidationError as exc:
             raise ValidationError(
                 [message.removeprefix("event_types: ") for message in exc.messages]
@@ -151,7 +157,7 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
         "failing_since", "last_success", "previous_secret_expires", "created", "updated",
         "deliveries_panel",
     ]  # fmt: skip
-    # The URL is not editable here: changing it must pass services.check_url, and the API is
+    # The URL is not editable here: changing it must pass subscriptions.check_url, and the API is
     # where a subscriber does that.
     readonly_fields = [
         "tenant", "url", "disabled_reason", "failing_since", "last_success",
@@ -213,7 +219,7 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
         health update committed meanwhile is not undone."""
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
         if changes:
-            services.update_subscription(subscription=obj, **changes)
+            update_subscription(subscription=obj, **changes)
 
     @admin.action(description="Recover failed deliveries (last 7 days)", permissions=["change"])
     def recover_failed(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -235,7 +241,7 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
             )
 
     def _recover(self, request: HttpRequest, subscription: WebhookSubscription, since) -> int:
-        resent = services.recover(subscription=subscription, since=since)
+        resent = recover(subscription=subscription, since=since)
         if resent:
             self.log_change(request, subscription, f"Recovered {resent} failed deliveries")
         return resent
@@ -273,7 +279,8 @@ class TimelineRow:
 
 def timeline(attempts: list[WebhookAttempt]) -> list[TimelineRow]:
     """The delivery's attempts in order, each with the wait since the one before."""
-    rows, previous = [], None
+    rows: list[TimelineRow] = []
+    previous: datetime | None = None
     for attempt in attempts:
         after = None if previous is None else format_wait((attempt.at - previous).total_seconds())
         rows.append(TimelineRow(attempt=attempt, at=format_moment(attempt.at), after=after))
@@ -282,7 +289,7 @@ def timeline(attempts: list[WebhookAttempt]) -> list[TimelineRow]:
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyMixin, ObjectActionsAdmin):
     list_display = [
         "created", "tenant", "subscription_url", "event_type", "state", "attempts", "last_status",
         "next_attempt_at", "delivered_at",
@@ -301,8 +308,9 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         ("Attempts", {"fields": ["attempts_timeline"]}),
         ("Payload", {"fields": ["payload_json"]}),
     ]  # fmt: skip
-    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+    readonly_fields = fieldset_fields(fieldsets)
     actions = ["redeliver_selected"]
+    object_actions = ["redeliver"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # The subscription's url, not the subscription: a row needs no secret.
@@ -318,7 +326,7 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if found is None:
             return queryset.none(), False
         subscriptions = WebhookSubscription.objects.values_list("pk", flat=True)
-        of_event = [services.delivery_id(pk, found) for pk in subscriptions.iterator()]
+        of_event = [delivery_id(pk, found) for pk in subscriptions.iterator()]
         return queryset.filter(pk__in=[found, *of_event]), False
 
     def get_object(self, request, object_id, from_field=None):
@@ -331,7 +339,7 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return obj
 
     @admin.display(description="subscription url", ordering="subscription__url")
-    def subscription_url(self, delivery: WebhookDelivery) -> str:
+    def subscription_url(self, delivery: WithAnnotations[WebhookDelivery, SubscriptionUrl]) -> str:
         return format_html(
             '<span title="{}">{}</span>',
             delivery.subscription_url,
@@ -352,8 +360,8 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         """The worker's message for this delivery: when it is due next (next_attempt_at is
         empty when the runtime's backoff decides), and its failures with tracebacks."""
         message = Message.objects.filter(
-            event_id=services.queued_event_id(delivery.pk),
-            worker=services.WORKER,
+            event_id=queued_event_id(delivery.pk),
+            worker=WORKER,
             tenant_id=delivery.tenant_id,
         ).first()
         if message is None:
@@ -411,52 +419,20 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         )
 
     def _redeliver(self, request: HttpRequest, delivery: WebhookDelivery) -> bool:
-        resent = services.redeliver(delivery=delivery)
+        resent = redeliver(delivery=delivery)
         if resent:
             self.log_change(request, delivery, "Redelivered")
         return resent
 
-    def get_urls(self):
-        view = self.admin_site.admin_view
-        return [
-            path(
-                "<path:object_id>/redeliver/",
-                view(require_POST(self.redeliver_view)),
-                name="integrations_webhookdelivery_redeliver",
-            ),
-            *super().get_urls(),
-        ]
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {
-            **(extra_context or {}),
-            "can_redeliver": self.has_redeliver_permission(request),
-            "failed_states": FAILED,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def redeliver_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
-        if not self.has_redeliver_permission(request):
-            raise PermissionDenied
-        delivery = self.get_object(request, unquote(object_id))
-        if delivery is None:
-            raise Http404
+    @object_action(
+        label="Redeliver", permission="redeliver", shown=lambda delivery: delivery.state in FAILED
+    )
+    def redeliver(self, request: HttpRequest, delivery: WebhookDelivery) -> Done:
         if not delivery.subscription.enabled:
-            self.message_user(
-                request,
+            return Done(
                 "Not re-sent: the subscription is disabled. Enable it, then redeliver.",
                 messages.WARNING,
             )
-        elif self._redeliver(request, delivery):
-            self.message_user(request, f"Re-sent {delivery.webhook_id}.", messages.SUCCESS)
-        else:
-            self.message_user(
-                request, f"{delivery.webhook_id} is not failed: not re-sent.", messages.WARNING
-            )
-        return HttpResponseRedirect(
-            reverse(
-                "admin:integrations_webhookdelivery_change",
-                args=[delivery.pk],
-                current_app=self.admin_site.name,
-            )
-        )
+        if self._redeliver(request, delivery):
+            return Done(f"Re-sent {delivery.webhook_id}.")
+        return Done(f"{delivery.webhook_id} is not failed: not re-sent.", messages.WARNING)

@@ -1,6 +1,6 @@
-"""The webhook subscriptions API: thin views over integrations.services and .selectors, with
-input and output serializers. Every lookup is by the caller's tenant, so another tenant's
-subscription is simply not found."""
+"""The webhook subscriptions API: thin views over the webhooks domain (integrations.webhooks) and
+integrations.selectors, with input and output serializers. Every lookup is by the caller's
+tenant, so another tenant's subscription is simply not found."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import Pager, SinceField, paged
-from integrations import selectors, services
+from integrations import selectors
 from integrations.models import WebhookDelivery, WebhookSubscription
+from integrations.webhooks.delivery import recover, redeliver
+from integrations.webhooks.subscriptions import (
+    create_subscription,
+    delete_subscription,
+    rotate_secret,
+    update_subscription,
+)
 
 
 class Conflict(exceptions.APIException):
@@ -73,7 +80,7 @@ class SubscriptionListView(APIView):
         body = SubscriptionInput(data=request.data)
         body.is_valid(raise_exception=True)
         v = body.validated_data
-        subscription, secret = services.create_subscription(
+        subscription, secret = create_subscription(
             tenant=request.user.tenant,
             url=v["url"],
             event_types=v["eventTypes"],
@@ -110,14 +117,14 @@ class SubscriptionDetailView(APIView):
         body.is_valid(raise_exception=True)
         changes = {self.FIELDS.get(k, k): v for k, v in body.validated_data.items()}
         try:
-            stored = services.update_subscription(subscription=subscription, **changes)
+            stored = update_subscription(subscription=subscription, **changes)
         except WebhookSubscription.DoesNotExist:  # deleted since it was looked up
             raise _not_found(subscription_id) from None
         return Response(SubscriptionOutput(stored).data)
 
     def delete(self, request, subscription_id: str):
         subscription = _subscription_or_404(request, subscription_id)
-        services.delete_subscription(subscription=subscription)
+        delete_subscription(subscription=subscription)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -128,7 +135,7 @@ class RotateSecretView(APIView):
     def post(self, request, subscription_id: str):
         subscription = _subscription_or_404(request, subscription_id)
         try:
-            secret, expires = services.rotate_secret(subscription=subscription)
+            secret, expires = rotate_secret(subscription=subscription)
         except WebhookSubscription.DoesNotExist:  # deleted since it was looked up
             raise _not_found(subscription_id) from None
         return Response({"secret": secret, "previousSecretExpires": expires})
@@ -195,7 +202,7 @@ class RedeliverView(APIView):
         delivery = selectors.delivery(tenant=request.user.tenant, delivery_id=delivery_id)
         if delivery is None:
             raise exceptions.NotFound(f"No webhook delivery {delivery_id} for this tenant.")
-        if not services.redeliver(delivery=delivery):
+        if not redeliver(delivery=delivery):
             raise Conflict(
                 f"Delivery {delivery_id} is {delivery.state}: only a failed delivery (dead, or "
                 "retrying and not being sent at this moment) is redelivered."
@@ -216,7 +223,7 @@ class RecoverView(APIView):
         query = self.QueryInput(data=data)
         query.is_valid(raise_exception=True)
         since = query.validated_data["since"]
-        count = services.recover(subscription=subscription, since=since)
+        count = recover(subscription=subscription, since=since)
         return Response(
             {"recovered": count, "since": since.isoformat(), "at": timezone.now().isoformat()},
             status=202,

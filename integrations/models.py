@@ -55,7 +55,7 @@ class WebhookSubscription(models.Model):
     updated = models.DateTimeField(default=timezone.now)
     # Deleted by its owner: gone for the API, the admin and the worker from then on; the row,
     # with its deliveries, is removed as soon as no batch still sends to it
-    # (integrations.services.delete_subscription).
+    # (integrations.webhooks.subscriptions.delete_subscription).
     deleted = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import FloatField
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -22,10 +24,12 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import tracecontext
 from core.api import Pager, SinceField, paged
 from core.auth import ApiKeyAuthentication
 from observability import load, otlp, otlp_json, selectors, services
-from observability.models import MetricSeries
+from observability import prometheus as ingest_metrics
+from observability.models import MetricSeries, TelemetryBatch
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -34,6 +38,15 @@ class OtlpView(View):
 
     signal = "traces"
     http_method_names = ["post"]
+    batch: TelemetryBatch | None = None  # the request as stored, once it is accepted
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        self.batch = None
+        response = super().dispatch(request, *args, **kwargs)
+        ingest_metrics.count_request(
+            signal=self.signal, code=response.status_code, batch=self.batch
+        )
+        return response
 
     def post(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -47,7 +60,7 @@ class OtlpView(View):
             if not self._accept_clean_json(tenant, body, media):
                 payload = otlp.decode(self.signal, body.payload, media)
                 rejections = otlp.validate(self.signal, payload)
-                services.accept_request(
+                self.batch = services.accept_request(
                     tenant=tenant, signal=self.signal, request=payload, rejections=rejections
                 )
                 return HttpResponse(
@@ -67,7 +80,7 @@ class OtlpView(View):
         clean = otlp_json.clean_traces(body.payload, otlp.time_bounds())
         if clean is None:
             return False
-        services.accept_batch(
+        self.batch = services.accept_batch(
             tenant=tenant,
             signal=self.signal,
             payload=body.payload,
@@ -273,7 +286,7 @@ class Double(serializers.FloatField):
     """A double in a reply: NaN and the infinities, which JSON has no number for, as the
     strings OTLP JSON spells them ("NaN", "Infinity", "-Infinity")."""
 
-    def to_representation(self, value) -> float | str:
+    def to_representation(self, value: float) -> float | str:  # type: ignore[override]
         return otlp.json_number(float(value))
 
 
@@ -319,3 +332,87 @@ class MetricSeriesView(APIView):
         query.is_valid(raise_exception=True)
         found = selectors.metric_series(tenant=request.user.tenant, **query.validated_data)
         return paged(self, request, found, pager=SeriesPage, output=SeriesOutput)
+
+
+class SeverityField(serializers.Field[int, str, str, Any]):
+    """A minimum severity: a name (WARN, error, FATAL2) or a SeverityNumber (1 to 24), as the
+    SeverityNumber it starts from."""
+
+    def to_internal_value(self, data: str) -> int:
+        try:
+            return selectors.severity_floor(str(data))
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def to_representation(self, value: int) -> str:
+        return str(value)
+
+
+class TraceIdField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        text = super().to_internal_value(data)
+        if not tracecontext.is_trace_id(text):
+            raise serializers.ValidationError(
+                f"{text!r} is not a trace id: a trace id is 32 hexadecimal digits, not all zero."
+            )
+        return text.lower()
+
+
+class LogFilters(serializers.Serializer):
+    """The filters of GET /api/logs (and of the admin's list of logs, which reads its query
+    with this serializer too): validated_data is selectors.filter_logs' keyword arguments."""
+
+    traceId = TraceIdField(source="trace_id", required=False, default="")
+    service = serializers.CharField(max_length=200, required=False, default="")
+    severity = SeverityField(required=False, default=0)
+    since = SinceField(required=False, default=None)
+    q = serializers.CharField(max_length=200, required=False, default="")
+
+
+class LogOutput(serializers.Serializer):
+    time = serializers.SerializerMethodField()
+    observedTime = serializers.SerializerMethodField()
+    severityNumber = serializers.IntegerField(source="severity_number")
+    severityText = serializers.CharField(source="severity_text")
+    body = serializers.JSONField()
+    attributes = serializers.DictField()
+    resource = serializers.DictField()
+    service = serializers.CharField()
+    scope = serializers.CharField()
+    eventName = serializers.CharField(source="event_name")
+    traceId = serializers.SerializerMethodField()
+    spanId = serializers.SerializerMethodField()
+    trace = serializers.SerializerMethodField()
+
+    def get_time(self, record) -> str | None:
+        return _iso(record.time_ns) if record.time_ns else None  # 0: unknown (OTLP)
+
+    def get_observedTime(self, record) -> str | None:
+        return _iso(record.observed_ns) if record.observed_ns else None
+
+    def get_traceId(self, record) -> str | None:
+        return record.trace_id or None
+
+    def get_spanId(self, record) -> str | None:
+        return record.span_id or None
+
+    def get_trace(self, record) -> str | None:
+        """Where the record's trace is: its link in the API, null for a record of no trace."""
+        return reverse("api-trace", args=[record.trace_id]) if record.trace_id else None
+
+
+class LogPage(Pager):
+    page_size = 100
+    max_page_size = 1000
+    ordering = ("-time_ns", "-id")
+
+
+class LogListView(APIView):
+    """GET /api/logs?traceId=&service=&severity=&since=&q=: the caller's log records, newest
+    first, paged; each with the link to its trace."""
+
+    def get(self, request):
+        query = LogFilters(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = selectors.logs(tenant=request.user.tenant, **query.validated_data)
+        return paged(self, request, found, pager=LogPage, output=LogOutput)

@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
@@ -50,7 +50,8 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from core import bulk, events
-from core.envelope import Envelope
+from core.envelope import Envelope, TenantId
+from core.tracecontext import is_trace_id
 from observability.models import (
     CorrelatedEvent,
     LogRecord,
@@ -59,6 +60,7 @@ from observability.models import (
     TelemetryCorrelation,
     TraceRecord,
 )
+from observability.vocabulary import SEVERITIES, severity_name
 
 MAX_ERROR_SPANS = 20
 MAX_LOGS = 20
@@ -66,15 +68,6 @@ MAX_BODY_CHARS = 1000
 MAX_EXEMPLARS = 50
 MAX_EVENTS = 50
 
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-_SEVERITIES = [  # OTLP SeverityNumber ranges
-    (1, 4, "TRACE"),
-    (5, 8, "DEBUG"),
-    (9, 12, "INFO"),
-    (13, 16, "WARN"),
-    (17, 20, "ERROR"),
-    (21, 24, "FATAL"),
-]
 _CONTENT = ["trace", "log_count", "logs", "exemplar_count", "exemplars", "event_count", "events"]
 _JSON = {"trace", "logs", "exemplars", "events"}
 
@@ -111,7 +104,7 @@ def _correlate_tenant(envelopes: list[Envelope]) -> None:
     )
 
 
-def _row(tenant_id, trace_id: str, content: dict, now) -> tuple:
+def _row(tenant_id: TenantId, trace_id: str, content: dict, now) -> tuple:
     values = [json.dumps(content[name]) if name in _JSON else content[name] for name in _CONTENT]
     return (tenant_id, trace_id, *values, now, now)
 
@@ -123,11 +116,7 @@ def trace_ids_of(data) -> list[str]:
     named = data.get("traceIds")
     candidates = list(named) if isinstance(named, list) else []
     candidates.append(data.get("traceId"))
-    found = {
-        c.lower()
-        for c in candidates
-        if isinstance(c, str) and _TRACE_ID.match(c.lower()) and set(c) != {"0"}
-    }
+    found = {c.lower() for c in candidates if is_trace_id(c)}
     return sorted(found)
 
 
@@ -155,7 +144,7 @@ def _record_events(envelopes: list[Envelope]) -> None:
 _LINK_COLUMNS = ["tenant_id", "trace_id", "event_id", "type", "occurred_at", "source", "signal"]
 
 
-def _serialise(tenant_id, trace_ids: list[str]) -> None:
+def _serialise(tenant_id: TenantId, trace_ids: list[str]) -> None:
     """Two consumers correlating one trace at once must not write a snapshot computed before
     the other's data committed over a newer one: on PostgreSQL each takes a transaction lock
     per (tenant, trace), in one order (sorted) so that they cannot deadlock. Advisory locks
@@ -169,7 +158,7 @@ def _serialise(tenant_id, trace_ids: list[str]) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", [keys])
 
 
-def _lock_key(tenant_id, trace_id: str) -> int:
+def _lock_key(tenant_id: TenantId, trace_id: str) -> int:
     digest = hashlib.blake2b(f"{tenant_id}:{trace_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -186,7 +175,7 @@ def _stored(envelope: Envelope, trace_ids: list[str]) -> dict[str, dict]:
     return found
 
 
-def snapshot(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
+def snapshot(tenant_id: TenantId, trace_ids: list[str]) -> dict[str, dict]:
     """The content of each trace's TelemetryCorrelation, as the stores have it now, in the
     shape it takes once stored as JSON (so that it compares equal to a stored row)."""
     traces = _traces(tenant_id, trace_ids)
@@ -233,7 +222,7 @@ _RECORD_FIELDS = [
 ]  # fmt: skip
 
 
-def _traces(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
+def _traces(tenant_id: TenantId, trace_ids: list[str]) -> dict[str, dict]:
     records = TraceRecord.objects.filter(
         tenant_id=tenant_id, trace_id__one_of=set(trace_ids)
     ).values_list(*_RECORD_FIELDS)
@@ -267,13 +256,15 @@ def _traces(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
 # Logs
 
 
-def _logs(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
-    found = {t: {"count": 0, "bySeverity": {}, "latest": []} for t in trace_ids}
+def _logs(tenant_id: TenantId, trace_ids: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {
+        t: {"count": 0, "bySeverity": {}, "latest": []} for t in trace_ids
+    }
     records = LogRecord.objects.filter(tenant_id=tenant_id, trace_id__one_of=set(trace_ids))
     level = Case(
         *[
             When(severity_number__gte=lo, severity_number__lte=hi, then=Value(name))
-            for lo, hi, name in _SEVERITIES
+            for lo, hi, name in SEVERITIES
         ],
         default=Value("UNSPECIFIED"),
         output_field=CharField(),
@@ -311,7 +302,7 @@ def _logs(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
                 "timeUnixNano": time_ns or observed_ns,
                 "severityNumber": number,
                 "severityText": text,
-                "severity": _severity(number),
+                "severity": severity_name(number),
                 "body": body[:MAX_BODY_CHARS] if isinstance(body, str) else body,
                 "service": service,
                 "spanId": span_id,
@@ -320,14 +311,10 @@ def _logs(tenant_id, trace_ids: list[str]) -> dict[str, dict]:
     return found
 
 
-def _severity(number: int) -> str:
-    return next((name for lo, hi, name in _SEVERITIES if lo <= number <= hi), "UNSPECIFIED")
-
-
 # Exemplars
 
 
-def _exemplars(tenant_id, trace_ids: list[str]) -> dict[str, tuple[int, list[dict]]]:
+def _exemplars(tenant_id: TenantId, trace_ids: list[str]) -> dict[str, tuple[int, list[dict]]]:
     """Each trace's exemplar count and its newest exemplars."""
     stored = MetricExemplar.objects.filter(tenant_id=tenant_id, trace_id__one_of=set(trace_ids))
     counts = _counts(stored)
@@ -356,7 +343,7 @@ def _exemplars(tenant_id, trace_ids: list[str]) -> dict[str, tuple[int, list[dic
 # Events
 
 
-def _events(tenant_id, trace_ids: list[str]) -> dict[str, tuple[int, list[dict]]]:
+def _events(tenant_id: TenantId, trace_ids: list[str]) -> dict[str, tuple[int, list[dict]]]:
     """Each trace's count of events that named it, and the newest of them."""
     stored = CorrelatedEvent.objects.filter(tenant_id=tenant_id, trace_id__one_of=set(trace_ids))
     counts = _counts(stored)

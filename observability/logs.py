@@ -7,6 +7,7 @@ import hashlib
 import json
 
 from core import bulk
+from core.envelope import TenantId
 from observability.models import LogRecord
 from observability.traces import any_value, attributes, service_of, text
 
@@ -17,7 +18,7 @@ RECORD_COLUMNS = [
 ]  # fmt: skip
 
 
-def records_of(tenant_id, request) -> list[LogRecord]:
+def records_of(tenant_id: TenantId, request) -> list[LogRecord]:
     rows = []
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes)
@@ -27,7 +28,7 @@ def records_of(tenant_id, request) -> list[LogRecord]:
     return rows
 
 
-def _record(tenant_id, record, resource: dict, scope: str) -> LogRecord:
+def _record(tenant_id: TenantId, record, resource: dict, scope: str) -> LogRecord:
     row = LogRecord(
         tenant_id=tenant_id,
         time_ns=record.time_unix_nano,
@@ -53,7 +54,7 @@ def _key(row: LogRecord, record) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def store(tenant_id, request) -> set[str]:
+def store(tenant_id: TenantId, request) -> set[str]:
     """Store the batch's records not stored yet; returns the traces the new ones name."""
     rows = list({r.record_key: r for r in records_of(tenant_id, request)}.values())
     stored = set(

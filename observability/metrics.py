@@ -23,6 +23,7 @@ import hashlib
 import json
 
 from core import bulk
+from core.envelope import TenantId
 from observability.models import MetricExemplar, MetricPoint
 from observability.otlp import MAX_MAGNITUDE
 from observability.traces import attributes, text
@@ -40,7 +41,7 @@ def series_key(name: str, resource: dict, scope: str, point_attributes: dict) ->
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
-def points_of(tenant_id, request) -> list[MetricPoint]:
+def points_of(tenant_id: TenantId, request) -> list[MetricPoint]:
     rows = []
     for resource_metrics in request.resource_metrics:
         resource = attributes(resource_metrics.resource.attributes)
@@ -51,7 +52,7 @@ def points_of(tenant_id, request) -> list[MetricPoint]:
     return rows
 
 
-def _points(tenant_id, metric, resource: dict, scope: str) -> list[MetricPoint]:
+def _points(tenant_id: TenantId, metric, resource: dict, scope: str) -> list[MetricPoint]:
     kind = metric.WhichOneof("data")
     if kind is None:
         return []
@@ -156,7 +157,7 @@ def _exemplar(exemplar) -> dict:
     }
 
 
-def store(tenant_id, request) -> set[str]:
+def store(tenant_id: TenantId, request) -> set[str]:
     """Store the batch's points that are not stored yet, and the exemplars of the new ones
     that name a trace; returns the traces they name."""
     rows = list({(r.series_key, r.time_ns): r for r in points_of(tenant_id, request)}.values())

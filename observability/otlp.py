@@ -105,9 +105,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
-from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from observability.vocabulary import (
+    AGGREGATION_TEMPORALITY,
+    NOT_AN_ENUM,
+    SEVERITY_NUMBER,
+    SPAN_KIND,
+    STATUS_CODE,
+    OtlpEnum,
+)
 
 SIGNALS = ("traces", "metrics", "logs")
 JSON = "application/json"
@@ -115,12 +121,15 @@ PROTOBUF = "application/x-protobuf"
 
 ExportRequest = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
 
-_REQUESTS = {
+_REQUESTS: dict[str, type[ExportRequest]] = {
     "traces": ExportTraceServiceRequest,
     "metrics": ExportMetricsServiceRequest,
     "logs": ExportLogsServiceRequest,
 }
-_RESPONSES = {
+ExportResponse = (
+    ExportTraceServiceResponse | ExportMetricsServiceResponse | ExportLogsServiceResponse
+)
+_RESPONSES: dict[str, type[ExportResponse]] = {
     "traces": ExportTraceServiceResponse,
     "metrics": ExportMetricsServiceResponse,
     "logs": ExportLogsServiceResponse,
@@ -315,7 +324,7 @@ def _json_kind(value) -> str:
     return "an object"
 
 
-def _parse_error(error: Exception) -> str:
+def _parse_error(error: BaseException) -> str:
     """json_format's "Failed to parse a field: Failed to parse b field: why." as "a.b: why"."""
     text = str(error)
     path = re.findall(r"Failed to parse (\w+) field: ", text)
@@ -377,39 +386,7 @@ def _id_holders(signal: str, tree: dict) -> Iterator[tuple[dict, str]]:
 # --- enums -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OtlpEnum:
-    """An OTLP enum: its name and numbers, and the names this module takes for them."""
-
-    name: str
-    numbers: frozenset[int]
-    names: dict[str, int]
-
-    @classmethod
-    def of(cls, descriptor) -> OtlpEnum:
-        numbers = {value.name: value.number for value in descriptor.values}
-        return cls(descriptor.name, frozenset(numbers.values()), numbers)
-
-    def problem(self, field: str, number: int) -> str | None:
-        """What is wrong with ``number`` as this enum's value of ``field``; None if nothing."""
-        if number in self.numbers:
-            return None
-        article = "an" if self.name[0] in "AEIOU" else "a"
-        if number == NOT_AN_ENUM:
-            return f"{field} is neither {article} {self.name} number nor the name of one"
-        lowest, highest = min(self.numbers), max(self.numbers)
-        return f"{field} {number} is not {article} {self.name} ({lowest} to {highest})"
-
-
-SPAN_KIND = OtlpEnum.of(Span.SpanKind.DESCRIPTOR)
-STATUS_CODE = OtlpEnum.of(Status.StatusCode.DESCRIPTOR)
-SEVERITY_NUMBER = OtlpEnum.of(SeverityNumber.DESCRIPTOR)
-AGGREGATION_TEMPORALITY = OtlpEnum.of(AggregationTemporality.DESCRIPTOR)
-# What an OTLP JSON enum value that names no number becomes (an unknown name, 1.5, true, a
-# number beyond int32, an object): a number no enum has, which validate() rejects. Left to
-# ParseDict, they would be read as something else: an unknown name as 0 (ignore_unknown_fields
-# ignores it), 1.5 as 1, true as 1, and 2**40 as 0.
-NOT_AN_ENUM = -(2**31)
+# The enums (OtlpEnum) are OTLP's vocabulary: observability.vocabulary.
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _DECIMAL = re.compile(r"-?[0-9]+")
 

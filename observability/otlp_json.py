@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from msgspec import Meta, Struct
 from msgspec.structs import astuple
 
-from observability import otlp
+from core.tracecontext import is_span_id, is_trace_id
+from observability.vocabulary import SPAN_KIND, STATUS_CODE, OtlpEnum
 
 _DEEPEST = 20  # AnyValue nesting this path takes; deeper ones go the reference way
-_HEX = re.compile("[0-9a-fA-F]*")
 
 # msgspec checks the JSON types, and the integer ranges, as it decodes (in C): a value outside
 # them fails the decode, and the request goes the reference way. Patterns it would check by
@@ -45,13 +44,17 @@ Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | str
 UInt32 = Annotated[int, Meta(ge=0, lt=2**32)]
 
 
-def _enum(enum: otlp.OtlpEnum):
+def _enum(enum: OtlpEnum):
     """An enum's numbers (validate rejects the others; names go the reference way)."""
     return Annotated[int, Meta(ge=min(enum.numbers), le=max(enum.numbers))]
 
 
-SpanKind = _enum(otlp.SPAN_KIND)
-StatusCode = _enum(otlp.STATUS_CODE)
+if TYPE_CHECKING:  # the bounds are for msgspec, at run time
+    SpanKind = int
+    StatusCode = int
+else:
+    SpanKind = _enum(SPAN_KIND)
+    StatusCode = _enum(STATUS_CODE)
 
 
 class _Base(Struct, rename="camel", forbid_unknown_fields=True, gc=False):
@@ -209,9 +212,9 @@ def _check_request(request: TracesRequest, bounds: tuple[int, int]) -> None:
 def _check_span(span: Span, bounds: tuple[int, int]) -> None:
     """validate rejects a span with bad ids, no name or bad times, clears an all-zero parent
     and drops links with bad ids: none of that is this path's to take."""
-    if not (_is_id(span.trace_id, 32) and _is_id(span.span_id, 16) and span.name):
+    if not (is_trace_id(span.trace_id) and is_span_id(span.span_id) and span.name):
         raise Unsure("ids or name")
-    if span.parent_span_id and not _is_id(span.parent_span_id, 16):
+    if span.parent_span_id and not is_span_id(span.parent_span_id):
         raise Unsure("parentSpanId")
     start, end = _nanos(span.start_time_unix_nano), _nanos(span.end_time_unix_nano)
     if not bounds[0] <= start <= end <= bounds[1]:
@@ -221,18 +224,13 @@ def _check_span(span: Span, bounds: tuple[int, int]) -> None:
         _nanos(event.time_unix_nano)
         _check_attributes(event.attributes, 0)
     for link in span.links:
-        if not (_is_id(link.trace_id, 32) and _is_id(link.span_id, 16)):
+        if not (is_trace_id(link.trace_id) and is_span_id(link.span_id)):
             raise Unsure("link ids")
         _check_attributes(link.attributes, 0)
 
 
-def _is_id(value: str, digits: int) -> bool:
-    """`digits` hex digits, not all zero."""
-    return len(value) == digits and _HEX.fullmatch(value) is not None and value.strip("0") != ""
-
-
 def _nanos(value: int | str) -> int:
-    if type(value) is int:
+    if isinstance(value, int):
         if value >= 2**64:  # not a fixed64 (msgspec takes no bound beyond int64's)
             raise Unsure(value)
         return value

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Model, Q, QuerySet
 
+from core.envelope import TenantId
 from core.models import Tenant
 from observability.models import (
     CorrelatedEvent,
@@ -44,7 +45,7 @@ def prune(*, now: datetime, **kwargs) -> int:
     return deleted
 
 
-def _prune_traces(tenant_id, cutoff_ns: int) -> int:
+def _prune_traces(tenant_id: TenantId, cutoff_ns: int) -> int:
     old = TraceRecord.objects.filter(tenant_id=tenant_id, start_ns__lt=cutoff_ns)
     deleted = 0
     while rows := list(old.values_list("id", "trace_id")[:CHUNK]):
@@ -57,7 +58,7 @@ def _prune_traces(tenant_id, cutoff_ns: int) -> int:
     return deleted
 
 
-def _prune_correlations(tenant_id, cutoff: datetime) -> int:
+def _prune_correlations(tenant_id: TenantId, cutoff: datetime) -> int:
     old = TelemetryCorrelation.objects.filter(tenant_id=tenant_id, updated__lt=cutoff)
     deleted = 0
     while rows := list(old.values_list("id", "trace_id")[:CHUNK]):
@@ -68,7 +69,7 @@ def _prune_correlations(tenant_id, cutoff: datetime) -> int:
     return deleted
 
 
-def _prune_tenant_rows(tenant_id, cutoff: datetime, cutoff_ns: int) -> int:
+def _prune_tenant_rows(tenant_id: TenantId, cutoff: datetime, cutoff_ns: int) -> int:
     # A log record's time is 0 when unknown: then its observed time says how old it is.
     logged_before = Q(time_ns__gt=0, time_ns__lt=cutoff_ns) | Q(
         time_ns=0, observed_ns__lt=cutoff_ns
@@ -88,8 +89,9 @@ def _prune_tenant_rows(tenant_id, cutoff: datetime, cutoff_ns: int) -> int:
 
 def _delete_in_chunks(model: type[Model], condition: Q) -> int:
     deleted = 0
-    while ids := list(model.objects.filter(condition).values_list("id", flat=True)[:CHUNK]):
-        deleted += _delete(model.objects.filter(id__one_of=set(ids)))
+    rows = model._default_manager
+    while ids := list(rows.filter(condition).values_list("id", flat=True)[:CHUNK]):
+        deleted += _delete(rows.filter(id__one_of=set(ids)))
     return deleted
 
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 
 from core import services as core_services
-from core.envelope import Envelope
+from core.envelope import Envelope, TenantId
 from core.models import Message, Tenant
 from observability import logs, metrics, otlp, otlp_json, traces
 from observability.models import TelemetryBatch
@@ -131,7 +131,7 @@ def _batches_of(envelopes: list[Envelope]) -> list[tuple[Envelope, TelemetryBatc
     return found
 
 
-def _linked(tenant_id, trace_ids: set[str]) -> Envelope:
+def _linked(tenant_id: TenantId, trace_ids: set[str]) -> Envelope:
     """Stored log records or exemplars name these traces: their correlations are stale."""
     return core_services.build_envelope(
         tenant_id=tenant_id,
@@ -151,8 +151,9 @@ def _span_rows(batch: TelemetryBatch) -> list[traces.SpanRow]:
     return list(traces.rows_of_proto(_decode(batch)))
 
 
-def _ingest_spans(tenant_id, batches: list[tuple[Envelope, TelemetryBatch]]) -> None:
-    rows, first_batch = [], {}
+def _ingest_spans(tenant_id: TenantId, batches: list[tuple[Envelope, TelemetryBatch]]) -> None:
+    rows: list[traces.SpanRow] = []
+    first_batch: dict[str, uuid.UUID] = {}
     for _, batch in batches:
         found = _span_rows(batch)
         for row in found:
@@ -163,7 +164,7 @@ def _ingest_spans(tenant_id, batches: list[tuple[Envelope, TelemetryBatch]]) -> 
 
 
 def _events_of(
-    tenant_id, envelope: Envelope, projected: traces.Projected, first_batch: dict
+    tenant_id: TenantId, envelope: Envelope, projected: traces.Projected, first_batch: dict
 ) -> list[Envelope]:
     """TraceRecorded per trace touched, and one RuntimeSignalDetected per trace and kind of
     signal (error spans, slow spans) for FeedbackCreationWorker; never one per span. Each has

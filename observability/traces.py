@@ -26,10 +26,11 @@ from django.db import connection
 from django.utils import timezone
 
 from core import bulk
+from core.envelope import TenantId
 from observability import otlp, otlp_json
 from observability.models import Span, TraceRecord
+from observability.vocabulary import STATUS_ERROR
 
-ERROR = 2
 EVENTS_NAMESPACE = uuid.UUID("2b0b5f4e-8c3a-4d38-9d1e-6a0f3c9b7e21")
 _encode = msgspec.json.Encoder()
 
@@ -247,7 +248,7 @@ def _json_link(link: otlp_json.Link) -> dict:
 # --- projection --------------------------------------------------------------------------------
 
 
-def project(tenant_id, rows: Iterable[SpanRow]) -> Projected:
+def project(tenant_id: TenantId, rows: Iterable[SpanRow]) -> Projected:
     """Store the spans not stored yet and merge them into their traces' TraceRecords."""
     new = _not_stored(tenant_id, _dedup(rows))
     bulk.insert_rows(Span, SPAN_COLUMNS, [(tenant_id, *row) for row in new])
@@ -255,7 +256,7 @@ def project(tenant_id, rows: Iterable[SpanRow]) -> Projected:
     slow_ns = settings.TRACE_SLOW_SPAN_MS * 1_000_000
     return Projected(
         traces={row.trace_id for row in new},
-        error_spans=_by_trace(s for s in new if s.status_code == ERROR),
+        error_spans=_by_trace(s for s in new if s.status_code == STATUS_ERROR),
         slow_spans=_by_trace(s for s in new if s.end_ns - s.start_ns > slow_ns),
     )
 
@@ -268,7 +269,7 @@ def _dedup(rows: Iterable[SpanRow]) -> list[SpanRow]:
     return list(unique.values())
 
 
-def _not_stored(tenant_id, rows: list[SpanRow]) -> list[SpanRow]:
+def _not_stored(tenant_id: TenantId, rows: list[SpanRow]) -> list[SpanRow]:
     if not rows:
         return []
     stored = set(
@@ -301,7 +302,7 @@ class _Summary:
 
     def add(self, row: SpanRow) -> None:
         self.spans += 1
-        self.errors += row.status_code == ERROR
+        self.errors += row.status_code == STATUS_ERROR
         self.start_ns = min(self.start_ns, row.start_ns)
         self.end_ns = max(self.end_ns, row.end_ns)
         if row.service:
@@ -359,7 +360,7 @@ def _merge_sql(source: str) -> str:
     )
 
 
-def merge_trace_records(tenant_id, rows: list[SpanRow]) -> None:
+def merge_trace_records(tenant_id: TenantId, rows: list[SpanRow]) -> None:
     """Add new spans to their traces' TraceRecords, inserting the records of new traces. The
     upsert locks each record it touches until commit, so a concurrent merge of the same trace
     waits and then adds to what this one wrote."""
@@ -375,7 +376,7 @@ def merge_trace_records(tenant_id, rows: list[SpanRow]) -> None:
     _add_services(summaries, stored)
 
 
-def _record_row(tenant_id, trace_id: str, summary: _Summary, now) -> tuple:
+def _record_row(tenant_id: TenantId, trace_id: str, summary: _Summary, now) -> tuple:
     root = summary.root
     return (
         tenant_id,

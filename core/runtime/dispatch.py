@@ -19,8 +19,9 @@ import math
 import traceback
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from time import monotonic
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -28,7 +29,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core import telemetry
-from core.envelope import Envelope, event_as_dict
+from core.envelope import Envelope, TenantId, event_as_dict
 from core.models import DeadLetter, Event, Failure, HandledKey, Message, WorkerState
 from core.runtime import queue, registry, shutdown
 from core.runtime.errors import (
@@ -68,14 +69,14 @@ class Claimed:
     message than the whole no-op handling does."""
 
     id: int
-    tenant_id: uuid.UUID
+    tenant_id: TenantId
     attempts: int
     claims: int
     token: uuid.UUID
     envelope: Envelope  # as stored; handle_one validates it
 
 
-def drain(worker_name: str) -> dict:
+def drain(worker_name: str) -> dict[str, int]:
     """The django-q2 task: handle the worker's due messages for up to DISPATCH_DRAIN_SECONDS.
     While the backlog fills whole batches it asks for help, up to DISPATCH_CONCURRENCY drains
     of one worker at a time; when it leaves with work still due, it hands over."""
@@ -136,7 +137,7 @@ _CLAIMED = [
 ]
 
 
-def _claimed(row: tuple, token: uuid.UUID) -> Claimed:
+def _claimed(row: tuple[Any, ...], token: uuid.UUID) -> Claimed:
     id_, tenant_id, attempts, claims, *event = row
     return Claimed(id_, tenant_id, attempts, claims, token, Envelope(*event))
 
@@ -157,7 +158,9 @@ def run_batch(worker: Worker, batch: list[Claimed], *, deadline: float = math.in
 def _handle_batch(
     worker: Worker, batch: list[Claimed], token: uuid.UUID, deadline: float
 ) -> Outcome:
-    done, failed, pending = [], [], list(batch)
+    done: list[Claimed] = []
+    failed: list[FailedMessage] = []
+    pending = list(batch)
     size = worker.chunk
     while pending:
         ran, failure, reported = _run_together(worker, pending, deadline, size)
@@ -179,14 +182,18 @@ def _handle_batch(
         pending = pending[:index] + pending[index + 1 :]
     outcome = Outcome(released=release(pending, token) if pending else 0)
     unfinished = {message.id for message, _, _ in failed} | {m.id for m in pending}
-    done = [m.id for m in done if m.id not in unfinished]
-    _mark_done(worker, done, token)
-    outcome.handled = len(done)
+    done_ids = [m.id for m in done if m.id not in unfinished]
+    _mark_done(worker, done_ids, token)
+    outcome.handled = len(done_ids)
     for message, exc, trace in failed:
         dead = record_failure(worker, message, exc, trace, token=token)
         outcome.dead += dead
         outcome.retried += not dead
     return outcome
+
+
+# A message that failed, with its error and the error's traceback ("" when it was reported).
+FailedMessage = tuple[Claimed, BaseException, str]
 
 
 class _Failed(Exception):
@@ -200,13 +207,13 @@ class _Failed(Exception):
 
 def _run_together(
     worker: Worker, messages: list[Claimed], deadline: float, size: int
-) -> tuple[int, _Failed | None, list[tuple]]:
+) -> tuple[int, _Failed | None, list[FailedMessage]]:
     """Run messages in one savepoint, not one each: a savepoint is two round trips, more than
     a no-op handler costs. The handler is called with `size` messages at a time. Returns how
     many ran, the failure if a call failed (then the savepoint rolled back all of them; the
     failing call's messages start at the count returned), and the failures batch handlers
     reported without raising. Stops early on shutdown or past the deadline."""
-    ran, reported = 0, []
+    ran, reported = 0, list[FailedMessage]()
     try:
         with transaction.atomic():
             while ran < len(messages) and not (shutdown.requested() or monotonic() > deadline):
@@ -218,7 +225,7 @@ def _run_together(
     return ran, None, reported
 
 
-def _handle_chunk(worker: Worker, chunk: list[Claimed]) -> list[tuple]:
+def _handle_chunk(worker: Worker, chunk: list[Claimed]) -> list[FailedMessage]:
     if worker.batch_handler is None:
         try:
             handle_one(worker, chunk[0])
@@ -251,7 +258,7 @@ def _handle_chunk(worker: Worker, chunk: list[Claimed]) -> list[tuple]:
 def handle_one(worker: Worker, message: Claimed) -> None:
     _check(message)
     with telemetry.handler_span(worker.name, message.envelope):
-        if _first_time_of(worker, message.envelope):
+        if _first_time_of(worker, message.envelope) and worker.handler is not None:
             worker.handler(message.envelope)
 
 
@@ -310,7 +317,7 @@ def _mark_done(worker: Worker, ids: list[int], token: uuid.UUID) -> None:
     transaction.on_commit(lambda: _note_success(worker.name, now))
 
 
-def _note_success(name: str, at) -> None:
+def _note_success(name: str, at: datetime) -> None:
     if not WorkerState.objects.filter(worker=name).update(last_success=at):
         WorkerState.objects.get_or_create(worker=name, defaults={"last_success": at})
 

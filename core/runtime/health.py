@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Min, Q
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from core.models import Failure, Message, WorkerState
 from core.runtime import queue, registry
+from core.runtime.registry import Worker
 
 HEALTHY, DEGRADED, UNHEALTHY, NOT_BUILT = "healthy", "degraded", "unhealthy", "not_built"
 
@@ -21,28 +23,39 @@ def worker_counts() -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = defaultdict(
         lambda: {"backlog": 0, "in_flight": 0, "dead_letters": 0, "oldest_due_seconds": 0}
     )
-    in_flight = Q(leased_until__gt=now)
+    leased = Q(leased_until__gt=now)
     pending = (
         Message.objects.filter(state=Message.State.PENDING)
         .values("worker")
         .annotate(
-            backlog=Count("id", filter=Q(due_at__lte=now) & ~in_flight),
-            in_flight=Count("id", filter=in_flight),
-            oldest_due=Min("due_at", filter=Q(due_at__lte=now) & ~in_flight),
+            backlog=Count("id", filter=Q(due_at__lte=now) & ~leased),
+            leased=Count("id", filter=leased),
+            oldest_due=Min("due_at", filter=Q(due_at__lte=now) & ~leased),
         )
+        .values_list("worker", "backlog", "leased", "oldest_due")
     )
-    for row in pending:
-        c = counts[row["worker"]]
-        c["backlog"], c["in_flight"] = row["backlog"], row["in_flight"]
-        if row["oldest_due"]:
-            c["oldest_due_seconds"] = int((now - row["oldest_due"]).total_seconds())
-    dead = Message.objects.filter(state=Message.State.DEAD).values("worker").annotate(n=Count("id"))
-    for row in dead:
-        counts[row["worker"]]["dead_letters"] = row["n"]
+    for worker, backlog, in_flight, oldest_due in pending:
+        c = counts[worker]
+        c["backlog"], c["in_flight"] = backlog, in_flight
+        if oldest_due:
+            c["oldest_due_seconds"] = int((now - oldest_due).total_seconds())
+    dead = (
+        Message.objects.filter(state=Message.State.DEAD)
+        .values("worker")
+        .annotate(n=Count("id"))
+        .values_list("worker", "n")
+    )
+    for worker, n in dead:
+        counts[worker]["dead_letters"] = n
     return {w.name: counts[w.name] for w in registry.all_workers()}
 
 
-def report() -> dict:
+def last_successes() -> dict[str, datetime | None]:
+    """When each worker last handled a message successfully (None: never): one query."""
+    return dict(WorkerState.objects.values_list("worker", "last_success"))
+
+
+def report() -> dict[str, Any]:
     now = timezone.now()
     counts = worker_counts()
     failures = dict(
@@ -50,7 +63,7 @@ def report() -> dict:
         .values_list("worker")
         .annotate(n=Count("id"))
     )
-    last_success = dict(WorkerState.objects.values_list("worker", "last_success"))
+    last_success = last_successes()
     beats = queue.cluster_beats()
     workers = [
         _worker_report(w, counts[w.name], failures.get(w.name, 0), last_success.get(w.name), beats)
@@ -68,7 +81,13 @@ def report() -> dict:
     }
 
 
-def _worker_report(worker, counts, failures, last_success, beats) -> dict:
+def _worker_report(
+    worker: Worker,
+    counts: dict[str, int],
+    failures: int,
+    last_success: datetime | None,
+    beats: list[queue.ClusterBeat],
+) -> dict[str, Any]:
     beat = max((b.last_beat for b in beats if b.name == worker.cluster), default=None)
     status = _status(worker, counts, failures, beat)
     return {
@@ -95,7 +114,7 @@ def _worker_report(worker, counts, failures, last_success, beats) -> dict:
     }
 
 
-def _status(worker, counts, failures, beat) -> str:
+def _status(worker: Worker, counts: dict[str, int], failures: int, beat: datetime | None) -> str:
     if not worker.built:
         return NOT_BUILT
     waiting = counts["oldest_due_seconds"]
@@ -106,7 +125,7 @@ def _status(worker, counts, failures, beat) -> str:
     return HEALTHY
 
 
-def _beat_report(beat: queue.ClusterBeat) -> dict:
+def _beat_report(beat: queue.ClusterBeat) -> dict[str, Any]:
     return {
         "name": beat.name,
         "clusterId": beat.cluster_id,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -70,7 +72,7 @@ def _enqueue_drain(name: str) -> None:
     )
 
 
-class _Producer(ORM):
+class _Producer(ORM):  # type: ignore[misc]  # django-q2 has no type hints
     """django-q2's ORM broker as the platform's producers use it: without closing the caller's
     database connection.
 
@@ -83,7 +85,7 @@ class _Producer(ORM):
     sweeps. The cluster's own broker, which polls in a loop of its own, still closes them."""
 
     @staticmethod
-    def get_connection(list_key: str | None = None):
+    def get_connection(list_key: str | None = None) -> Any:  # a QuerySet of OrmQ
         return OrmQ.objects.using(Conf.ORM)
 
 
@@ -165,7 +167,7 @@ class ClusterBeat:
     uptime_seconds: float
 
 
-def beat(*, cluster_id, name: str, started: datetime) -> None:
+def beat(*, cluster_id: uuid.UUID, name: str, started: datetime) -> None:
     ClusterHeartbeat.objects.update_or_create(
         cluster_id=cluster_id,
         defaults={
@@ -178,7 +180,7 @@ def beat(*, cluster_id, name: str, started: datetime) -> None:
     )
 
 
-def forget_beat(cluster_id) -> None:
+def forget_beat(cluster_id: uuid.UUID) -> None:
     ClusterHeartbeat.objects.filter(cluster_id=cluster_id).delete()
 
 
@@ -209,7 +211,7 @@ def cluster_beats() -> list[ClusterBeat]:
 class ScheduleSpec:
     name: str
     func: str
-    args: tuple
+    args: tuple[str, ...]
     minutes: int
     cluster: str | None
 

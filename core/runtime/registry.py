@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import importlib
 import random
-from collections.abc import Callable
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from django.conf import settings
 
 from core import events
+from core.envelope import Envelope
 
 WILDCARD = "*"
 
@@ -30,7 +33,7 @@ class RetryPolicy:
     description: str = ""
 
     def ceiling(self, attempt: int) -> float:
-        return min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return min(self.cap_seconds, self.base_seconds * 2.0 ** (attempt - 1))
 
     def delay(self, attempt: int, *, rng: random.Random | None = None) -> timedelta:
         return timedelta(seconds=(rng or random).uniform(0, self.ceiling(attempt)))
@@ -63,6 +66,41 @@ class Trigger:
         return WILDCARD in self.events and not events.catalog()[event_type].internal
 
 
+# The hooks a worker declares, as the runtime calls them (positional, so that a handler names its
+# parameters as it likes); mypy checks every declaration's functions against them.
+
+
+class Handler(Protocol):
+    """Handles one envelope; raises to fail (core.runtime.errors says how)."""
+
+    def __call__(self, envelope: Envelope, /) -> None: ...
+
+
+class BatchHandler(Protocol):
+    """Handles up to the worker's batch_size envelopes at once; may return {eventId: exception}
+    for those it handled but whose outcome was a failure it recorded itself."""
+
+    def __call__(self, envelopes: list[Envelope], /) -> Mapping[uuid.UUID, Exception] | None: ...
+
+
+class OnDead(Protocol):
+    """Told, in the transaction that dead-letters one of the worker's messages, why."""
+
+    def __call__(self, envelope: Envelope, reason: str, /) -> None: ...
+
+
+class Takes(Protocol):
+    """At publish: of the envelopes the worker's trigger matched, the eventIds it takes."""
+
+    def __call__(self, envelopes: list[Envelope], /) -> set[uuid.UUID]: ...
+
+
+class IdempotencyKey(Protocol):
+    """The key under which distinct events mean the same thing; None for none."""
+
+    def __call__(self, envelope: Envelope, /) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Idempotency:
     """How redelivery is made harmless. Every message is handled once per (eventId, handler);
@@ -70,7 +108,14 @@ class Idempotency:
     (source, sourceId)): the second is marked handled without running the handler."""
 
     description: str
-    key: Callable | None = None
+    key: IdempotencyKey | None = None
+
+
+def source_key(envelope: Envelope) -> str | None:
+    """The (source, sourceId) key, for a worker whose events mean the same thing when their
+    producer sends one twice (a retried webhook from a CI system, say): None for an event
+    without a sourceId, which nothing else can duplicate."""
+    return f"{envelope.source}:{envelope.source_id}" if envelope.source_id else None
 
 
 @dataclass(frozen=True)
@@ -83,7 +128,7 @@ class Worker:
     retry: RetryPolicy
     idempotency: Idempotency
     module: str
-    handler: Callable | None = None
+    handler: Handler | None = None
     # A worker whose work is cheaper in bulk (one query for all the traces a hundred events
     # name) declares `batch_handler` instead: it is called with up to `batch_size` envelopes
     # at a time, in one transaction with their "done" marks.
@@ -91,15 +136,15 @@ class Worker:
     # outcome was a failure it has recorded itself (a webhook POST answered 500): those are
     # retried or dead-lettered as if they had raised, without rolling back their writes; a
     # core.runtime.errors.Deferred one is released untouched, for a message it did not get to.
-    batch_handler: Callable | None = None
+    batch_handler: BatchHandler | None = None
     batch_size: int = 1
     # Called with (envelope, reason) in the transaction that dead-letters one of its messages,
     # so the worker can record the end of its own story (a delivery marked dead).
-    on_dead: Callable | None = None
+    on_dead: OnDead | None = None
     # Called at publish with the envelopes its trigger matched; returns the eventIds it takes.
     # For a wildcard worker with nothing to do for most events (webhooks for tenants with no
     # subscription): one query per publish instead of a message per event to claim and mark.
-    takes: Callable | None = None
+    takes: Takes | None = None
 
     def __post_init__(self) -> None:
         if self.handler and self.batch_handler:
@@ -121,20 +166,13 @@ class Worker:
         DISPATCH_BATCH_SIZE for the others."""
         return self.chunk if self.batch_handler else settings.DISPATCH_BATCH_SIZE
 
-    def handle(self, envelopes: list) -> None:
-        if self.batch_handler:
-            self.batch_handler(envelopes)
-        else:
-            (envelope,) = envelopes
-            self.handler(envelope)
-
     @property
     def cluster(self) -> str:
         if settings.WORKER_CLUSTERS == "split":
             return self.group
         return settings.Q_CLUSTER_NAME
 
-    def dedup_key(self, envelope) -> str | None:
+    def dedup_key(self, envelope: Envelope) -> str | None:
         return self.idempotency.key(envelope) if self.idempotency.key else None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -66,7 +67,7 @@ def sync() -> None:
     queue.ensure_worker_states()
 
 
-def sync_after_migrate(**kwargs) -> None:
+def sync_after_migrate(**kwargs: Any) -> None:
     sync()
 
 

@@ -4,12 +4,7 @@ Declared from the seed catalog. Its handler comes with the feedback issue; until
 receives no messages and the health view shows it as not built.
 """
 
-from core.runtime.registry import Idempotency, RetryPolicy, Trigger, Worker
-
-
-def source_key(envelope) -> str | None:
-    return f"{envelope.source}:{envelope.source_id}" if envelope.source_id else None
-
+from core.runtime.registry import Idempotency, RetryPolicy, Trigger, Worker, source_key
 
 WORKER = Worker(
     name="FeedbackCreationWorker",

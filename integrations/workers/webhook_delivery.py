@@ -4,7 +4,7 @@ payloads.
 Every public event that an enabled subscription of its tenant wants reaches it (the wildcard,
 narrowed at publish by `takes`). Matching fans the event out to one WebhookDelivery per
 matching subscription and makes each first attempt at once, a signed POST (Standard
-Webhooks, integrations.services). A delivery that fails gets a WebhookDeliveryQueued command,
+Webhooks, integrations.webhooks). A delivery that fails gets a WebhookDeliveryQueued command,
 which comes back to this worker for each retry: full-jitter backoff (WEBHOOK_RETRY_BASE_SECONDS,
 ..._MAX_SECONDS) or the receiver's Retry-After, eight attempts in all, then a dead letter and
 IntegrationFailed. The delivery's state machine keeps a delivered one from going out again.
@@ -13,7 +13,9 @@ IntegrationFailed. The delivery's state machine keeps a delivered one from going
 from django.conf import settings
 
 from core.runtime.registry import WILDCARD, Idempotency, RetryPolicy, Trigger, Worker
-from integrations import services
+from integrations.webhooks.delivery import mark_dead
+from integrations.webhooks.handler import handle
+from integrations.webhooks.matching import takes
 
 WORKER = Worker(
     name="WebhookDeliveryWorker",
@@ -34,10 +36,10 @@ WORKER = Worker(
         description="Exponential backoff, max 8 attempts, then dead-letter",
     ),
     idempotency=Idempotency("Dedup on deliveryId; delivery state machine guards re-send"),
-    batch_handler=services.handle,
+    batch_handler=handle,
     # WEBHOOK_BATCH_SIZE deliveries a call, POSTed concurrently (WEBHOOK_CONCURRENCY,
     # WEBHOOK_PER_ENDPOINT_CONCURRENCY); their outcomes are written together.
     batch_size=settings.WEBHOOK_BATCH_SIZE,
-    on_dead=services.mark_dead,
-    takes=services.takes,
+    on_dead=mark_dead,
+    takes=takes,
 )

@@ -108,6 +108,16 @@ def test_it_replays_from_the_change_page(admin_client, dead_letter):
     assert (dead_letter.replays, dead_letter.is_open) == (1, False)
 
 
+def test_it_offers_replay_only_while_the_dead_letter_is_open(admin_client, dead_letter):
+    page = reverse("admin:core_deadletter_change", args=[dead_letter.pk])
+    replay_url = reverse("admin:core_deadletter_replay", args=[dead_letter.pk])
+    admin_client.post(replay_url)
+
+    assert replay_url not in admin_client.get(page).content.decode()
+    missing = reverse("admin:core_deadletter_replay", args=[dead_letter.pk + 1000])
+    assert admin_client.post(missing).status_code == 404
+
+
 def test_it_replays_only_on_post(admin_client, client, dead_letter):
     url = reverse("admin:core_deadletter_replay", args=[dead_letter.pk])
     assert admin_client.get(url).status_code == 405

@@ -424,3 +424,13 @@ def test_it_refuses_to_publish_an_unknown_type_and_lists_the_known_ones(tenant):
     assert "Unknown event type 'DeploymentPromotd'" in message
     assert all(name in message for name in set(SEED_EVENTS) - INTERNAL_SEED_EVENTS)
     assert not Event.objects.exists()
+
+
+def test_it_keys_events_by_source_and_source_id_and_leaves_the_others_unkeyed():
+    def event(**fields):
+        return services.build_envelope(tenant_id=uuid.uuid4(), type="BuildFailed", **fields)
+
+    assert registry.source_key(event(source="ci", source_id="build-7")) == "ci:build-7"
+    assert registry.source_key(event(source="ci")) is None
+    for module in ("feedback.workers.feedback_creation", "observability.workers.incident_analysis"):
+        assert importlib.import_module(module).WORKER.idempotency.key is registry.source_key

@@ -8,8 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.models import Message
-from integrations import services
 from integrations.models import WebhookDelivery, WebhookSubscription
+from integrations.webhooks.subscriptions import rotate_secret
 from tests.integrations.receiver import Answer
 from tests.integrations.webhooks import (
     WORKER,
@@ -81,7 +81,7 @@ def test_it_renders_the_lists_and_pages_of_subscriptions_and_deliveries(admin_cl
 
 def test_it_never_shows_a_subscriptions_secrets(admin_client, delivered):
     subscription = delivered.subscription
-    services.rotate_secret(subscription=subscription)
+    rotate_secret(subscription=subscription)
     subscription.refresh_from_db()
     assert subscription.previous_secret
     secrets = [subscription.secret, subscription.previous_secret]

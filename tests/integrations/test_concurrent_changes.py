@@ -16,8 +16,14 @@ from django.utils import timezone
 
 from core.envelope import Envelope
 from core.models import DeadLetter, Event, Message
-from integrations import services
 from integrations.models import WebhookDelivery, WebhookSubscription
+from integrations.webhooks import subscriptions
+from integrations.webhooks.delivery import mark_dead, prune
+from integrations.webhooks.subscriptions import (
+    delete_subscription,
+    rotate_secret,
+    update_subscription,
+)
 from tests.core.test_processes import wait_until
 from tests.integrations.receiver import Answer, Receiver
 from tests.integrations.webhooks import WORKER, come_due, publish, run_worker, subscribe
@@ -57,7 +63,7 @@ def gated(webhook_settings):
 def patient_deletes(monkeypatch):
     # A delete waits this long for the batches holding its subscription before it leaves the
     # removal to the next prune: long enough here for the held POST to be let go.
-    monkeypatch.setattr(services, "PURGE_LOCK_SECONDS", 30)
+    monkeypatch.setattr(subscriptions, "PURGE_LOCK_SECONDS", 30)
 
 
 def waits_or_done(future: Future) -> bool:
@@ -92,7 +98,7 @@ def test_it_commits_a_batch_whose_subscription_is_deleted_while_its_posts_are_ou
 
     batch = threads(run_worker)
     gated.wait_for_arrivals(1)
-    deleting = threads(services.delete_subscription, subscription=doomed)
+    deleting = threads(delete_subscription, subscription=doomed)
     wait_until(lambda: waits_or_done(deleting), timeout=30, what="the delete to run")
     gated.gate.set()
     batch.result(timeout=60)  # before: IntegrityError at commit, the whole batch rolled back
@@ -116,7 +122,7 @@ def test_it_commits_a_retry_whose_subscription_is_deleted_while_it_is_out(
 
     batch = threads(run_worker)
     gated.wait_for_arrivals(2)
-    deleting = threads(services.delete_subscription, subscription=doomed)
+    deleting = threads(delete_subscription, subscription=doomed)
     wait_until(lambda: waits_or_done(deleting), timeout=30, what="the delete to run")
     gated.gate.set()
     batch.result(timeout=60)
@@ -129,7 +135,7 @@ def test_it_commits_a_retry_whose_subscription_is_deleted_while_it_is_out(
 def test_it_removes_at_the_next_prune_what_a_batch_held_past_the_deletes_wait(
     postgres, api, tenant, gated, threads, monkeypatch
 ):
-    monkeypatch.setattr(services, "PURGE_LOCK_SECONDS", 0.2)
+    monkeypatch.setattr(subscriptions, "PURGE_LOCK_SECONDS", 0.2)
     doomed = subscribe(tenant, gated)
     publish(tenant)
     batch = threads(run_worker)
@@ -143,7 +149,7 @@ def test_it_removes_at_the_next_prune_what_a_batch_held_past_the_deletes_wait(
     gated.gate.set()
     batch.result(timeout=60)
     assert_all_handled()
-    services.prune(now=timezone.now())
+    prune(now=timezone.now())
     assert gone(doomed)
 
 
@@ -155,7 +161,7 @@ def test_it_changes_a_subscription_without_waiting_for_the_posts_out_to_it(
     batch = threads(run_worker)
     gated.wait_for_arrivals(1)
 
-    changing = threads(services.update_subscription, subscription=subscription, description="moved")
+    changing = threads(update_subscription, subscription=subscription, description="moved")
     editing = threads(
         admin_client.post,
         reverse("admin:integrations_webhooksubscription_change", args=[subscription.pk]),
@@ -181,7 +187,7 @@ def test_it_ends_the_retries_of_a_deleted_subscription_quietly(tenant, receiver,
     publish(tenant)
     run_worker()
     if removed:
-        services.delete_subscription(subscription=subscription)
+        delete_subscription(subscription=subscription)
     else:  # a batch held it: its rows wait for the next prune
         WebhookSubscription.objects.filter(pk=subscription.pk).update(
             deleted=timezone.now(), enabled=False
@@ -203,7 +209,7 @@ def test_it_tells_nobody_of_a_dead_delivery_whose_subscription_is_deleted(tenant
         deleted=timezone.now(), enabled=False
     )
 
-    services.mark_dead(Envelope.of(command.event), "gave up")
+    mark_dead(Envelope.of(command.event), "gave up")
 
     assert WebhookDelivery.objects.get().state == "retrying"
     assert not Event.objects.filter(type="IntegrationFailed").exists()
@@ -211,12 +217,12 @@ def test_it_tells_nobody_of_a_dead_delivery_whose_subscription_is_deleted(tenant
 
 def test_it_refuses_to_change_a_subscription_deleted_since_it_was_read(tenant, receiver, api):
     subscription = subscribe(tenant, receiver)
-    services.delete_subscription(subscription=subscription)
+    delete_subscription(subscription=subscription)
 
     with pytest.raises(WebhookSubscription.DoesNotExist):
-        services.update_subscription(subscription=subscription, enabled=True)
+        update_subscription(subscription=subscription, enabled=True)
     with pytest.raises(WebhookSubscription.DoesNotExist):
-        services.rotate_secret(subscription=subscription)
+        rotate_secret(subscription=subscription)
     path = f"/api/webhooks/subscriptions/{subscription.pk}"
     assert api("patch", path, {"enabled": True}).status_code == 404
     assert api("post", f"{path}/rotate-secret").status_code == 404

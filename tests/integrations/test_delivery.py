@@ -11,8 +11,10 @@ from django.utils import timezone
 from core.envelope import Envelope
 from core.models import DeadLetter, Event, Failure, Message
 from core.runtime import dispatch, replay
-from integrations import services
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from integrations.webhooks.delivery import deliver
+from integrations.webhooks.matching import _queued, fan_out
+from integrations.webhooks.subscriptions import rotate_secret, update_subscription
 from tests.integrations.receiver import Answer
 from tests.integrations.webhooks import (
     WORKER,
@@ -75,7 +77,7 @@ def test_it_sends_nothing_to_a_disabled_subscription_or_another_tenant(
     tenant, other_tenant, receiver
 ):
     subscription = subscribe(tenant, receiver)
-    services.update_subscription(subscription=subscription, enabled=False)
+    update_subscription(subscription=subscription, enabled=False)
     subscribe(other_tenant, receiver)
     publish(tenant)
     run_worker()
@@ -87,8 +89,8 @@ def test_it_sends_nothing_to_a_disabled_subscription_or_another_tenant(
 def test_it_fans_out_once_when_an_event_is_handled_again(tenant, receiver):
     subscribe(tenant, receiver)
     envelope = publish(tenant)
-    services.fan_out([envelope])
-    services.fan_out([envelope])
+    fan_out([envelope])
+    fan_out([envelope])
     run_worker()
 
     assert WebhookDelivery.objects.count() == 1
@@ -201,7 +203,7 @@ def test_it_never_sends_a_delivered_delivery_again(tenant, receiver):
     event = Envelope.from_event(Event.objects.get(type="DeploymentPromoted"))
 
     # A command for a delivery already delivered (a lease that ran out, a duplicate command).
-    failures = services.deliver([services._queued(delivery.pk, event)])
+    failures = deliver([_queued(delivery.pk, event)])
 
     assert failures == {}
     assert len(receiver.received) == 1
@@ -307,7 +309,7 @@ def test_a_slow_receiver_does_not_hold_up_a_fast_one(tenant, receiver, settings)
 def test_it_signs_with_both_secrets_during_a_rotation_overlap(tenant, receiver, settings):
     subscription = subscribe(tenant, receiver)
     old = receiver.secrets.pop()
-    new, _ = services.rotate_secret(subscription=subscription)
+    new, _ = rotate_secret(subscription=subscription)
     publish(tenant)
     run_worker()
 
@@ -322,7 +324,7 @@ def test_it_signs_with_the_new_secret_only_after_the_overlap(tenant, receiver, s
     settings.WEBHOOK_SECRET_OVERLAP_SECONDS = 0
     subscription = subscribe(tenant, receiver)
     old = receiver.secrets.pop()
-    services.rotate_secret(subscription=subscription)
+    rotate_secret(subscription=subscription)
     publish(tenant)
     run_worker()
 

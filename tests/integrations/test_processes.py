@@ -13,8 +13,9 @@ from django_q.models import Failure as QueueFailure
 from core.envelope import Envelope
 from core.models import DeadLetter
 from core.services import build_envelope, publish_envelopes
-from integrations import services
 from integrations.models import WebhookDelivery, WebhookSubscription
+from integrations.webhooks.delivery import prune
+from integrations.webhooks.subscriptions import create_subscription, delete_subscription
 from tests.core.test_processes import publish_many, qcluster, wait_until
 from tests.integrations.receiver import Answer, Receiver
 
@@ -30,7 +31,7 @@ def stop(*clusters) -> None:
 
 
 def subscribe(tenant, receiver) -> WebhookSubscription:
-    subscription, secret = services.create_subscription(
+    subscription, secret = create_subscription(
         tenant=tenant, url=receiver.url, event_types=["DeploymentPromoted"]
     )
     receiver.secrets.append(secret)
@@ -101,7 +102,7 @@ def test_deleting_a_subscription_mid_drain_affects_that_subscription_alone(
                 [envelope(t, round_, n) for n in range(300) for t in (tenant, other_tenant)]
             )
             wait_until(lambda m=mine: m.count() > 50, timeout=60, what="deliveries under way")
-            services.delete_subscription(subscription=doomed)
+            delete_subscription(subscription=doomed)
             wait_until(
                 lambda t=theirs, r=round_: t.count() == 300 * r,
                 timeout=120,
@@ -120,7 +121,7 @@ def test_deleting_a_subscription_mid_drain_affects_that_subscription_alone(
         if r.payload["data"]["tenantId"] == str(other_tenant.pk)
     )
     assert len(theirs) == 900 and set(theirs.values()) == {1}
-    services.prune(now=timezone.now())  # what a batch still held when it was deleted
+    prune(now=timezone.now())  # what a batch still held when it was deleted
     assert not WebhookSubscription.objects.filter(tenant=tenant).exists()
     assert not WebhookDelivery.objects.filter(tenant_id=tenant.pk).exists()
 

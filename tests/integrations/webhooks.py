@@ -7,8 +7,8 @@ from django.utils import timezone
 from core import services as core_services
 from core.models import Message
 from core.runtime import dispatch
-from integrations import services
 from integrations.models import WebhookDelivery, WebhookSubscription
+from integrations.webhooks.subscriptions import create_subscription
 from tests.integrations.receiver import Answer
 
 WORKER = "WebhookDeliveryWorker"
@@ -16,7 +16,7 @@ WORKER = "WebhookDeliveryWorker"
 
 def subscribe(tenant, receiver, types=("DeploymentPromoted",), url=None) -> WebhookSubscription:
     """Subscribe the receiver, and hand it the secret, as its owner would."""
-    subscription, secret = services.create_subscription(
+    subscription, secret = create_subscription(
         tenant=tenant, url=url or receiver.url, event_types=list(types)
     )
     receiver.secrets.append(secret)

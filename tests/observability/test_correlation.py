@@ -207,6 +207,11 @@ def test_it_ignores_what_is_not_a_trace_id():
     assert correlation.trace_ids_of({"traceId": TRACE.upper(), "traceIds": [TRACE]}) == [TRACE]
 
 
+def test_it_takes_no_trace_id_followed_by_a_newline():
+    # `$` matches before a trailing newline: "<32 hex digits>\n" was taken, and stored.
+    assert correlation.trace_ids_of({"traceId": TRACE + "\n"}) == []
+
+
 def test_it_never_shows_another_tenants_logs_points_or_events(client, tenant, other_tenant):
     log(other_tenant, "c" * 64, severity=17, body="not yours")
     metric_point(other_tenant, "other.metric", TRACE)

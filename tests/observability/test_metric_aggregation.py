@@ -10,7 +10,7 @@ from django.utils import timezone
 from core.models import Event, Message
 from core.runtime import dispatch, scheduling
 from core.services import build_envelope
-from observability import aggregation
+from observability import aggregation, aggregation_sql
 from observability.metrics import series_key
 from observability.models import MetricPoint, MetricSeries
 
@@ -258,7 +258,7 @@ def test_it_takes_a_bucket_that_dropped_under_the_same_start_as_a_reset(tenant):
 
 
 def test_it_merges_histograms_with_more_buckets_than_it_sums_by_position(tenant):
-    bounds = [float(b) for b in range(1, aggregation.SUMMED_BUCKETS + 5)]
+    bounds = [float(b) for b in range(1, aggregation_sql.SUMMED_BUCKETS + 5)]
     n = len(bounds) + 1
     fields = {"temporality": Temporality.CUMULATIVE, "start_ns": at(-60), "bounds": bounds}
     histogram(tenant, "wide", at(-1, 30), [1] * n, **fields)
@@ -317,7 +317,7 @@ def test_it_keeps_the_ten_newest_exemplars_with_their_trace_ids(tenant):
 
 
 def snapshot() -> list[tuple]:
-    fields = ["id", "series_key", "window", "window_start", *aggregation.VALUE_FIELDS]
+    fields = ["id", "series_key", "window", "window_start", *aggregation_sql.VALUE_FIELDS]
     return list(MetricSeries.objects.order_by("id").values_list(*fields))
 
 

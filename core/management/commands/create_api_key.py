@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandParser
 
 from core import services
@@ -15,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", required=True, metavar="SLUG")
         parser.add_argument("--name", default="", help="What the key is for, e.g. 'ci'.")
 
-    def handle(self, *, tenant: str, name: str, **options) -> None:
+    def handle(self, *, tenant: str, name: str, **options: Any) -> None:
         plain = services.issue_api_key(tenant=tenant_by_slug(tenant), name=name)
         # Only a digest is stored, so this output is the one chance to copy the key.
         self.stdout.write(

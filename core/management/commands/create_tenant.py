@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -26,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("slug", help="Letters, digits, '-' and '_', e.g. 'acme'.")
         parser.add_argument("--name", default="", help="Display name (defaults to the slug).")
 
-    def handle(self, *, slug: str, name: str, **options) -> None:
+    def handle(self, *, slug: str, name: str, **options: Any) -> None:
         try:
             tenant = services.create_tenant(slug=slug, name=name)
         except ValidationError as exc:

@@ -48,7 +48,7 @@ class Command(BaseCommand):
         source: str,
         source_id: str,
         correlation_id: str,
-        **options,
+        **options: Any,
     ) -> None:
         payload = parse_data(data)
         try:

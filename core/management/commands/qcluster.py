@@ -15,7 +15,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from django import db
 from django.conf import settings
@@ -29,10 +32,10 @@ from core.runtime import heap, queue, scheduling, shutdown
 log = logging.getLogger(__name__)
 
 
-class Command(qcluster.Command):
+class Command(qcluster.Command):  # type: ignore[misc]  # django-q2 has no type hints
     help = "Starts a worker cluster (django-q2) that drains within SHUTDOWN_DRAIN_TIMEOUT."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if options.get("cluster_name"):
             # django-q2 reads the name from the environment when its Conf is first imported.
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
@@ -80,8 +83,8 @@ def _sweep(cluster: Cluster, cluster_name: str) -> None:
     db.connections.close_all()
 
 
-def _graceful_stop(cluster: Cluster):
-    def stop(signum, frame):
+def _graceful_stop(cluster: Cluster) -> Callable[[int, FrameType | None], None]:
+    def stop(signum: int, frame: FrameType | None) -> None:
         if shutdown.requested():
             return
         log.info("draining: at most %ss", settings.SHUTDOWN_DRAIN_TIMEOUT)

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.utils import timezone
@@ -113,7 +114,7 @@ class Command(BaseCommand):
         limit: int | None,
         dry_run: bool,
         progress: bool,
-        **options,
+        **options: Any,
     ) -> None:
         selection = ReplayFilter(
             worker=_known_worker(worker) if worker else None,

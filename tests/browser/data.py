@@ -1,0 +1,76 @@
+"""What the console's flows are shown: sent as clients send it (OTLP JSON, the REST API) to the
+web tier under test, and handled by the workers as a cluster would."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from core.models import Message
+from core.runtime import dispatch
+
+MS = 1_000_000  # nanoseconds
+
+
+def settle(*workers: str) -> None:
+    """Run these workers in this process until none has a message due: each may queue work
+    for the next (ingestion, then correlation). One due later (a retry) is left pending."""
+    pending = Message.objects.filter(worker__in=workers, state=Message.State.PENDING)
+    while pending.filter(due_at__lte=timezone.now()).exists():
+        for worker in workers:
+            dispatch.drain(worker)
+
+
+def _attributes(**values: str) -> list[dict]:
+    return [{"key": key, "value": {"stringValue": value}} for key, value in values.items()]
+
+
+def span(
+    span_id: str,
+    name: str,
+    *,
+    trace: str,
+    start: int,
+    ms: float,
+    parent: str = "",
+    error: bool = False,
+) -> dict:
+    return {
+        "traceId": trace,
+        "spanId": span_id,
+        "parentSpanId": parent,
+        "name": name,
+        "kind": 2,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + int(ms * MS)),
+        "status": {"code": 2, "message": "declined"} if error else {"code": 1},
+        "attributes": _attributes(**{"http.route": "/cart"}),
+    }
+
+
+def traces(service: str, *spans: dict) -> dict:
+    """A service's spans, one of the `resourceSpans` of a POST /v1/traces."""
+    return {
+        "resource": {"attributes": _attributes(**{"service.name": service})},
+        "scopeSpans": [{"scope": {"name": "shop"}, "spans": list(spans)}],
+    }
+
+
+def log_record(
+    body: str, *, time_ns: int, trace: str = "", span_id: str = "", severity: int = 17
+) -> dict:
+    return {
+        "timeUnixNano": str(time_ns),
+        "severityNumber": severity,
+        "severityText": {9: "INFO", 13: "WARN", 17: "ERROR"}.get(severity, ""),
+        "body": {"stringValue": body},
+        "traceId": trace,
+        "spanId": span_id,
+    }
+
+
+def logs(service: str, *records: dict) -> dict:
+    """A service's log records, one of the `resourceLogs` of a POST /v1/logs."""
+    return {
+        "resource": {"attributes": _attributes(**{"service.name": service})},
+        "scopeLogs": [{"scope": {"name": "shop"}, "logRecords": list(records)}],
+    }
