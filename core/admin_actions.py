@@ -19,22 +19,42 @@ back to the page. A ModelAdmin declares them like Django's list actions:
 which adds the URL `<pk>/replay/` named `admin:core_deadletter_replay`, and the button on the
 pages of open dead letters for whoever has the permission. The action itself goes through the
 same service as the API and the commands, and logs the change (ModelAdmin.log_change).
+
+An action that an operator should see the effect of before it happens names a `preview`: a
+method `(self, request, obj) -> Preview` that changes nothing and says what the action would do.
+Its button is then a link to the same URL, whose GET shows the preview on a confirmation page
+(templates/admin/confirm_action.html) with the button that POSTs. A list action does the same
+with `confirmed(...)`, the way Django's "Delete selected" asks first:
+
+    @admin.action(description="Replay selected dead letters", permissions=["replay"])
+    def replay_selected(self, request, queryset):
+        letters = list(queryset)
+        if (page := confirmed(self, request, letters, self.replay_preview(letters))) is not None:
+            return page  # the dry run: nothing changed yet
+        ...  # the POST from that page: act
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.views.decorators.http import require_POST
 
 if TYPE_CHECKING:  # django-stubs' ModelAdmin is generic; Django's own is not subscriptable
     ModelAdmin = admin.ModelAdmin[Any]
@@ -44,10 +64,37 @@ else:
 
 @dataclass(frozen=True)
 class Done:
-    """What an object action says afterwards, as a message on the page it returns to."""
+    """What an object action says afterwards, as a message on the page it returns to.
+
+    `page`, when given, answers the POST instead of the redirect back: for what must be shown
+    once and be in no URL, message or session (a new signing secret)."""
 
     message: str
     level: int = messages.SUCCESS
+    page: HttpResponse | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A cell of a preview's table: text, and where it links to."""
+
+    text: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What an action would do, shown before it is done (a dry run: nothing has changed).
+
+    `rows` are the objects concerned, with what would happen to each, under `columns`; `act` is
+    the label of the button that does it, or empty when nothing would happen (then the page
+    offers only the way back)."""
+
+    title: str
+    summary: str
+    columns: Sequence[str] = ()
+    rows: Sequence[Sequence[Cell]] = ()
+    act: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,25 +104,69 @@ class ObjectAction:
     permission: str
     shown: Callable[[Any], bool] | None
     help: str
+    preview: str | None = None  # the name of its preview method, if it asks first
 
 
 Method = TypeVar("Method", bound=Callable[..., Done])
 
 
 def object_action(
-    *, label: str, permission: str, shown: Callable[[Any], bool] | None = None, help: str = ""
+    *,
+    label: str,
+    permission: str,
+    shown: Callable[[Any], bool] | None = None,
+    help: str = "",
+    preview: str | None = None,
 ) -> Callable[[Method], Method]:
     """Declares a ModelAdmin method `(self, request, obj) -> Done` an object action: `label` on
     its button, granted by the ModelAdmin's `has_<permission>_permission(request)`, and its
-    button shown only for objects `shown` accepts (all by default); `help` is its tooltip."""
+    button shown only for objects `shown` accepts (all by default); `help` is its tooltip.
+    With `preview`, the name of a method `(self, request, obj) -> Preview`, the button leads to
+    a confirmation page showing that preview first (see the module docstring)."""
 
     def decorate(method: Method) -> Method:
         vars(method)[_ATTRIBUTE] = ObjectAction(
-            name=method.__name__, label=label, permission=permission, shown=shown, help=help
+            name=method.__name__,
+            label=label,
+            permission=permission,
+            shown=shown,
+            help=help,
+            preview=preview,
         )
         return method
 
     return decorate
+
+
+CONFIRM_TEMPLATE = "admin/confirm_action.html"
+
+
+def confirmed(
+    model_admin: ModelAdmin, request: HttpRequest, objects: Sequence[Model], preview: Preview
+) -> TemplateResponse | None:
+    """For a list action: None once the operator has confirmed (the POST from the
+    confirmation page), else that page, showing `preview` of the selected `objects` with a
+    button that posts the same action for them again, confirmed."""
+    if request.POST.get("post") == "yes":
+        return None
+    opts = model_admin.opts
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": preview.title,
+        "opts": opts,
+        "preview": preview,
+        "hidden": [
+            ("action", request.POST.get("action", "")),
+            ("post", "yes"),
+            *((helpers.ACTION_CHECKBOX_NAME, str(obj.pk)) for obj in objects),
+        ],
+        "back": reverse(
+            f"admin:{opts.app_label}_{opts.model_name}_changelist",
+            current_app=model_admin.admin_site.name,
+        ),
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, CONFIRM_TEMPLATE, context)
 
 
 _ATTRIBUTE = "object_action"
@@ -104,7 +195,7 @@ class ObjectActionsAdmin(ModelAdmin):
         own: list[URLPattern] = [
             path(
                 f"<path:object_id>/{name}/",
-                view(require_POST(partial(self.object_action_view, name=name))),
+                view(partial(self.object_action_view, name=name)),
                 name=self._url_name(name),
             )
             for name in self.object_actions
@@ -138,19 +229,36 @@ class ObjectActionsAdmin(ModelAdmin):
             url = reverse(
                 f"admin:{self._url_name(name)}", args=[obj.pk], current_app=self.admin_site.name
             )
-            buttons.append({"name": name, "label": action.label, "url": url, "help": action.help})
+            buttons.append(
+                {
+                    "name": name,
+                    "label": action.label,
+                    "url": url,
+                    "help": action.help,
+                    "asks_first": "yes" if action.preview else "",
+                }
+            )
         return buttons
 
     def object_action_view(
         self, request: HttpRequest, object_id: str, *, name: str
     ) -> HttpResponse:
+        action = self._object_action(name)
+        # A GET shows the preview and changes nothing; only a POST acts.
+        allowed = ["GET", "POST"] if action.preview else ["POST"]
+        if request.method not in allowed:
+            return HttpResponseNotAllowed(allowed)
         if not self.has_object_action_permission(request, name):
             raise PermissionDenied
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
             raise Http404
+        if request.method == "GET" and action.preview:
+            return self._confirmation(request, obj, getattr(self, action.preview)(request, obj))
         done: Done = getattr(self, name)(request, obj)
         self.message_user(request, done.message, done.level)
+        if done.page is not None:
+            return done.page
         return HttpResponseRedirect(
             reverse(
                 f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
@@ -158,3 +266,23 @@ class ObjectActionsAdmin(ModelAdmin):
                 current_app=self.admin_site.name,
             )
         )
+
+    def _confirmation(self, request: HttpRequest, obj: Model, preview: Preview) -> HttpResponse:
+        """The object action's confirmation page: its preview, and the button that POSTs."""
+        back = reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=[obj.pk],
+            current_app=self.admin_site.name,
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": preview.title,
+            "opts": self.opts,
+            "object": obj,
+            "object_url": back,
+            "preview": preview,
+            "hidden": [],
+            "back": back,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, CONFIRM_TEMPLATE, context)

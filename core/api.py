@@ -12,6 +12,15 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Field, QuerySet
 from django.utils import timezone
+from drf_spectacular.renderers import OpenApiJsonRenderer2, OpenApiYamlRenderer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import exceptions, pagination, serializers, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
@@ -23,6 +32,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from core import ratelimit, services, since
 from core.auth import tenant_of
 from core.models import EventRate
+from core.openapi import RETRY_AFTER, Error, errors
 from core.runtime import health
 
 
@@ -110,16 +120,26 @@ def paged(
     request: Request,
     found: QuerySet[Any],
     *,
-    pager: type[Pager],
     output: type[serializers.BaseSerializer[Any]],
 ) -> Response:
-    """One page of `found`, each row through the `output` serializer, with the pager's links:
-    the one way the API pages."""
+    """One page of `found`, each row through the `output` serializer, with the links of the
+    view's `pagination_class` (a Pager, which the OpenAPI schema reads too: the page's shape
+    and its cursor and limit parameters): the one way the API pages."""
+    pager = getattr(view, "pagination_class", None)
+    if not (isinstance(pager, type) and issubclass(pager, Pager)):
+        raise TypeError(f"{type(view).__name__} pages with a pagination_class, a Pager")
     paginator = pager()
     page = paginator.paginate_queryset(found, request, view=view)
     return paginator.get_paginated_response(output(page, many=True).data)
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": "An ISO 8601 time (2026-12-02T06:00:00Z), or a duration back from now: "
+        "a number and s, m, h or d (90s, 15m, 2h, 7d).",
+    }
+)
 class SinceField(serializers.Field[datetime, str, str, Any]):
     """An ISO datetime, or a duration back from now such as 2h or 7d."""
 
@@ -133,17 +153,39 @@ class SinceField(serializers.Field[datetime, str, str, Any]):
         return value.isoformat()
 
 
+class EventInput(serializers.Serializer[Any]):
+    type = serializers.CharField(max_length=100)
+    data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
+    source = serializers.CharField(max_length=200, required=False, default="")  # type: ignore[assignment]
+    sourceId = serializers.CharField(max_length=200, required=False, default="")
+    correlationId = serializers.CharField(max_length=100, required=False, default="")
+    occurredAt = serializers.DateTimeField(required=False, default=None)
+
+
+class EnvelopeOutput(serializers.Serializer[Any]):
+    """A published event's envelope (core.envelope.Envelope.as_dict), as workers receive it."""
+
+    eventId = serializers.UUIDField()
+    type = serializers.CharField()
+    tenantId = serializers.CharField()
+    traceId = serializers.CharField()
+    spanId = serializers.CharField()
+    correlationId = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
+    sourceId = serializers.CharField()
+    occurredAt = serializers.DateTimeField()
+    data = serializers.DictField()  # type: ignore[assignment]
+
+
 class EventCreateView(APIView):
     """POST /api/events: publish a factory event for the caller's tenant."""
 
-    class InputSerializer(serializers.Serializer[Any]):
-        type = serializers.CharField(max_length=100)
-        data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
-        source = serializers.CharField(max_length=200, required=False, default="")  # type: ignore[assignment]
-        sourceId = serializers.CharField(max_length=200, required=False, default="")
-        correlationId = serializers.CharField(max_length=100, required=False, default="")
-        occurredAt = serializers.DateTimeField(required=False, default=None)
-
+    @extend_schema(
+        summary="Publish an event",
+        request=EventInput,
+        responses={202: EnvelopeOutput, **errors(400, 401, 413, 415, 429)},
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request) -> Response:
         tenant = tenant_of(request)
         limit = settings.EVENT_TENANT_REQUESTS_PER_SECOND
@@ -151,7 +193,7 @@ class EventCreateView(APIView):
             raise exceptions.Throttled(
                 wait=1, detail=f"Over {limit} events per second for this tenant; retry later."
             )
-        body = self.InputSerializer(data=request.data)
+        body = EventInput(data=request.data)
         body.is_valid(raise_exception=True)
         v = body.validated_data
         envelope = services.publish_from_api(
@@ -163,7 +205,54 @@ class EventCreateView(APIView):
             correlation_id=v["correlationId"],
             occurred_at=v["occurredAt"],
         )
-        return Response(envelope.as_dict(), status=status.HTTP_202_ACCEPTED)
+        return Response(EnvelopeOutput(envelope.as_dict()).data, status=status.HTTP_202_ACCEPTED)
+
+
+OVERALL = [health.HEALTHY, health.DEGRADED, health.UNHEALTHY]
+
+
+class TriggerOutput(serializers.Serializer[Any]):
+    description = serializers.CharField()
+    events = serializers.ListField(child=serializers.CharField())
+    commands = serializers.ListField(child=serializers.CharField())
+    schedules = serializers.ListField(child=serializers.CharField())
+
+
+class WorkerStateOutput(serializers.Serializer[Any]):
+    """One worker of the catalog: its declaration and its state now (core.runtime.health)."""
+
+    name = serializers.CharField()
+    app = serializers.CharField()
+    status = serializers.ChoiceField(choices=[*OVERALL, health.NOT_BUILT])
+    built = serializers.BooleanField()
+    trigger = TriggerOutput()
+    retry = serializers.CharField()
+    idempotency = serializers.CharField()
+    cluster = serializers.CharField()
+    backlog = serializers.IntegerField()
+    oldestDueSeconds = serializers.IntegerField()
+    inFlight = serializers.IntegerField()
+    deadLetters = serializers.IntegerField()
+    lastSuccess = serializers.DateTimeField(allow_null=True)
+    failuresLastHour = serializers.IntegerField()
+    clusterHeartbeat = serializers.DateTimeField(allow_null=True)
+
+
+class ClusterOutput(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    clusterId = serializers.CharField()
+    host = serializers.CharField()
+    status = serializers.CharField()
+    workers = serializers.IntegerField()
+    lastHeartbeat = serializers.DateTimeField()
+    uptimeSeconds = serializers.IntegerField()
+
+
+class HealthOutput(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=OVERALL)
+    checkedAt = serializers.DateTimeField()
+    clusters = ClusterOutput(many=True)
+    workers = WorkerStateOutput(many=True)
 
 
 class WorkerHealthView(APIView):
@@ -173,7 +262,64 @@ class WorkerHealthView(APIView):
     authentication_classes: list[type[BaseAuthentication]] = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        summary="The workers' health",
+        responses={
+            200: HealthOutput,
+            503: OpenApiResponse(HealthOutput, description="Unhealthy: the same report."),
+        },
+        auth=[],
+    )
     def get(self, request: Request) -> Response:
         report = health.report()
         code = 503 if report["status"] == health.UNHEALTHY else 200
-        return Response(report, status=code)
+        return Response(HealthOutput(report).data, status=code)
+
+
+class SchemaView(SpectacularAPIView):
+    """GET /api/schema: this schema, JSON by default (`?format=yaml` or `Accept:
+    application/vnd.oai.openapi` for YAML). Open: it holds no tenant's data."""
+
+    renderer_classes = [OpenApiJsonRenderer2, OpenApiYamlRenderer]
+
+    @extend_schema(
+        summary="The OpenAPI schema",
+        parameters=[
+            OpenApiParameter(
+                "format", str, enum=["json", "yaml"], description="JSON (the default) or YAML."
+            )
+        ],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="The OpenAPI 3 schema of every endpoint."
+            ),
+            (200, "application/vnd.oai.openapi"): OpenApiResponse(
+                OpenApiTypes.STR, description="The same, in YAML."
+            ),
+            404: OpenApiResponse(Error, description="`format` names no format of the schema."),
+        },
+        auth=[],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)  # type: ignore[no-any-return,no-untyped-call]
+
+
+class DocsView(SpectacularSwaggerView):
+    """GET /api/docs: the schema in Swagger UI, from the platform's own static files (the
+    sidecar's), so that it works with no access to a CDN. Open, like the schema."""
+
+    url_name = "api-schema"
+
+    @extend_schema(
+        summary="The API's documentation page (Swagger UI)",
+        responses={
+            (200, "text/html"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="An HTML page that reads /api/schema. Authorize with an API key to "
+                "try the endpoints from it.",
+            )
+        },
+        auth=[],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)  # type: ignore[no-any-return,no-untyped-call]

@@ -8,6 +8,7 @@ console is built from these pieces:
   the bottom to `high` at the top (`value_range`); bars (`Axes.bar`), bands (`Axes.band`), dots
   and polylines (`lines`), a gap where a slot has no value. A metric series' chart is one;
   `sparkline` and `bars` are the small ones (a rate over the last hour, a histogram's buckets);
+  `spread` keeps the labels written beside a chart (each at its value) from overlapping;
 - a time scale (`TimeScale`, `ticks`): intervals as bars along a time axis, rows in tree order
   (`tree_order`), fills by key (`Palette`). A trace's waterfall is one.
 
@@ -194,6 +195,24 @@ def bars(values: Sequence[float], *, width: float, height: float) -> list[Box]:
     low, high = value_range(values, with_zero=True)
     axes = Axes(slot_width=width / max(len(values), 1), low=low, high=high, height=height)
     return [axes.bar(slot, value) for slot, value in enumerate(values)]
+
+
+def spread(positions: Sequence[float], *, gap: float, low: float, high: float) -> list[float]:
+    """`positions` (of labels beside a chart, each at its value's y) moved apart until any two
+    are at least `gap` px apart and all lie within low..high, each as near its own as that
+    allows; in the order given. Labels that cannot all fit are stacked from `high` up."""
+    order = sorted(range(len(positions)), key=lambda i: positions[i])
+    placed = [float(positions[i]) for i in order]
+    for n in range(len(placed)):  # downwards: each at least `gap` below the one above it
+        floor = low if n == 0 else placed[n - 1] + gap
+        placed[n] = max(placed[n], floor)
+    for n in reversed(range(len(placed))):  # then back up from the bottom edge
+        ceiling = high if n == len(placed) - 1 else placed[n + 1] - gap
+        placed[n] = round(min(placed[n], ceiling), 2)
+    moved = [0.0] * len(placed)
+    for n, i in enumerate(order):
+        moved[i] = placed[n]
+    return moved
 
 
 # Intervals on a time axis: a waterfall.

@@ -107,7 +107,14 @@ class Event(models.Model):
     to_worker = models.CharField(max_length=64, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["tenant", "type", "recorded_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "type", "recorded_at"]),
+            # The console finds events by their traceId and sourceId, exactly (core.admin's
+            # search_events). Each is one more index entry per event written (a bulk insert
+            # of events took about a third longer with either, measured alone).
+            models.Index(fields=["trace_id"], name="event_trace_id"),
+            models.Index(fields=["source_id"], name="event_source_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id}"
@@ -283,16 +290,30 @@ class PlatformCounter(models.Model):
     requests were answered, webhook attempts made, ... since the platform's database was
     created. The rows that tell of each occurrence are deleted by retention, so a count of them
     would fall, which Prometheus reads as a restart; and it would cost a scan per scrape. One
-    row per metric and label values, raised by one upsert per occurrence (or per batch)."""
+    row per metric and label values, raised by one upsert per occurrence (or per batch).
+
+    The same upsert counts the minute too, for the console's rates over the last hour: a ring
+    of MINUTE_SLOTS rows per metric and label values (slot = the Unix minute modulo
+    MINUTE_SLOTS), a slot's count restarting when its minute comes round again. So a chart of
+    the last hour reads at most sixty rows a series whatever the traffic, and nothing needs
+    pruning; the rows each occurrence leaves (batches, attempts) are not all indexed by time."""
+
+    TOTAL = -1  # the slot of the count since the start
+    MINUTE_SLOTS = 120  # two hours of minutes: the last hour whole, whenever it is read
 
     metric = models.CharField(max_length=100)
     labels = models.CharField(max_length=255)  # the label values, as a JSON list
+    slot = models.SmallIntegerField(default=TOTAL)
+    minute = models.BigIntegerField(default=0)  # the Unix minute a slot counts (0 for TOTAL)
     value = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["metric", "labels"], name="platform_counter_once")
+            models.UniqueConstraint(
+                fields=["metric", "labels", "slot"], name="platform_counter_slot_once"
+            )
         ]
 
     def __str__(self) -> str:
-        return f"{self.metric}{self.labels} = {self.value}"
+        when = "" if self.slot == self.TOTAL else f" in minute {self.minute}"
+        return f"{self.metric}{self.labels} = {self.value}{when}"

@@ -22,6 +22,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Literal, cast
 
@@ -30,6 +31,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from core.models import ClusterHeartbeat, PlatformCounter
@@ -69,11 +71,12 @@ Counters = Mapping[str, Mapping[Labels, int]]
 # --- counting -----------------------------------------------------------------------------
 
 
-def add(counts: Mapping[tuple[Metric, Labels], int]) -> None:
+def add(counts: Mapping[tuple[Metric, Labels], int], *, now: datetime | None = None) -> None:
     """Raise counters, each (metric, label values) by its count, once the current transaction
     commits (at once outside one): what a rolled back transaction did is not counted, and no
     lock is held on a counter row beyond its statement (every request of a signal raises the
-    same row). Robust: a failure to count is logged, never the failure of what was counted."""
+    same row). Robust: a failure to count is logged, never the failure of what was counted.
+    Counted in the minute of `now` too (the commit's minute by default: see PlatformCounter)."""
     rows = []
     for (metric, values), count in counts.items():
         if metric.type != "counter" or len(values) != len(metric.labels):
@@ -81,27 +84,68 @@ def add(counts: Mapping[tuple[Metric, Labels], int]) -> None:
         if count:
             rows.append((metric.name, json.dumps(list(values)), count))
     if rows:
-        transaction.on_commit(partial(_raise_counters, sorted(rows)), robust=True)
+        transaction.on_commit(partial(_raise_counters, sorted(rows), now=now), robust=True)
 
 
-def _raise_counters(rows: list[tuple[str, str, int]]) -> None:
-    # One statement; rows in key order, so that two of them raising the same rows cannot
-    # deadlock.
+def unix_minute(moment: datetime) -> int:
+    return int(moment.timestamp() // 60)
+
+
+def _raise_counters(rows: list[tuple[str, str, int]], *, now: datetime | None) -> None:
+    # One statement, for the counts since the start and the minute's; rows in key order, so
+    # that two of them raising the same rows cannot deadlock. A minute's slot counts from zero
+    # again when its row still holds the count of an older minute.
+    minute = unix_minute(now or timezone.now())
+    slot = minute % PlatformCounter.MINUTE_SLOTS
+    slotted = sorted(
+        (metric, labels, s, m, count)
+        for metric, labels, count in rows
+        for s, m in [(PlatformCounter.TOTAL, 0), (slot, minute)]
+    )
     table = PlatformCounter._meta.db_table
-    values = ", ".join(["(%s, %s, %s)"] * len(rows))
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(slotted))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (metric, labels, value) VALUES {values} "
-            f"ON CONFLICT (metric, labels) DO UPDATE SET value = {table}.value + excluded.value",
-            [value for row in rows for value in row],
+            f"INSERT INTO {table} (metric, labels, slot, minute, value) VALUES {values} "
+            "ON CONFLICT (metric, labels, slot) DO UPDATE SET "
+            f"value = CASE WHEN {table}.minute = excluded.minute "
+            f"THEN {table}.value + excluded.value ELSE excluded.value END, "
+            "minute = excluded.minute",
+            [value for row in slotted for value in row],
         )
 
 
 def stored_counters() -> Counters:
     """Every counter's values: one query (a row per metric and label values)."""
     found: dict[str, dict[Labels, int]] = defaultdict(dict)
-    for metric, labels, value in PlatformCounter.objects.values_list("metric", "labels", "value"):
+    totals = PlatformCounter.objects.filter(slot=PlatformCounter.TOTAL)
+    for metric, labels, value in totals.values_list("metric", "labels", "value"):
         found[metric][tuple(json.loads(labels))] = value
+    return found
+
+
+# label values -> the counts of each minute, oldest first, by metric name
+PerMinute = Mapping[str, Mapping[Labels, list[int]]]
+
+
+def per_minute(metrics: Iterable[Metric], *, minutes: int, now: datetime) -> PerMinute:
+    """The counts of these counters in each of the `minutes` minutes up to `now` (the current
+    one, still counting, last), by label values: one query, at most `minutes` rows a series
+    (see PlatformCounter; at most MINUTE_SLOTS minutes back)."""
+    if not 0 < minutes <= PlatformCounter.MINUTE_SLOTS:
+        raise ValueError(f"minutes must be within 1..{PlatformCounter.MINUTE_SLOTS}")
+    last = unix_minute(now)
+    first = last - minutes + 1
+    rows = PlatformCounter.objects.filter(
+        metric__in=[m.name for m in metrics],
+        slot__gte=0,
+        minute__gte=first,
+        minute__lte=last,
+    ).values_list("metric", "labels", "minute", "value")
+    found: dict[str, dict[Labels, list[int]]] = defaultdict(dict)
+    for metric, labels, minute, value in rows:
+        series = found[metric].setdefault(tuple(json.loads(labels)), [0] * minutes)
+        series[minute - first] = value
     return found
 
 

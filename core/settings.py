@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the docs page's Swagger UI, as static files: no CDN
     "django_q",
 ]
 
@@ -141,6 +143,30 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["core.parsers.JsonParser"],
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.ApiSchema",
+}
+
+# The OpenAPI schema (GET /api/schema) and its docs page (GET /api/docs): core/openapi.py. The
+# plain Django views (OTLP, /metrics) are added by the hooks of the apps that own them.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Worker platform API",
+    "DESCRIPTION": (
+        "The platform's REST API (`/api`), its OTLP/HTTP receiver (`/v1`) and its Prometheus "
+        "endpoint (`/metrics`). Every `/api` and `/v1` request needs a tenant's API key as "
+        "`Authorization: Bearer <API key>`, except `/api/health/workers`, `/api/schema` and "
+        '`/api/docs`. Every `/api` error is JSON: `{"error": <what to do>, "details": ...}`.'
+    ),
+    "VERSION": PLATFORM_VERSION,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.openapi.metrics_endpoint",
+        "observability.openapi.otlp_endpoints",
+    ],
 }
 
 # --- The worker runtime -------------------------------------------------------------------

@@ -41,6 +41,9 @@ urlpatterns = [
     path("api/webhooks/deliveries/<str:delivery_id>/redeliver", webhooks.RedeliverView.as_view()),
     path("api/health/workers", api.WorkerHealthView.as_view(), name="api-health-workers"),
     path("metrics", prometheus.metrics, name="metrics"),
+    # The OpenAPI schema of all of the above (core/openapi.py), and its docs page: both open.
+    path("api/schema", api.SchemaView.as_view(), name="api-schema"),
+    path("api/docs", api.DocsView.as_view(), name="api-docs"),
 ]
 
 # Django's error pages, in the API's encoding under /api and /v1 (core/middleware.py).

@@ -1,11 +1,13 @@
 """The operator's console for outbound webhooks: subscriptions, and their deliveries with every
 attempt.
 
-Subscriptions are created through the API, the one place that shows a signing secret (once), so
-the admin adds none, and neither the secret nor the previous one is loaded, listed or rendered
-here. An operator may change a subscription's event types, description and `enabled`; the change
-goes through integrations.webhooks.subscriptions.update_subscription, so the API's validation and
-its re-enable rule (a fresh failing period) hold here too.
+Subscriptions are created through the API, which shows the new signing secret once, so the admin
+adds none. Neither the secret nor the previous one is loaded, listed or rendered here, with one
+exception: rotating the secret (an object action, through integrations.webhooks.subscriptions'
+rotate_secret, as POST /api/webhooks/subscriptions/<id>/rotate-secret) answers with the one page
+that shows the new one. An operator may change a subscription's event types, description and
+`enabled`; the change goes through integrations.webhooks.subscriptions.update_subscription, so the
+API's validation and its re-enable rule (a fresh failing period) hold here too.
 
 Deliveries and attempts are the worker's record of what was sent and what came back, so they are
 read-only. The operator's writes are redelivering deliveries and recovering a subscription's
@@ -22,19 +24,21 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import F, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from core import events
 from core.admin import ReadOnlyMixin, fieldset_fields, pretty_json, truncated
-from core.admin_actions import Done, ObjectActionsAdmin, object_action
-from core.formats import format_moment
+from core.admin_actions import Done, ObjectActionsAdmin, Preview, object_action
+from core.formats import format_duration, format_moment
 from core.models import Message
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from integrations.webhooks import WORKER
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 from integrations.webhooks.subscriptions import (
     SECRET_FIELDS,
     check_event_types,
+    rotate_secret,
     update_subscription,
 )
 
@@ -141,8 +146,26 @@ class SubscriptionForm(forms.ModelForm):
             ) from None
 
 
+def rotation_summary(subscription: WebhookSubscription, *, now: datetime) -> str:
+    """What rotating `subscription`'s secret would do, said before it is done."""
+    overlap = timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP_SECONDS)
+    summary = (
+        f"A new signing secret for {subscription.url}, shown once on the next page. The "
+        f"current secret keeps signing beside it until about {format_moment(now + overlap)} "
+        f"({format_duration(overlap.total_seconds())}), time for the subscriber to switch."
+    )
+    expires = subscription.previous_secret_expires
+    if expires is not None and expires > now:
+        # The model keeps one previous secret: the one a recent rotation replaced goes now.
+        summary += (
+            f" The secret before it, which an earlier rotation left signing until "
+            f"{format_moment(expires)}, stops signing now."
+        )
+    return summary
+
+
 @admin.register(WebhookSubscription)
-class WebhookSubscriptionAdmin(admin.ModelAdmin):
+class WebhookSubscriptionAdmin(ObjectActionsAdmin):
     form = SubscriptionForm
     list_display = [
         "short_url", "tenant", "event_types_list", "enabled", "disabled_reason", "last_success",
@@ -164,6 +187,7 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
         "previous_secret_expires", "created", "updated", "deliveries_panel",
     ]  # fmt: skip
     actions = ["recover_failed"]
+    object_actions = ["rotate"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Deleted ones are gone here too, though their rows may wait for a batch.
@@ -245,6 +269,52 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
         if resent:
             self.log_change(request, subscription, f"Recovered {resent} failed deliveries")
         return resent
+
+    # Rotating the signing secret: the API's service, and its new secret shown once.
+
+    def has_rotate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("integrations.change_webhooksubscription"))
+
+    def rotate_preview(self, request: HttpRequest, subscription: WebhookSubscription) -> Preview:
+        return Preview(
+            title="Rotate the signing secret",
+            summary=rotation_summary(subscription, now=timezone.now()),
+            act="Rotate the secret",
+        )
+
+    @object_action(
+        label="Rotate secret",
+        permission="rotate",
+        preview="rotate_preview",
+        help="A new signing secret, shown once; the current one keeps signing for a while.",
+    )
+    def rotate(self, request: HttpRequest, subscription: WebhookSubscription) -> Done:
+        try:
+            secret, expires = rotate_secret(subscription=subscription)
+        except WebhookSubscription.DoesNotExist:  # deleted through the API meanwhile
+            raise Http404 from None
+        self.log_change(request, subscription, "Rotated the signing secret")
+        # The new secret answers the POST (Done.page), so it is in no URL, message or session.
+        page = TemplateResponse(
+            request,
+            "admin/integrations/webhooksubscription/rotated.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "New signing secret",
+                "opts": self.opts,
+                "subscription": subscription,
+                "secret": secret,
+                "previous_expires": format_moment(expires),
+                "subscription_url": reverse(
+                    "admin:integrations_webhooksubscription_change", args=[subscription.pk]
+                ),
+            },
+        )
+        return Done(
+            "Rotated the signing secret: the previous one signs beside it until "
+            f"{format_moment(expires)}.",
+            page=page,
+        )
 
 
 # --- Deliveries ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
@@ -27,6 +28,7 @@ from rest_framework.views import APIView
 from core import tracecontext
 from core.api import Pager, SinceField, paged
 from core.auth import ApiKeyAuthentication
+from core.openapi import errors
 from observability import load, otlp, otlp_json, selectors, services
 from observability import prometheus as ingest_metrics
 from observability.models import MetricSeries, TelemetryBatch
@@ -201,6 +203,11 @@ class TraceOutput(serializers.Serializer):
         return _iso(record.end_ns)
 
 
+class SpanStatusOutput(serializers.Serializer):
+    code = serializers.IntegerField(help_text="OTLP's: 0 unset, 1 ok, 2 error.")
+    message = serializers.CharField()
+
+
 class SpanOutput(serializers.Serializer):
     spanId = serializers.CharField(source="span_id")
     parentSpanId = serializers.CharField(source="parent_span_id")
@@ -225,6 +232,7 @@ class SpanOutput(serializers.Serializer):
     def get_end(self, span) -> str:
         return _iso(span.end_ns)
 
+    @extend_schema_field(SpanStatusOutput)
     def get_status(self, span) -> dict:
         return {"code": span.status_code, "message": span.status_message}
 
@@ -235,19 +243,27 @@ class TracePage(Pager):
     ordering = ("-start_ns", "-id")
 
 
+class TraceFilters(serializers.Serializer):
+    service = serializers.CharField(required=False, default="")
+    status = serializers.ChoiceField(choices=["ok", "error"], required=False, default="")
+    since = SinceField(required=False, default=None)
+
+
 class TraceListView(APIView):
     """GET /api/traces?service=&status=&since=: the caller's traces, newest first, paged."""
 
-    class FilterSerializer(serializers.Serializer):
-        service = serializers.CharField(required=False, default="")
-        status = serializers.ChoiceField(choices=["ok", "error"], required=False, default="")
-        since = SinceField(required=False, default=None)
+    pagination_class = TracePage
 
+    @extend_schema(
+        summary="List traces",
+        parameters=[TraceFilters],
+        responses={200: TraceOutput(many=True), **errors(400, 401)},
+    )
     def get(self, request):
-        query = self.FilterSerializer(data=request.query_params)
+        query = TraceFilters(data=request.query_params)
         query.is_valid(raise_exception=True)
         found = selectors.traces(tenant=request.user.tenant, **query.validated_data)
-        return paged(self, request, found, pager=TracePage, output=TraceOutput)
+        return paged(self, request, found, output=TraceOutput)
 
 
 class CorrelationOutput(serializers.Serializer):
@@ -264,10 +280,33 @@ class CorrelationOutput(serializers.Serializer):
     updated = serializers.DateTimeField()
 
 
+class TraceDetailOutput(TraceOutput):
+    """A trace with its spans and its correlation: TraceDetailView's reply, which it puts
+    together from TraceOutput, SpanOutput and CorrelationOutput."""
+
+    spans = SpanOutput(many=True)
+    correlation = CorrelationOutput(
+        allow_null=True,
+        help_text="Null until TelemetryCorrelationWorker has correlated the trace.",
+    )
+
+
 class TraceDetailView(APIView):
     """GET /api/traces/<traceId>: the TraceRecord with its spans and its correlation (null
     until TelemetryCorrelationWorker has correlated the trace)."""
 
+    @extend_schema(
+        summary="A trace, with its spans and correlation",
+        parameters=[
+            OpenApiParameter(
+                "trace_id",
+                str,
+                OpenApiParameter.PATH,
+                description="32 hexadecimal digits, not all zero.",
+            )
+        ],
+        responses={200: TraceDetailOutput, **errors(400, 401, 404)},
+    )
     def get(self, request, trace_id: str):
         if not selectors.is_trace_id(trace_id):
             raise exceptions.ParseError(
@@ -282,6 +321,14 @@ class TraceDetailView(APIView):
         return Response({**TraceOutput(record).data, "spans": spans, "correlation": correlation})
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "number", "format": "double"},
+            {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]},
+        ]
+    }
+)
 class Double(serializers.FloatField):
     """A double in a reply: NaN and the infinities, which JSON has no number for, as the
     strings OTLP JSON spells them ("NaN", "Infinity", "-Infinity")."""
@@ -319,21 +366,36 @@ class SeriesPage(Pager):
     ordering = ("-window_start", "-id")
 
 
+class SeriesFilters(serializers.Serializer):
+    name = serializers.CharField(required=False, default="")
+    window = serializers.ChoiceField(choices=MetricSeries.Window.values, default="1m")
+    since = SinceField(required=False, default=None)
+
+
 class MetricSeriesView(APIView):
     """GET /api/metrics/series?name=&window=1m|5m|1h&since=: rolled-up windows, newest first."""
 
-    class FilterSerializer(serializers.Serializer):
-        name = serializers.CharField(required=False, default="")
-        window = serializers.ChoiceField(choices=MetricSeries.Window.values, default="1m")
-        since = SinceField(required=False, default=None)
+    pagination_class = SeriesPage
 
+    @extend_schema(
+        summary="List metric series windows",
+        parameters=[SeriesFilters],
+        responses={200: SeriesOutput(many=True), **errors(400, 401)},
+    )
     def get(self, request):
-        query = self.FilterSerializer(data=request.query_params)
+        query = SeriesFilters(data=request.query_params)
         query.is_valid(raise_exception=True)
         found = selectors.metric_series(tenant=request.user.tenant, **query.validated_data)
-        return paged(self, request, found, pager=SeriesPage, output=SeriesOutput)
+        return paged(self, request, found, output=SeriesOutput)
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": "A severity name (TRACE, DEBUG, INFO, WARN, ERROR, FATAL, perhaps with "
+        "a digit: WARN2) or a SeverityNumber (1 to 24): records from it up.",
+    }
+)
 class SeverityField(serializers.Field[int, str, str, Any]):
     """A minimum severity: a name (WARN, error, FATAL2) or a SeverityNumber (1 to 24), as the
     SeverityNumber it starts from."""
@@ -348,6 +410,7 @@ class SeverityField(serializers.Field[int, str, str, Any]):
         return str(value)
 
 
+@extend_schema_field({"type": "string", "pattern": "^[0-9a-fA-F]{32}$"})
 class TraceIdField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         text = super().to_internal_value(data)
@@ -411,8 +474,15 @@ class LogListView(APIView):
     """GET /api/logs?traceId=&service=&severity=&since=&q=: the caller's log records, newest
     first, paged; each with the link to its trace."""
 
+    pagination_class = LogPage
+
+    @extend_schema(
+        summary="Search log records",
+        parameters=[LogFilters],
+        responses={200: LogOutput(many=True), **errors(400, 401)},
+    )
     def get(self, request):
         query = LogFilters(data=request.query_params)
         query.is_valid(raise_exception=True)
         found = selectors.logs(tenant=request.user.tenant, **query.validated_data)
-        return paged(self, request, found, pager=LogPage, output=LogOutput)
+        return paged(self, request, found, output=LogOutput)

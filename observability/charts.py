@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from django.utils import formats, timezone
 from django.utils.text import Truncator
 
 from core import charts
@@ -191,13 +193,23 @@ def waterfall_context(record: TraceRecord, *, limit: int | None = None) -> dict:
 Kind = MetricPoint.Kind
 
 SERIES_WINDOWS = 60  # windows on a series' chart, up to and including the page's own
-PLOT_WIDTH = 720  # px of the time axis
+# The SVG is as wide as the page's column at 1440 px (1,054 px), so that it is drawn at its
+# size there: 14 px a window, and the page's window's figures written beside it.
+PLOT_WIDTH = 840  # px of the time axis
 PLOT_HEIGHT = 180  # px of the value axis
-PLOT_LEFT = 80  # px left of the plot, for the value labels
+PLOT_LEFT = 64  # px left of the plot, for the value labels
 PLOT_TOP = 24  # px above it, for the legend
-PLOT_BOTTOM = 24  # px below it, for the time labels
-PLOT_RIGHT = 16
+PLOT_BOTTOM = 40  # px below it, for two rows of time labels
+PLOT_RIGHT = 150  # px right of it, for the figures of the page's window
 DOT_RADIUS = 2.5
+TICK_MIN_PX = 80  # between two time labels: "12:30:00" is about 55 px
+LABEL_GAP = 13  # px between two figures' labels beside the plot (11 px text)
+# Steps between the time labels: the first that is a whole number of windows and leaves
+# TICK_MIN_PX between labels (10 minutes for 1m windows, 30 for 5m, 6 hours for 1h).
+TICK_STEPS = [timedelta(minutes=m) for m in (1, 2, 5, 10, 15, 30)] + [
+    timedelta(hours=h) for h in (1, 2, 3, 6, 12, 24)
+]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The figures a kind's chart draws, by MetricSeries field: what an operator watches for it.
 CHART_FIGURES: dict[int, list[str]] = {
@@ -273,6 +285,23 @@ class ChartPoint:
 
 
 @dataclass(frozen=True)
+class ValueLabel:
+    """A figure of the page's window written beside the plot: at `y`, moved apart from the
+    others (core.charts.spread), with a leader from its value's own height `value_y`."""
+
+    figure: str
+    text: str
+    y: float
+    value_y: float
+    color: str
+
+    @property
+    def baseline(self) -> float:
+        """The text's baseline, for its middle to be at `y` (11 px text)."""
+        return round(self.y + 4, 2)
+
+
+@dataclass(frozen=True)
 class SeriesChart:
     points: list[ChartPoint]
     lines: list[charts.Line]
@@ -285,6 +314,8 @@ class SeriesChart:
     high_label: str
     first_label: str
     last_label: str
+    ticks: list[charts.Tick]  # times of day along the axis, at round steps
+    values: list[ValueLabel]  # the page's window's figures, beside its slot
 
     @property
     def current(self) -> ChartPoint | None:
@@ -317,10 +348,11 @@ def series_chart(
     axes = charts.Axes(slot_width=width / slots, low=low, high=high, height=height)
     figures = CHART_FIGURES.get(series.kind, ["count"])
     colors = {name: FIGURE_COLORS[name] for name in figures}
+    points = [
+        _chart_point(w, slot, values[slot], axes, page=series, bars=bars) for slot, w in placed
+    ]
     return SeriesChart(
-        points=[
-            _chart_point(w, slot, values[slot], axes, page=series, bars=bars) for slot, w in placed
-        ],
+        points=points,
         lines=[] if bars else charts.lines(values, colors, axes),
         legend=_legend(series.kind, figures),
         width=width,
@@ -331,7 +363,50 @@ def series_chart(
         high_label=format_value(high, 4),
         first_label=format_moment(first),
         last_label=format_moment(series.window_start),
+        ticks=time_ticks(first, size, slots=slots, slot_width=axes.slot_width),
+        values=value_labels(series, values.get(slots - 1, {}), axes),
     )
+
+
+def time_ticks(
+    first: datetime, size: timedelta, *, slots: int, slot_width: float
+) -> list[charts.Tick]:
+    """Labels along a series' time axis: the start of every window at a round step of time
+    (TICK_STEPS), as a time of day in the one format (core.formats: TIME_FORMAT)."""
+    step = next(
+        (s for s in TICK_STEPS if not s % size and s // size * slot_width >= TICK_MIN_PX),
+        size * slots,
+    )
+    per = step // size  # windows between two labels
+    offset = -((first - EPOCH) // size) % per  # the first window that starts on a step
+    return [
+        charts.Tick(
+            x=round(slot * slot_width, 2),
+            label=formats.time_format(timezone.localtime(first + slot * size)),
+        )
+        for slot in range(offset, slots, per)
+    ]
+
+
+def value_labels(
+    series: MetricSeries, values: dict[str, float], axes: charts.Axes
+) -> list[ValueLabel]:
+    """The page's window's figures (those its chart draws), each beside the plot at its own
+    height, moved apart where they would overlap: the newest window read without a hover."""
+    figures = [name for name in CHART_FIGURES.get(series.kind, ["count"]) if name in values]
+    unit = "" if figures == ["count"] else series.unit  # a count is not in the unit
+    heights = [axes.y(values[name]) for name in figures]
+    placed = charts.spread(heights, gap=LABEL_GAP, low=0, high=axes.height)
+    return [
+        ValueLabel(
+            figure=name,
+            text=f"{name} {amount(values[name], unit)}",
+            y=y,
+            value_y=value_y,
+            color=FIGURE_COLORS[name],
+        )
+        for name, y, value_y in zip(figures, placed, heights, strict=True)
+    ]
 
 
 def _chart_point(
@@ -413,3 +488,73 @@ def series_chart_context(series: MetricSeries, *, slots: int | None = None) -> d
         "band_color": BAND_COLOR,
         "bar_color": FIGURE_COLORS[figures[0]],
     }
+
+
+# --- A window's distribution -----------------------------------------------------------------
+
+BUCKET_BAR_WIDTH = 24  # px a bucket on the small bar chart beside the table of buckets
+BUCKET_CHART_HEIGHT = 80
+BUCKET_CHART_MAX_WIDTH = 480  # a histogram of many buckets gets narrower bars, not a wider chart
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One bucket of a histogram window: the values it holds as a range, how many, and its bar
+    on the small chart (x along the buckets, y down from the top of the chart)."""
+
+    range: str
+    count: int
+    share: float  # of the window's observations, 0 to 1
+    bar: charts.Box
+
+    @property
+    def percent(self) -> str:
+        return f"{self.share:.1%}"
+
+    @property
+    def tooltip(self) -> str:
+        return f"{self.range}: {format_count(self.count)} ({self.percent})"
+
+
+def bound(value: float) -> str:
+    # Not format_value: its thousands separator would read as the range's comma, "(1,000, 2,500]".
+    return f"{value:g}"
+
+
+def histogram_buckets(buckets: object, *, height: float = BUCKET_CHART_HEIGHT) -> list[Bucket]:
+    """A window's merged explicit-bounds buckets (observability.aggregation) as ranges with
+    counts: bucket i holds the values in (bounds[i-1], bounds[i]], the first from -∞ and the
+    last to +∞, as OTLP defines them. [] when `buckets` holds none: not a histogram's (a
+    summary keeps quantiles there, an exponential histogram nothing), or counts that do not
+    match the bounds."""
+    if not isinstance(buckets, dict):
+        return []
+    bounds, counts = buckets.get("bounds"), buckets.get("counts")
+    if not isinstance(bounds, list) or not isinstance(counts, list):
+        return []
+    if len(counts) != len(bounds) + 1 or not all(
+        isinstance(n, int | float) for n in [*bounds, *counts]
+    ):
+        return []
+    lows = ["-∞", *(bound(b) for b in bounds)]
+    ranges = [f"({low}, {bound(high)}]" for low, high in zip(lows, bounds, strict=False)]
+    ranges.append(f"({lows[-1]}, +∞)")
+    total = sum(counts) or 1
+    width = min(BUCKET_BAR_WIDTH * len(counts), BUCKET_CHART_MAX_WIDTH)
+    boxes = charts.bars([float(n) for n in counts], width=width, height=height)
+    return [
+        Bucket(range=text, count=int(n), share=n / total, bar=box)
+        for text, n, box in zip(ranges, counts, boxes, strict=True)
+    ]
+
+
+def summary_quantiles(buckets: object) -> list[tuple[str, float | None]]:
+    """A summary window's quantiles (the newest point's) as (p50, value); [] for none."""
+    quantiles = buckets.get("quantiles") if isinstance(buckets, dict) else None
+    if not isinstance(quantiles, list):
+        return []
+    return [
+        (f"p{q * 100:g}", value)
+        for q, value in (pair for pair in quantiles if isinstance(pair, list) and len(pair) == 2)
+        if isinstance(q, int | float)
+    ]

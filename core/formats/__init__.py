@@ -53,6 +53,24 @@ def format_ms(ms: float) -> str:
     return f"{ms:.2f} ms"
 
 
+def format_duration(seconds: float | None) -> str:
+    """A wait or an age for a person, to the second and in its two largest units: "45 s",
+    "3 min 12 s", "2 h 5 min", "3 d 4 h"; "-" for none."""
+    if seconds is None:
+        return "-"
+    seconds = max(round(seconds), 0)
+    minutes, s = divmod(seconds, 60)
+    hours, m = divmod(minutes, 60)
+    days, h = divmod(hours, 24)
+    if days:
+        return f"{days} d {h} h"
+    if hours:
+        return f"{hours} h {m} min"
+    if minutes:
+        return f"{minutes} min {s} s"
+    return f"{s} s"
+
+
 def format_value(value: float | None, digits: int = 6) -> str:
     """A figure for a person: a few significant figures, thousands separated, "-" for none."""
     if value is None:

@@ -42,6 +42,13 @@ def open_dead_letters(f: ReplayFilter) -> QuerySet[DeadLetter]:
     return qs[: f.limit] if f.limit else qs
 
 
+def would_replay(message_state: str) -> bool:
+    """Whether replaying a dead letter whose message is in this state sends it back to its
+    worker: only a message still dead (replay_all's conditional UPDATE). Otherwise it was
+    replayed already, and is pending again or handled."""
+    return message_state == Message.State.DEAD
+
+
 def replay(dead_letter: DeadLetter) -> bool:
     """Send one dead letter back to its worker. False if it was already replayed."""
     return bool(replay_all([dead_letter]))
@@ -56,6 +63,7 @@ def replay_all(dead_letters: Iterable[DeadLetter]) -> set[int]:
     replayed, workers = set(), set()
     with transaction.atomic():
         for dead_letter in dead_letters:
+            # would_replay's rule, decided by the row itself under concurrent replays.
             revived = Message.objects.filter(
                 id=dead_letter.message_id, state=Message.State.DEAD
             ).update(

@@ -61,12 +61,26 @@ def test_it_replays_a_dead_letter_from_its_page_and_the_delivery_arrives(
     staff_console.follow("Worker health")
     staff_console.follow(staff_console.row("WebhookDeliveryWorker").get_by_role("link", name="1"))
     staff_console.follow_result()  # the one open dead letter
+    # What failed: the event delivered, to which subscription and URL, and why.
+    facts = page.locator(".field-subject_facts")
+    expect(facts).to_contain_text("webhook delivery DeploymentPromoted to " + receiver.url)
+    expect(facts.get_by_role("link", name="DeploymentPromoted to " + receiver.url)).to_be_visible()
+    expect(page.locator(".field-original_event")).to_contain_text("DeploymentPromoted")
     expect(page.get_by_text("refused to connect").first).to_be_visible()
 
-    staff_console.press("Replay")
+    staff_console.follow("Replay…")  # first, what it would do: nothing has changed yet
+    expect(page.get_by_role("heading", name="Replay this dead letter?")).to_be_visible()
+    expect(page.locator(".preview-summary")).to_contain_text(
+        "1 of 1 would go back to WebhookDeliveryWorker (1). Nothing has changed yet."
+    )
+    expect(page.locator("#preview")).to_contain_text(receiver.url)
+    assert not receiver.received
+
+    staff_console.press("Yes, replay 1")
 
     staff_console.expect_message("Replayed")
-    expect(page.get_by_role("button", name="Replay")).to_have_count(0)
+    expect(page.get_by_role("link", name="Replay…")).to_have_count(0)
+    expect(page.locator(".field-status")).to_contain_text("Replayed at")
     arrived(receiver, refused)
     staff_console.open("/admin/integrations/webhookdelivery/")
     expect(staff_console.row(receiver.url)).to_contain_text("Delivered")

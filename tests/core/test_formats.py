@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from django.template import Context, Template
 from django.utils import formats
 
-from core.formats import format_moment, format_ns, ns_to_datetime
+from core.formats import format_duration, format_moment, format_ns, ns_to_datetime
 
 MOMENT = datetime(2026, 12, 2, 6, 33, 16, 500_000, tzinfo=UTC)
 
@@ -33,3 +33,9 @@ def test_it_converts_nanoseconds_to_a_datetime_to_the_microsecond():
 def test_it_writes_a_nanosecond_time_and_says_when_it_is_out_of_range():
     assert format_ns(1_700_000_000_123_456_789) == "2023-11-14 22:13:20 UTC"
     assert format_ns(10**30) == f"{10**30} ns (out of range)"
+
+
+def test_it_writes_a_duration_to_the_second_in_its_two_largest_units():
+    assert [format_duration(s) for s in (0, 45.4, 192, 7500, 273_600, None)] == [
+        "0 s", "45 s", "3 min 12 s", "2 h 5 min", "3 d 4 h", "-",
+    ]  # fmt: skip

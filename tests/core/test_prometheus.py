@@ -230,6 +230,30 @@ def test_it_adds_counts_up_across_calls_and_keeps_label_values_apart(
     assert prometheus.stored_counters()["platform_test_total"] == {("x",): 5, ("y",): 1}
 
 
+def test_it_counts_each_minute_of_the_last_two_hours_beside_the_total(
+    django_capture_on_commit_callbacks,
+):
+    metric = Metric("platform_test_total", "counter", "A test.", ("a",))
+    start = timezone.now().replace(second=30, microsecond=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        prometheus.add({(metric, ("x",)): 2}, now=start)
+        prometheus.add({(metric, ("x",)): 3, (metric, ("y",)): 1}, now=start)
+        prometheus.add({(metric, ("x",)): 4}, now=start + timedelta(minutes=2))
+
+    counts = prometheus.per_minute([metric], minutes=3, now=start + timedelta(minutes=2))
+    assert counts["platform_test_total"] == {("x",): [5, 0, 4], ("y",): [1, 0, 0]}
+    assert prometheus.stored_counters()["platform_test_total"] == {("x",): 9, ("y",): 1}
+
+    # Two hours on, the first minute's slot counts that minute alone, from zero.
+    later = start + timedelta(minutes=PlatformCounter.MINUTE_SLOTS)
+    with django_capture_on_commit_callbacks(execute=True):
+        prometheus.add({(metric, ("x",)): 7}, now=later)
+    counts = prometheus.per_minute([metric], minutes=60, now=later)
+    assert counts["platform_test_total"] == {("x",): [0] * 59 + [7]}
+    assert prometheus.stored_counters()["platform_test_total"] == {("x",): 16, ("y",): 1}
+    assert PlatformCounter.objects.count() == 2 + 3  # two totals, three minutes in the ring
+
+
 def test_it_counts_nothing_of_a_transaction_rolled_back(django_capture_on_commit_callbacks):
     metric = Metric("platform_test_total", "counter", "A test.", ("a",))
     with (

@@ -145,7 +145,7 @@ def test_it_schedules_no_worker_that_is_not_built(db):
     scheduling.sync()
 
     unbuilt = [w for w in registry.catalog_workers() if w.trigger.schedules and not w.built]
-    assert any(w.name == "AlertEvaluationWorker" for w in unbuilt)  # they declare schedules...
+    assert any(w.name == "CostAnomalyWorker" for w in unbuilt)  # they declare schedules...
     for worker in unbuilt:  # ...but have no handler yet
         assert not any(name.startswith(f"platform:{worker.name}:") for name in platform_schedules())
 

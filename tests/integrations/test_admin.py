@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
@@ -326,3 +329,106 @@ def test_it_lets_a_staff_member_who_may_only_view_deliveries_redeliver_nothing(
     assert url not in page
     assert client.post(url).status_code == 403
     assert Message.objects.get(worker=WORKER, state=Message.State.DEAD)
+
+
+# Rotating a subscription's signing secret: the API's service, the new secret shown once.
+
+
+def rotate_url(subscription) -> str:
+    return reverse("admin:integrations_webhooksubscription_rotate", args=[subscription.pk])
+
+
+def shown_secret(page: str) -> str:
+    (secret,) = re.findall(r'id="signing-secret"[^>]*value="(whsec_[^"]+)"', page, re.S)
+    return secret
+
+
+def test_it_asks_before_rotating_a_secret_and_changes_nothing_until_then(admin_client, delivered):
+    subscription = delivered.subscription
+    before = WebhookSubscription.objects.get(pk=subscription.pk).secret
+
+    page = admin_client.get(change_url(subscription)).content.decode()
+    confirm = admin_client.get(rotate_url(subscription))
+
+    assert f'href="{rotate_url(subscription)}"' in page  # the button on its page
+    text = confirm.content.decode()
+    assert confirm.status_code == 200 and "Rotate the signing secret" in text
+    assert (
+        subscription.url in text
+        and "keeps signing beside it until about" in text
+        and "(1 d 0 h)" in text
+    )
+    assert 'value="Rotate the secret"' in text and "whsec_" not in text
+    assert WebhookSubscription.objects.get(pk=subscription.pk).secret == before
+
+
+def test_it_rotates_a_secret_and_shows_the_new_one_once(admin_client, delivered, receiver):
+    subscription = delivered.subscription
+    before = WebhookSubscription.objects.get(pk=subscription.pk).secret
+
+    response = admin_client.post(rotate_url(subscription))
+
+    page = response.content.decode()
+    stored = WebhookSubscription.objects.get(pk=subscription.pk)
+    assert response.status_code == 200  # the page itself, not a redirect to it
+    assert shown_secret(page) == stored.secret != before
+    assert stored.previous_secret == before and stored.previous_secret_expires
+    assert "Cache-Control" in response and "no-store" in response["Cache-Control"]
+    assert [m for m in messages_of(response) if m.startswith("Rotated the signing secret")]
+    history = reverse("admin:integrations_webhooksubscription_history", args=[subscription.pk])
+    assert "Rotated the signing secret" in admin_client.get(history).content.decode()
+    for url in [change_url(subscription), SUBSCRIPTIONS, history]:
+        assert stored.secret.removeprefix("whsec_") not in admin_client.get(url).content.decode()
+    # The subscriber who copied it verifies the next delivery with it alone.
+    receiver.secrets[:] = [shown_secret(page)]
+    publish(subscription.tenant)
+    run_worker()
+    assert receiver.received[-1].verified
+
+
+def test_it_rotates_through_the_same_service_as_the_api(admin_client, delivered, api, settings):
+    settings.WEBHOOK_SECRET_OVERLAP_SECONDS = 60
+    subscription = delivered.subscription
+    path = f"/api/webhooks/subscriptions/{subscription.pk}/rotate-secret"
+    by_api = api("post", path).json()["secret"]
+
+    admin_client.post(rotate_url(subscription))
+
+    stored = WebhookSubscription.objects.get(pk=subscription.pk)
+    assert stored.previous_secret == by_api  # the API's, now the one signing beside
+    now = timezone.now()
+    assert stored.signing_secrets(now=now) == [stored.secret, by_api]
+    assert stored.previous_secret_expires <= now + timedelta(seconds=60)
+
+
+def test_it_says_a_recent_rotations_secret_stops_signing_when_rotated_again(
+    admin_client, delivered
+):
+    subscription = delivered.subscription
+    rotate_secret(subscription=subscription)
+
+    text = admin_client.get(rotate_url(subscription)).content.decode()
+
+    assert "stops signing now" in text
+
+
+def test_it_lets_a_staff_member_who_may_only_view_subscriptions_rotate_nothing(client, delivered):
+    subscription = delivered.subscription
+    before = WebhookSubscription.objects.get(pk=subscription.pk).secret
+    viewer = User.objects.create_user("viewer", password="unused-in-this-test", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_webhooksubscription"))
+    client.force_login(viewer)
+
+    page = client.get(change_url(subscription)).content.decode()
+
+    assert rotate_url(subscription) not in page
+    assert client.get(rotate_url(subscription)).status_code == 403
+    assert client.post(rotate_url(subscription)).status_code == 403
+    assert WebhookSubscription.objects.get(pk=subscription.pk).secret == before
+
+
+def test_it_rotates_no_deleted_subscription(admin_client, delivered, api):
+    subscription = delivered.subscription
+    assert api("delete", f"/api/webhooks/subscriptions/{subscription.pk}").status_code == 204
+
+    assert admin_client.post(rotate_url(subscription)).status_code == 404

@@ -6,6 +6,8 @@ import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from html import unescape
+from itertools import pairwise
 
 import pytest
 from django.urls import reverse
@@ -16,9 +18,22 @@ from core.formats import format_moment, format_ns
 from core.models import Event
 from observability import charts as observability_charts
 from observability import otlp, traces
-from observability.admin import main_figure
-from observability.charts import series_chart, tree_order, waterfall
+from observability.admin import (
+    clipped,
+    finest_window,
+    main_figure,
+    match_log_records,
+    window_figures,
+)
+from observability.charts import (
+    histogram_buckets,
+    series_chart,
+    time_ticks,
+    tree_order,
+    waterfall,
+)
 from observability.models import (
+    LogRecord,
     MetricPoint,
     MetricSeries,
     Span,
@@ -184,7 +199,7 @@ def test_it_lists_traces_with_duration_and_start_time(admin_client, tenant):
 
     page = response.content.decode()
     assert TRACE in page and "span 1" in page
-    assert "100.000" in page  # duration (ms)
+    assert "100 ms" in page  # duration
     assert format_ns(T0) in page
 
 
@@ -918,7 +933,7 @@ def test_it_says_when_a_trace_is_not_correlated_yet(admin_client, tenant):
     page = trace_page(admin_client, store(tenant, *family()))
 
     assert 'id="correlation"' in page
-    assert "Not correlated yet" in page and "Log records" not in page
+    assert "Not correlated yet" in page and 'id="correlated-logs"' not in page
 
 
 def test_it_keeps_another_tenants_correlation_off_the_trace_page(
@@ -957,6 +972,137 @@ def test_it_escapes_correlated_log_bodies_and_services(admin_client, client, ten
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in logs
     assert "&lt;img src=x onerror=alert(2)&gt;" in logs
     assert "&lt;b&gt;svc&lt;/b&gt;" in logs
+
+
+# On call, every id on a trace's page leads somewhere: a log record to its page, an exemplar to
+# the metric window of its point, a platform event to its page, a span id to its span.
+
+
+def span_link(tenant, span_id: str) -> str:
+    span = Span.objects.get(tenant=tenant, trace_id=TRACE, span_id=span_id)
+    return reverse("admin:observability_span_change", args=[span.pk])
+
+
+def window_of(moment_ns: int, size: str) -> datetime:
+    """The start of the `size` window that holds `moment_ns`."""
+    seconds = int(SIZES[size].total_seconds())
+    return datetime.fromtimestamp(moment_ns // 1_000_000_000 // seconds * seconds, tz=UTC)
+
+
+def test_it_shows_each_span_id_beside_its_name_below_the_waterfall(admin_client, tenant):
+    record = store(tenant, *family())
+
+    spans = trace_page(admin_client, record).split('id="spans"')[1]
+
+    for span_id in (ROOT, CHILD_A, CHILD_B, GRANDCHILD):
+        assert f'<span class="wf-span-id">{span_id}</span>' in spans
+        assert f'href="{span_link(tenant, span_id)}"' in spans
+
+
+def test_it_links_each_correlated_log_record_to_its_page_and_its_span(
+    admin_client, tenant, correlated
+):
+    page = trace_page(admin_client, TraceRecord.objects.get(tenant=tenant))
+
+    logs = section(page, "correlated-logs")
+    for body in ("card declined", "cart loaded"):
+        record = LogRecord.objects.get(tenant=tenant, body=body)
+        link = reverse("admin:observability_logrecord_change", args=[record.pk])
+        row = logs[: logs.index(body)].rsplit("<tr", 1)[1]
+        assert f'<a href="{link}" title="The log record">{format_ns(record.time_ns)}</a>' in row
+        assert f'<a href="{span_link(tenant, record.span_id)}" title="The span">' in row
+    everything = reverse("admin:observability_logrecord_changelist") + f"?traceId={TRACE}"
+    assert f'href="{everything}"' in logs
+
+
+def test_it_links_each_log_record_of_the_snapshot_to_its_own_even_when_alike(
+    admin_client, client, tenant
+):
+    send(client, tenant, otlp_span(ROOT, "GET /cart", end_ms=100))
+    send_logs(client, tenant, otlp_log("retry 1", offset_ms=1), otlp_log("retry 2", offset_ms=1))
+    correlate()
+
+    logs = section(
+        trace_page(admin_client, TraceRecord.objects.get(tenant=tenant)), "correlated-logs"
+    )
+
+    records = LogRecord.objects.filter(tenant=tenant)
+    links = {reverse("admin:observability_logrecord_change", args=[r.pk]) for r in records}
+    assert set(re.findall(r'<a href="([^"]+)" title="The log record">', logs)) == links
+
+
+def test_it_matches_snapshot_log_entries_to_stored_records_once_each():
+    entries = [
+        {"timeUnixNano": 5, "spanId": "a", "severityNumber": 9, "service": "s"},
+        {"timeUnixNano": 5, "spanId": "a", "severityNumber": 9, "service": "s"},
+        {"timeUnixNano": 5, "spanId": "a", "severityNumber": 9, "service": "s"},
+        {"timeUnixNano": 4, "spanId": "", "severityNumber": 0, "service": ""},
+    ]
+    rows = [(11, 5, 0, "a", 9, "s"), (12, 5, 0, "a", 9, "s"), (13, 0, 4, "", 0, "")]
+
+    assert match_log_records(entries, rows) == [11, 12, None, 13]
+
+
+def test_it_links_an_exemplar_to_the_finest_metric_window_of_its_point(
+    admin_client, tenant, correlated
+):
+    page = trace_page(admin_client, TraceRecord.objects.get(tenant=tenant))
+    assert 'title="Not rolled up into a window yet">http.server.request.duration' in page
+
+    point_ns = T0 + MS  # send_exemplar's point
+    for size in ("5m", "1m"):
+        run(tenant, size, window_of(point_ns, size))
+    page = trace_page(admin_client, TraceRecord.objects.get(tenant=tenant))
+
+    window = MetricSeries.objects.get(tenant=tenant, window="1m")
+    link = reverse("admin:observability_metricseries_change", args=[window.pk])
+    exemplars = section(page, "correlated-exemplars")
+    assert f'<a href="{link}" title="The metric window of its point">' in exemplars
+    assert f'<a href="{span_link(tenant, CHILD_A)}" title="The span">' in exemplars
+
+
+def test_it_takes_the_smallest_window_of_the_series_that_holds_the_moment():
+    start = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+    windows = [
+        (1, "k", "1h", start, start + SIZES["1h"]),
+        (2, "k", "5m", start, start + SIZES["5m"]),
+        (3, "other", "1m", start, start + SIZES["1m"]),
+        (4, "k", "1m", start + SIZES["1m"], start + 2 * SIZES["1m"]),
+    ]
+
+    assert finest_window(windows, "k", start + timedelta(seconds=30)) == 2
+    assert finest_window(windows, "k", start + timedelta(seconds=90)) == 4
+    assert finest_window(windows, "k", start + SIZES["1h"]) is None
+
+
+def test_it_links_each_platform_event_to_its_page_while_it_is_stored(
+    admin_client, tenant, correlated
+):
+    recorded = Event.objects.get(tenant=tenant, type="TraceRecorded")
+    signal = Event.objects.get(tenant=tenant, type="RuntimeSignalDetected")
+    gone = str(signal.pk)
+    signal.delete()  # retention: the correlation outlives it
+
+    events = section(
+        trace_page(admin_client, TraceRecord.objects.get(tenant=tenant)), "correlated-events"
+    )
+
+    link = reverse("admin:core_event_change", args=[recorded.pk])
+    assert f'<a href="{link}" title="The event">TraceRecorded</a>' in events
+    assert 'title="No longer in the event store (retention)">RuntimeSignalDetected' in events
+    assert gone in events  # its id is still said
+
+
+def test_it_lists_a_spans_own_log_records_and_links_its_parent(admin_client, tenant, correlated):
+    span = Span.objects.get(tenant=tenant, span_id=CHILD_A)
+
+    page = admin_client.get(reverse("admin:observability_span_change", args=[span.pk]))
+
+    html = page.content.decode()
+    declined = LogRecord.objects.get(tenant=tenant, body="card declined")
+    assert reverse("admin:observability_logrecord_change", args=[declined.pk]) in html
+    assert "card declined" in html and "cart loaded" not in html  # the root's record
+    assert f'<a href="{span_link(tenant, ROOT)}">{ROOT}</a>' in html  # its parent
 
 
 # The correlations themselves.
@@ -1030,3 +1176,273 @@ def test_it_refuses_correlations_to_anyone_but_staff(client, correlated, django_
         assert response.status_code == 302
         assert response.url.startswith(reverse("admin:login"))
         assert "card declined" not in response.content.decode()
+
+
+# A metric window's own figures, distribution and exemplars.
+
+
+def test_it_links_a_windows_exemplar_trace_ids_to_their_traces_of_its_tenant(
+    admin_client, tenant, other_tenant
+):
+    store(tenant, *family())
+    store(other_tenant, row(ROOT, start_ms=0, end_ms=1, trace="9" * 32))
+    exemplars = [
+        {"traceId": TRACE, "spanId": CHILD_A, "value": 42.5, "timeUnixNano": T0},
+        {"traceId": "9" * 32, "spanId": ROOT, "value": 7.0, "attributes": {"k": "v"}},
+    ]
+    [series] = store_series(tenant, gauge(unit="ms", exemplars=exemplars))
+
+    page = series_page(admin_client, series)
+
+    table = page.split('id="exemplars"')[1].split("</table>")[0]
+    ours = TraceRecord.objects.get(tenant=tenant)
+    trace_link = reverse("admin:observability_tracerecord_change", args=[ours.pk])
+    assert f'<a href="{trace_link}" title="The trace">{TRACE}</a>' in table
+    assert f'<a href="{span_link(tenant, CHILD_A)}" title="The span">{CHILD_A}</a>' in table
+    assert f'<td class="wf-id">{"9" * 32}</td>' in table  # another tenant's trace: no link
+    assert "42.5 ms" in table and format_ns(T0) in table and "{&quot;k&quot;:" in table
+
+
+def test_it_shows_a_histograms_buckets_as_ranges_with_counts_and_a_bar_chart(admin_client, tenant):
+    buckets = {"bounds": [10.0, 50.0, 1000.0], "counts": [1, 5, 4, 0]}
+    histogram_row = series_row(kind=Kind.HISTOGRAM, count=10, sum=300.0, buckets=buckets)
+    [series] = store_series(tenant, histogram_row)
+
+    page = series_page(admin_client, series)
+
+    table = page.split('id="buckets"')[1].split("</table>")[0]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table)
+    assert cells == [
+        "(-∞, 10]", "1", "10.0%",
+        "(10, 50]", "5", "50.0%",
+        "(50, 1000]", "4", "40.0%",
+        "(1000, +∞)", "0", "0.0%",
+    ]  # fmt: skip
+    chart = page.split('<svg class="bucket-chart"')[1].split("</svg>")[0]
+    assert chart.count('class="bk-bar"') == 4
+    assert "<title>(10, 50]: 5 (50.0%)</title>" in chart
+    assert "&quot;bounds&quot;" not in page  # not the raw lists
+
+
+def test_it_draws_bucket_bars_in_proportion_to_their_counts():
+    buckets = histogram_buckets({"bounds": [1, 2.5], "counts": [2, 4, 0]}, height=80)
+
+    assert [b.range for b in buckets] == ["(-∞, 1]", "(1, 2.5]", "(2.5, +∞)"]
+    assert [b.bar.height for b in buckets] == [40, 80, 1]  # an empty bucket keeps a hairline
+    assert [b.bar.x for b in buckets] == sorted(b.bar.x for b in buckets)
+    assert histogram_buckets({"bounds": [1], "counts": [1, 2, 3]}) == []  # do not match
+    assert histogram_buckets({"quantiles": [[0.5, 1.0]]}) == histogram_buckets(None) == []
+
+
+def test_it_shows_a_summarys_quantiles(admin_client, tenant):
+    quantiles = {"quantiles": [[0.5, 1.5], [0.99, 9.0]]}
+    summary = series_row(kind=Kind.SUMMARY, count=4, sum=8.0, unit="s", buckets=quantiles)
+    [series] = store_series(tenant, summary)
+
+    table = series_page(admin_client, series).split('id="quantiles"')[1].split("</table>")[0]
+
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", table) == ["p50", "1.5 s", "p99", "9 s"]
+
+
+def test_it_shows_min_max_and_mean_where_the_points_sent_them(admin_client, tenant):
+    sent = series_row(kind=Kind.HISTOGRAM, count=4, sum=10.0, min=0.5, max=6.0, unit="ms")
+    unsent = series_row(kind=Kind.HISTOGRAM, count=4, sum=10.0, key="d" * 64, unit="ms")
+    store_series(tenant, sent, unsent)
+
+    with_them = window_figures(sent)
+    without = window_figures(unsent)
+
+    assert ("min", "0.5 ms") in with_them[0] and ("max", "6 ms") in with_them[0]
+    assert ("mean", "2.5 ms") in with_them[0] and ("count", "4") in with_them[0]
+    assert ("mean", "2.5 ms") in without[0] and without[1] == ["min", "max", "p50", "p95", "p99"]
+    page = series_page(admin_client, unsent)
+    assert "Not in this window: min, max, p50, p95, p99 (the points did not send them)" in page
+    assert '<th scope="row">mean</th><td class="wf-num">2.5 ms</td>' in page
+
+
+def test_it_labels_the_time_axis_at_round_steps_of_its_windows():
+    first = datetime(2025, 6, 2, 11, 1, tzinfo=UTC)
+
+    ticks = time_ticks(first, timedelta(minutes=1), slots=60, slot_width=14)
+    hours = time_ticks(first.replace(minute=0), timedelta(hours=1), slots=60, slot_width=14)
+
+    assert [t.label for t in ticks] == [
+        "11:10:00", "11:20:00", "11:30:00", "11:40:00", "11:50:00", "12:00:00",
+    ]  # fmt: skip
+    assert [t.x for t in ticks] == [9 * 14 + n * 140 for n in range(6)]
+    assert {t.label for t in hours} == {"00:00:00", "06:00:00", "12:00:00", "18:00:00"}
+
+
+def test_it_writes_the_windows_figures_beside_the_chart_apart_from_each_other(admin_client, tenant):
+    percentiles = [(0.0, 0.0, 100.0), (50.0, 50.5, 51.0)]
+    rows = [
+        series_row(ago, kind=Kind.HISTOGRAM, count=9, p50=p50, p95=p95, p99=p99, unit="ms")
+        for ago, (p50, p95, p99) in zip((1, 0), percentiles, strict=True)
+    ]
+
+    chart = series_chart(rows[-1], rows, slots=2, width=200, height=100)
+
+    assert [label.text for label in chart.values] == ["p50 50 ms", "p95 50.5 ms", "p99 51 ms"]
+    ys = sorted(label.y for label in chart.values)
+    assert all(b - a >= 13 for a, b in pairwise(ys))  # three values a pixel apart, readable
+    assert [label.value_y for label in chart.values] == [50.0, 49.5, 49.0]  # their leaders
+    page = series_page(admin_client, store_series(tenant, *rows)[-1])
+    assert page.count('<text class="mc-value-label"') == 3 and ">p95 50.5 ms</text>" in page
+
+
+# Log records: a list with GET /api/logs' filters, each a link to its page and its trace.
+
+LOGS = reverse("admin:observability_logrecord_changelist")
+NOW_NS = time.time_ns()
+MINUTE_NS = 60 * 10**9
+OTHER_TRACE = "2" * 32
+
+
+def log(tenant, body, *, minutes_ago=0, severity=9, service="checkout", trace_id="", span_id=""):
+    return LogRecord.objects.create(
+        tenant=tenant,
+        record_key=f"{LogRecord.objects.count():064d}",
+        time_ns=NOW_NS - minutes_ago * MINUTE_NS,
+        severity_number=severity,
+        body=body,
+        service=service,
+        resource={"service.name": service},
+        trace_id=trace_id,
+        span_id=span_id,
+    )
+
+
+@pytest.fixture
+def day_of_logs(tenant):
+    log(tenant, "cart loaded", minutes_ago=1, trace_id=TRACE, span_id=ROOT)
+    log(tenant, "Payment DECLINED", minutes_ago=2, severity=17, trace_id=TRACE, span_id=CHILD_A)
+    log(tenant, {"event": "retry", "reason": "Timeout"}, minutes_ago=30, severity=13)
+    log(tenant, "disk full", minutes_ago=90, severity=21, service="billing", trace_id=OTHER_TRACE)
+    log(tenant, "cache warmed", minutes_ago=600, severity=5, service="billing")
+
+
+def listed(admin_client, **params) -> list:
+    response = admin_client.get(LOGS, params)
+    assert response.status_code == 200
+    return [record.body for record in response.context["cl"].result_list]
+
+
+def test_it_requires_a_staff_login_for_log_records(client, tenant, day_of_logs):
+    record = LogRecord.objects.first()
+    for url in (LOGS, reverse("admin:observability_logrecord_change", args=[record.pk])):
+        response = client.get(url)
+        assert response.status_code == 302 and response.url.startswith(reverse("admin:login"))
+
+
+def test_it_allows_no_add_change_or_delete_of_a_log_record(admin_client, tenant, day_of_logs):
+    record = LogRecord.objects.first()
+    page = admin_client.get(reverse("admin:observability_logrecord_change", args=[record.pk]))
+    delete = reverse("admin:observability_logrecord_delete", args=[record.pk])
+
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert admin_client.get(reverse("admin:observability_logrecord_add")).status_code == 403
+    assert admin_client.get(delete).status_code == 403
+
+
+def test_it_lists_log_records_newest_first_each_linking_to_its_trace(
+    admin_client, tenant, day_of_logs
+):
+    record = store(tenant, *family())
+
+    page = admin_client.get(LOGS).content.decode()
+
+    assert listed(admin_client) == [
+        "cart loaded",
+        "Payment DECLINED",
+        {"event": "retry", "reason": "Timeout"},
+        "disk full",
+        "cache warmed",
+    ]
+    trace_link = reverse("admin:observability_tracerecord_change", args=[record.pk])
+    assert page.count(f'<a href="{trace_link}">{TRACE}</a>') == 2
+    assert OTHER_TRACE in page and "tracerecord/None" not in page  # not ingested: no link
+    declined = LogRecord.objects.get(body="Payment DECLINED")
+    assert reverse("admin:observability_logrecord_change", args=[declined.pk]) in page
+    assert '<span class="severity-error" title="SeverityNumber 17">ERROR</span>' in page
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"traceId": TRACE.upper()},
+        {"service": "billing"},
+        {"severity": "WARN"},
+        {"severity": "13"},
+        {"since": "1h"},
+        {"q": "timeout"},
+        {"q": "declined", "traceId": TRACE, "severity": "ERROR", "since": "1h"},
+    ],
+)
+def test_it_filters_log_records_as_get_api_logs_does(
+    admin_client, client, tenant, day_of_logs, query
+):
+    key = services.issue_api_key(tenant=tenant)
+    api = client.get("/api/logs", query, headers={"Authorization": f"Bearer {key}"})
+
+    assert api.status_code == 200
+    assert listed(admin_client, **query) == [r["body"] for r in api.json()["results"]]
+    assert 0 < len(listed(admin_client, **query)) < 5
+
+
+def test_it_says_an_invalid_filter_and_lists_nothing(admin_client, tenant, day_of_logs):
+    response = admin_client.get(LOGS, {"traceId": "not-a-trace", "severity": "LOUD"}, follow=True)
+
+    texts = [str(m) for m in response.context["messages"]]
+    assert [t.split(":")[0] for t in texts] == ["traceId", "severity"]
+    assert list(response.context["cl"].result_list) == []
+
+
+def test_it_keeps_the_tenant_filter_beside_the_apis_filters(
+    admin_client, tenant, other_tenant, day_of_logs
+):
+    log(other_tenant, "globex disk full", service="billing")
+    mine = {"tenant__id__exact": str(tenant.pk), "service": "billing"}
+
+    page = admin_client.get(LOGS, mine).content.decode()
+
+    assert listed(admin_client, **mine) == ["disk full", "cache warmed"]
+    assert sorted(listed(admin_client, service="billing"), key=str)[-1] == "globex disk full"
+    assert f'<input type="hidden" name="tenant__id__exact" value="{tenant.pk}">' in page
+    assert 'name="service" value="billing"' in page
+    assert "service=billing" in page.split('id="result_list"')[1]  # kept by the sort links
+
+
+def test_it_escapes_and_clips_log_bodies_in_the_list(admin_client, tenant):
+    log(tenant, "<script>alert(1)</script> " + "x" * 300)
+
+    page = admin_client.get(LOGS).content.decode()
+
+    assert "<script>alert(1)" not in page
+    (tooltip, shown) = re.findall(r'<span class="clip" title="([^"]*)">([^<]*)</span>', page)[0]
+    assert tooltip == "&lt;script&gt;alert(1)&lt;/script&gt; " + "x" * 300  # whole
+    assert shown.startswith("&lt;script&gt;alert(1)") and shown.endswith("x…")
+    assert len(unescape(shown)) == 100
+
+
+def test_it_shows_a_log_record_whole_with_links_to_its_trace_and_span(
+    admin_client, tenant, day_of_logs
+):
+    record = store(tenant, *family())
+    declined = LogRecord.objects.get(body="Payment DECLINED")
+
+    page = admin_client.get(reverse("admin:observability_logrecord_change", args=[declined.pk]))
+
+    html = page.content.decode()
+    trace_link = reverse("admin:observability_tracerecord_change", args=[record.pk])
+    assert f'<a href="{trace_link}">{TRACE}</a>' in html
+    assert f'<a href="{span_link(tenant, CHILD_A)}">{CHILD_A}</a>' in html
+    assert "ERROR (SeverityNumber 17)" in html and format_ns(declined.time_ns) in html
+    assert f'href="{LOGS}?traceId={TRACE}">Log records of this trace</a>' in html
+
+
+def test_it_clips_a_long_value_in_a_list_and_keeps_it_whole_in_its_tooltip():
+    assert clipped("short") == '<span class="clip">short</span>'
+    assert clipped("checkout", 24, nowrap=True) == '<span class="nowrap">checkout</span>'
+    long = clipped("a" * 100, 10)
+    assert long.startswith(f'<span class="clip" title="{"a" * 100}">')
+    assert ">aaaaaaaaa…</span>" in long

@@ -1,0 +1,273 @@
+"""Every endpoint against its own OpenAPI schema (GET /api/schema): schemathesis makes requests
+from the schema, valid and invalid ones, with a valid key, sends them to the WSGI application
+in-process (core.wsgi, the body guard included) and checks each reply: no server error, a status
+the operation documents, in a content type it documents, with headers and a body that conform.
+
+The tenant has traces, logs, metric series and a subscription with a failed delivery, stored
+the way the platform stores them (OTLP through /v1 and the ingestion worker, a delivery
+attempted by the webhook worker), and a path's id is one of them half of the time, so that the
+replies of real objects are checked too.
+
+Derandomized with a fixed seed, FUZZ_EXAMPLES examples per operation (default 20); to fuzz
+longer, `FUZZ_EXAMPLES=500 make test PYTEST_ARGS=tests/core/test_api_fuzz.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import hypothesis
+import pytest
+import schemathesis
+from django.core import signals
+from django.db import close_old_connections
+from django.test import Client
+from django.utils import timezone
+from hypothesis import strategies as st
+from schemathesis.config import SchemathesisConfig
+
+from core import services
+from core.runtime import dispatch
+from integrations.models import WebhookDelivery
+from integrations.webhooks.subscriptions import create_subscription
+from observability import aggregation
+from observability.models import MetricPoint
+from tests.helpers import drain_all, post_otlp
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
+METRICS_TOKEN = "fuzz-metrics-token"
+TRACE_ID = "5b8efff798038103d269b633813fc60c"
+SPAN_ID, CHILD_ID = "eee19b7ec3c1b174", "eee19b7ec3c1b173"
+
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "seed": 20261202,
+        "generation": {"max-examples": EXAMPLES, "deterministic": True, "mode": "all"},
+        "checks": {
+            "enabled": False,
+            # 503 is the platform's designed "retry later" (an unhealthy /api/health/workers,
+            # OTLP load shedding), which status_code_conformance holds to where it is documented.
+            "not_a_server_error": {
+                "enabled": True,
+                "expected-statuses": ["1xx", "2xx", "3xx", "4xx", "503"],
+            },
+            "status_code_conformance": {"enabled": True},
+            "content_type_conformance": {"enabled": True},
+            "response_headers_conformance": {"enabled": True},
+            "response_schema_conformance": {"enabled": True},
+        },
+    }
+)
+# The OTLP endpoints take binary protobuf: schemathesis sends the bytes it generates as they are.
+schemathesis.serializer.alias("application/x-protobuf", "application/octet-stream")
+
+
+def _load_schema():
+    """The schema as GET /api/schema serves it, from the application the fuzz calls. At import
+    (pytest-django has set Django up by then): schemathesis makes one test of each operation."""
+    from core.wsgi import application
+
+    return schemathesis.openapi.from_wsgi("/api/schema", application, config=CONFIG)
+
+
+schema = _load_schema()
+
+
+@dataclass(frozen=True)
+class World:
+    key: str
+    ids: dict[str, str]  # a path parameter's name: the id of a real object
+
+
+@pytest.fixture
+def world(db, settings) -> World:
+    settings.METRICS_BEARER_TOKEN = METRICS_TOKEN
+    settings.WEBHOOK_REQUIRE_HTTPS = False
+    tenant = services.create_tenant(slug="fuzz", name="Fuzz")
+    key = services.issue_api_key(tenant=tenant)
+    client = Client()
+    now_ns = time.time_ns()
+    post_otlp(client, key, "traces", _traces(now_ns))
+    post_otlp(client, key, "logs", _logs(now_ns))
+    post_otlp(client, key, "metrics", _metrics(now_ns))
+    _aggregate(tenant)
+    drain_all("TelemetryCorrelationWorker")
+    delivery = _failed_delivery(tenant, settings)
+    return World(
+        key=key,
+        ids={
+            "trace_id": TRACE_ID,
+            "subscription_id": str(delivery.subscription_id),
+            "delivery_id": str(delivery.pk),
+        },
+    )
+
+
+@contextmanager
+def in_the_tests_transaction():
+    """Django closes a connection that is inside a transaction when a request starts and ends
+    (it cannot be reused as it is): here, the test's. Django's test client keeps it as this
+    does, for its own requests."""
+    for signal in (signals.request_started, signals.request_finished):
+        signal.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        for signal in (signals.request_started, signals.request_finished):
+            signal.connect(close_old_connections)
+
+
+@schema.parametrize()
+@schema.given(real=st.booleans())
+# One world for all the requests to an operation: what one request changes, the next sees.
+@hypothesis.settings(suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+def test_it_answers_every_request_as_its_schema_documents(case, world, real):
+    if real:
+        for name in case.path_parameters or {}:
+            case.path_parameters[name] = world.ids[name]
+    token = METRICS_TOKEN if case.operation.path == "/metrics" else world.key
+    with in_the_tests_transaction():
+        case.call_and_validate(headers={"Authorization": f"Bearer {token}"})
+
+
+# --- the data --------------------------------------------------------------------------------
+
+
+def _traces(now_ns: int) -> dict:
+    def span(span_id: str, parent: str, name: str, code: int) -> dict:
+        return {
+            "traceId": TRACE_ID,
+            "spanId": span_id,
+            "parentSpanId": parent,
+            "name": name,
+            "kind": 2,
+            "startTimeUnixNano": str(now_ns - 5_000_000),
+            "endTimeUnixNano": str(now_ns),
+            "attributes": [{"key": "http.route", "value": {"stringValue": "/cart"}}],
+            "events": [{"timeUnixNano": str(now_ns - 1_000_000), "name": "retry"}],
+            "status": {"code": code, "message": "declined" if code == 2 else ""},
+        }
+
+    return {
+        "resourceSpans": [
+            {
+                "resource": _resource(),
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "fuzz", "version": "1"},
+                        "spans": [
+                            span(SPAN_ID, "", "GET /cart", 1),
+                            span(CHILD_ID, SPAN_ID, "charge", 2),
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def _logs(now_ns: int) -> dict:
+    def record(body: dict, severity: int, trace: bool) -> dict:
+        linked = {"traceId": TRACE_ID, "spanId": CHILD_ID} if trace else {}
+        return {
+            "timeUnixNano": str(now_ns),
+            "severityNumber": severity,
+            "severityText": "ERROR" if severity >= 17 else "INFO",
+            "body": body,
+            "attributes": [{"key": "order", "value": {"intValue": "42"}}],
+            **linked,
+        }
+
+    records = [
+        record({"stringValue": "card declined"}, 17, trace=True),
+        record({"kvlistValue": {"values": [{"key": "k", "value": {"boolValue": True}}]}}, 9, False),
+    ]
+    scope = {"scope": {"name": "fuzz"}, "logRecords": records}
+    return {"resourceLogs": [{"resource": _resource(), "scopeLogs": [scope]}]}
+
+
+def _metrics(now_ns: int) -> dict:
+    start, exemplar = (
+        str(now_ns - 60 * 10**9),
+        {
+            "timeUnixNano": str(now_ns),
+            "asDouble": 12.5,
+            "traceId": TRACE_ID,
+            "spanId": CHILD_ID,
+        },
+    )
+    metrics = [
+        {"name": "queue.size", "unit": "1", "gauge": {"dataPoints": [_point(now_ns, 7.0)]}},
+        {
+            "name": "requests",
+            "sum": {
+                "aggregationTemporality": 2,
+                "isMonotonic": True,
+                "dataPoints": [{**_point(now_ns, 3.0), "startTimeUnixNano": start}],
+            },
+        },
+        {
+            "name": "latency",
+            "unit": "ms",
+            "histogram": {
+                "aggregationTemporality": 1,
+                "dataPoints": [
+                    {
+                        "startTimeUnixNano": start,
+                        "timeUnixNano": str(now_ns),
+                        "count": "3",
+                        "sum": 40.5,
+                        "min": 2.0,
+                        "max": 30.0,
+                        "bucketCounts": ["1", "1", "1"],
+                        "explicitBounds": [5.0, 20.0],
+                        "exemplars": [exemplar],
+                    }
+                ],
+            },
+        },
+    ]
+    scope = {"scope": {"name": "fuzz"}, "metrics": metrics}
+    return {"resourceMetrics": [{"resource": _resource(), "scopeMetrics": [scope]}]}
+
+
+def _point(now_ns: int, value: float) -> dict:
+    return {"timeUnixNano": str(now_ns), "asDouble": value}
+
+
+def _resource() -> dict:
+    return {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]}
+
+
+def _aggregate(tenant) -> None:
+    """Roll the points into their windows, as MetricAggregationWorker's schedules would."""
+    assert MetricPoint.objects.filter(tenant=tenant).exists()
+    now = timezone.now()
+    for window, size in aggregation.WINDOWS.items():
+        start = datetime.fromtimestamp(
+            now.timestamp() // size.total_seconds() * size.total_seconds(), UTC
+        )
+        for window_start in (start, start - size):
+            aggregation.aggregate_window(tenant.pk, window, window_start, now=now)
+
+
+def _failed_delivery(tenant, settings) -> WebhookDelivery:
+    """A subscription to a port where nothing listens, and an event it matches: the webhook
+    worker's first attempt fails to connect, and the delivery waits for its retry."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    settings.WEBHOOK_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
+    create_subscription(
+        tenant=tenant, url=f"http://127.0.0.1:{port}/hooks", event_types=["DeploymentPromoted"]
+    )
+    services.publish(tenant=tenant, type="DeploymentPromoted", data={"version": "1.2.3"})
+    dispatch.drain("WebhookDeliveryWorker")
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.state == WebhookDelivery.State.RETRYING, delivery.state
+    return delivery
