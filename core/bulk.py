@@ -47,13 +47,27 @@ def _copy(table: str, columns: list[str], rows: Sequence[Row]) -> None:
             copy.write_row(row)
 
 
-def insert_new(model: type[models.Model], columns: list[str], rows: Sequence[Row]) -> None:
+def insert_new(
+    model: type[models.Model],
+    columns: list[str],
+    rows: Sequence[Row],
+    *,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
     """Insert plain rows (as insert_rows takes them), skipping those whose unique key is stored
-    already (ON CONFLICT DO NOTHING): one statement, without building a model per row."""
+    already (ON CONFLICT DO NOTHING): one statement, without building a model per row. With
+    `returning`, those columns of the rows it inserted (PostgreSQL, and SQLite from 3.35)."""
     table, names = model._meta.db_table, ", ".join(columns)
+    tail = f" RETURNING {', '.join(returning)}" if returning else ""
+    inserted: list[tuple[Any, ...]] = []
     for source, params in row_sources(model, columns, rows):
         with connection.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {table} ({names}) {source} ON CONFLICT DO NOTHING", params)
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) {source} ON CONFLICT DO NOTHING{tail}", params
+            )
+            if returning:
+                inserted.extend(tuple(row) for row in cursor.fetchall())
+    return inserted
 
 
 def upsert(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -354,3 +355,32 @@ def test_it_refuses_bad_options_before_replaying_anything(tenant, fragile, args,
     with pytest.raises(CommandError, match=error):
         run("replay_deadletters", *args)
     assert set(states().values()) == {"dead"}
+
+
+def test_it_remembers_a_stop_that_comes_before_the_cluster_has_started():
+    # Ctrl-C while `make run` is still starting (under load, migrations and schedules take a
+    # while): django-q2's Cluster has no sentinel yet, and stopping it then raised in a thread.
+    import threading
+
+    from django_q.cluster import Cluster
+
+    from core.management.commands.qcluster import _graceful_stop
+    from core.runtime import shutdown
+
+    previous = {
+        signal.SIGTERM: signal.getsignal(signal.SIGTERM),
+        signal.SIGINT: signal.getsignal(signal.SIGINT),
+    }
+    shutdown.install()
+    try:
+        cluster = Cluster()  # installs django-q2's own handlers: restored below
+        threads = threading.active_count()
+
+        _graceful_stop(cluster)(signal.SIGINT, None)
+
+        assert shutdown.requested()  # handle() sees it and stops the cluster once it exists
+        assert threading.active_count() == threads  # no thread to stop what does not exist
+    finally:
+        shutdown.reset()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

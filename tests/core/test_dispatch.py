@@ -304,6 +304,39 @@ def test_it_dedups_distinct_events_that_share_the_workers_key(tenant, make_worke
     assert HandledKey.objects.get().key == "ci:run-7"
 
 
+def test_it_dedups_a_batch_by_the_workers_key_in_one_statement(
+    tenant, other_tenant, make_worker, django_assert_max_num_queries
+):
+    handled = []
+    make_worker(
+        batch_handler=lambda envelopes: handled.extend(e.event_id for e in envelopes),
+        batch_size=50,
+        key=lambda e: f"{e.source}:{e.source_id}" if e.source else None,
+    )
+    done_before = services.publish(
+        tenant=tenant, type="DeploymentPromoted", source="ci", source_id="run-1"
+    )
+    dispatch.drain("TestWorker")
+
+    def publish_as(owner, source_id):
+        return services.publish(
+            tenant=owner, type="DeploymentPromoted", source="ci", source_id=source_id
+        )
+
+    again = publish_as(tenant, "run-1")  # handled by an earlier batch
+    first, twin = publish_as(tenant, "run-2"), publish_as(tenant, "run-2")  # twice in this one
+    elsewhere = publish_as(other_tenant, "run-2")  # a key is its tenant's
+    keyless = services.publish(tenant=tenant, type="DeploymentPromoted")
+    handled.clear()
+
+    dispatch.drain("TestWorker")
+
+    assert handled == [first.event_id, elsewhere.event_id, keyless.event_id]
+    assert {message_of(e).state for e in (again, first, twin, elsewhere, keyless)} == {"done"}
+    assert HandledKey.objects.filter(key="ci:run-2").count() == 2
+    assert HandledKey.objects.get(key="ci:run-1").event_id == done_before.event_id
+
+
 def test_it_runs_the_handler_in_a_span_whose_parent_is_the_envelopes_trace(
     tenant, make_worker, spans
 ):

@@ -52,8 +52,14 @@ class Command(qcluster.Command):  # type: ignore[misc]  # django-q2 has no type 
         heap.settle()  # before the forks: the workers inherit the frozen start-up objects
         if settings.QCLUSTER_NICE:
             os.nice(settings.QCLUSTER_NICE)  # the workers inherit it too
+        if shutdown.requested():  # stopped while it was getting ready: nothing to drain
+            return
         cluster.start()
         if options.get("run_once"):
+            cluster.stop()
+            return
+        if shutdown.requested() and cluster.stop_event and not cluster.stop_event.is_set():
+            # A stop that came before the sentinel existed had nothing to stop: stop it now.
             cluster.stop()
             return
         telemetry.start_runtime_metrics()
@@ -89,7 +95,9 @@ def _graceful_stop(cluster: Cluster) -> Callable[[int, FrameType | None], None]:
             return
         log.info("draining: at most %ss", settings.SHUTDOWN_DRAIN_TIMEOUT)
         shutdown.request()
-        sentinel_pid = cluster.sentinel.pid if cluster.sentinel else None
+        if cluster.sentinel is None:
+            return  # not started yet: handle() sees the request and stops it once it has
+        sentinel_pid = cluster.sentinel.pid
         threading.Thread(target=_kill_after_timeout, args=(sentinel_pid,), daemon=True).start()
         # Not in the handler itself: when the signal went to the whole process group (a
         # terminal, `kill -- -PGID`, systemd's default KillMode), django-q2's sentinel dies of
