@@ -43,6 +43,8 @@ bench: $(VENV)/.dev
 	$(PY) bench/otlp_decode.py
 	$(PY) bench/metrics.py
 	$(PY) bench/webhooks.py
+	$(PY) bench/incidents.py
+	$(PY) bench/alerting.py
 
 # ruff, then mypy (pyproject.toml: strict on core/).
 lint: $(VENV)/.dev

@@ -11,9 +11,11 @@ The page is a list of sections (SECTIONS), each a selector and a template:
   ring: one query, at most sixty rows a series), and events published (one query on the
   events' recorded_at index, reading the last hour's);
 - the latest failures: the newest Failure rows, each with its message and dead letter (one
-  query, on the primary key).
+  query, on the primary key);
+- incidents: the open and acknowledged ones, critical first and newest first, their counts,
+  and the alert instances firing (three queries).
 
-Nine queries, whatever the size of the database (tests/core/test_admin.py holds it to that).
+Twelve queries, whatever the size of the database (tests/core/test_admin.py holds it to that).
 A later domain (incidents, connections) appends a section of its own to SECTIONS.
 """
 
@@ -25,7 +27,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count
+from django.db.models import Case, Count, Q, When
 from django.db.models.functions import TruncMinute
 from django.http import HttpRequest
 from django.template.loader import render_to_string
@@ -34,7 +36,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core import charts, prometheus
-from core.formats import format_count
+from core.formats import format_count, format_moment
 from core.models import Event, Failure, Message
 from core.prometheus import Labels, Metric, PerMinute
 from core.runtime import health
@@ -286,6 +288,64 @@ def failures_section(now: datetime) -> dict[str, Any]:
     return {"failures": latest_failures()}
 
 
+LATEST_INCIDENTS = 20
+
+
+def incidents_section(now: datetime) -> dict[str, Any]:
+    """The open and acknowledged incidents of every tenant, critical first and newest first
+    within a severity, each linked to its page; their counts by status and severity; and the
+    alert instances firing now (recovering ones, still firing for keep_firing_for, apart).
+    Three queries."""
+    # The domains' models, imported when the page is drawn: core is loaded before their apps.
+    from observability.alerting.models import AlertInstance
+    from observability.incidents.models import OPEN_STATUSES, Incident, Severity
+
+    unresolved = Incident.objects.filter(status__in=OPEN_STATUSES)
+    critical_first = Case(When(severity=Severity.CRITICAL, then=0), default=1)
+    latest = unresolved.select_related("tenant").order_by(critical_first, "-opened_at", "id")
+    counts = {
+        (row["status"], row["severity"]): row["n"]
+        for row in unresolved.values("status", "severity").annotate(n=Count("id")).order_by()
+    }
+    instances = AlertInstance.objects.aggregate(
+        firing=Count("id", filter=Q(state_name="firing")),
+        recovering=Count("id", filter=Q(state_name="recovering")),
+    )
+    found = [
+        {
+            "number": i.number,
+            "title": i.title,
+            "tenant": i.tenant.name,
+            "severity": i.severity,
+            "status": i.status,
+            "opened_at": format_moment(i.opened_at),
+            "services": ", ".join(i.services),
+            "url": reverse("admin:incidents_incident_change", args=[i.pk]),
+        }
+        for i in latest[:LATEST_INCIDENTS]
+    ]
+    listing = reverse("admin:incidents_incident_changelist")
+    firing = reverse("admin:alerting_alertinstance_changelist")
+    return {
+        "incidents": found,
+        "counts": [
+            {
+                "status": status,
+                "severity": severity,
+                "n": counts.get((status, severity), 0),
+                "url": f"{listing}?{urlencode({'status': status, 'severity': severity})}",
+            }
+            for status in OPEN_STATUSES
+            for severity in (Severity.CRITICAL, Severity.WARNING)
+        ],
+        "unresolved": sum(counts.values()),
+        "firing": instances["firing"],
+        "recovering": instances["recovering"],
+        "firing_url": f"{firing}?state_name__exact=firing",
+        "recovering_url": f"{firing}?state_name__exact=recovering",
+    }
+
+
 @dataclass(frozen=True)
 class Section:
     """A part of the landing page: its `id` (the page's anchor), its `template` (rendered with
@@ -304,6 +364,7 @@ SECTIONS: list[Section] = [
     Section("health", "admin/core/landing/health.html", health_section),
     Section("rates", "admin/core/landing/rates.html", rates_section),
     Section("latest-failures", "admin/core/landing/failures.html", failures_section),
+    Section("incidents", "admin/core/landing/incidents.html", incidents_section, app="incidents"),
 ]
 
 

@@ -32,6 +32,8 @@ PLATFORM_VERSION = "0.1.0"
 INSTALLED_APPS = [
     "core",  # before django_q, so that core's `qcluster` (drain-aware) wins
     "observability",
+    "observability.incidents",
+    "observability.alerting",
     "feedback",
     "integrations",
     "django.contrib.admin",
@@ -167,6 +169,13 @@ SPECTACULAR_SETTINGS = {
         "core.openapi.metrics_endpoint",
         "observability.openapi.otlp_endpoints",
     ],
+    # Choice sets that several apps name alike ("severity", "state", "status"): one name each,
+    # so that the schema's enums are stable and generation warns of no collision.
+    "ENUM_NAME_OVERRIDES": {
+        "SeverityEnum": "observability.alerting.models.Severity",
+        "AlertStateEnum": "observability.alerting.models.State",
+        "IncidentStatusEnum": "observability.incidents.models.Status",
+    },
 }
 
 # --- The worker runtime -------------------------------------------------------------------
@@ -292,3 +301,23 @@ TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=7)
 # background work yields the CPU to the requests that wait for it. 0 leaves it as it is.
 QCLUSTER_NICE = env.int("QCLUSTER_NICE", default=5)
 TRACE_SLOW_SPAN_MS = env.int("TRACE_SLOW_SPAN_MS", default=1000)
+
+# --- Alerting and incidents (observability/alerting, observability/incidents) -------------
+# Windows of one rule a tick evaluates at most; a tick after downtime catches up over several.
+ALERT_CATCH_UP_WINDOWS = env.int("ALERT_CATCH_UP_WINDOWS", default=60)
+# How long an alert instance's state changes (its history) are kept.
+ALERT_HISTORY_RETENTION_DAYS = env.int("ALERT_HISTORY_RETENTION_DAYS", default=30)
+# After this long without a series, an instance without an open alert is forgotten.
+ALERT_INSTANCE_EXPIRY_HOURS = env.int("ALERT_INSTANCE_EXPIRY_HOURS", default=24)
+# The most windows a rule preview (API or console) evaluates.
+ALERT_PREVIEW_MAX_WINDOWS = env.int("ALERT_PREVIEW_MAX_WINDOWS", default=1440)
+# A trigger joins the open incident of its group key within this rolling window (PagerDuty: 5m-1h).
+INCIDENT_GROUP_WINDOW_SECONDS = env.int("INCIDENT_GROUP_WINDOW_SECONDS", default=3600)
+# A resolved incident of the same group key is reopened within this, instead of a new one.
+INCIDENT_REOPEN_WINDOW_SECONDS = env.int("INCIDENT_REOPEN_WINDOW_SECONDS", default=1800)
+# An incident whose triggers sent nothing for this long is resolved (a rule deleted while firing).
+INCIDENT_RESOLVE_TIMEOUT_SECONDS = env.int("INCIDENT_RESOLVE_TIMEOUT_SECONDS", default=24 * 3600)
+# A resolved incident is closed this long after its resolution.
+INCIDENT_CLOSE_AFTER_SECONDS = env.int("INCIDENT_CLOSE_AFTER_SECONDS", default=24 * 3600)
+# Trigger events one call of IncidentAnalysisWorker's handler takes.
+INCIDENT_BATCH_SIZE = env.int("INCIDENT_BATCH_SIZE", default=500)

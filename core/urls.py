@@ -3,6 +3,7 @@ from django.urls import path
 
 from core import api, prometheus
 from integrations import api as webhooks
+from observability.alerting import api as alerting
 from observability.api import (
     LogListView,
     MetricSeriesView,
@@ -10,6 +11,7 @@ from observability.api import (
     TraceDetailView,
     TraceListView,
 )
+from observability.incidents import api as incidents
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -39,6 +41,23 @@ urlpatterns = [
         webhooks.RecoverView.as_view(),
     ),
     path("api/webhooks/deliveries/<str:delivery_id>/redeliver", webhooks.RedeliverView.as_view()),
+    path("api/incidents", incidents.IncidentListView.as_view(), name="api-incidents"),
+    path("api/incidents/<str:incident_id>", incidents.IncidentDetailView.as_view()),
+    path("api/incidents/<str:incident_id>/acknowledge", incidents.AcknowledgeView.as_view()),
+    path("api/incidents/<str:incident_id>/resolve", incidents.ResolveView.as_view()),
+    path("api/incidents/<str:incident_id>/comments", incidents.CommentView.as_view()),
+    path("api/alerts/rules", alerting.RuleListView.as_view(), name="api-alert-rules"),
+    path("api/alerts/rules/preview", alerting.RulePreviewView.as_view()),
+    path("api/alerts/rules/<str:rule_id>", alerting.RuleDetailView.as_view()),
+    path("api/alerts/rules/<str:rule_id>/revisions", alerting.RevisionListView.as_view()),
+    path("api/alerts/instances", alerting.InstanceListView.as_view()),
+    path("api/alerts/changes", alerting.ChangeListView.as_view()),
+    path("api/alerts/silences", alerting.SilenceListView.as_view()),
+    path("api/alerts/silences/preview", alerting.SilencePreviewView.as_view()),
+    path("api/alerts/silences/<str:silence_id>", alerting.SilenceDetailView.as_view()),
+    path("api/slos", alerting.SloListView.as_view(), name="api-slos"),
+    path("api/slos/<str:slo_id>", alerting.SloDetailView.as_view()),
+    path("api/slos/<str:slo_id>/status", alerting.SloStatusView.as_view()),
     path("api/health/workers", api.WorkerHealthView.as_view(), name="api-health-workers"),
     path("metrics", prometheus.metrics, name="metrics"),
     # The OpenAPI schema of all of the above (core/openapi.py), and its docs page: both open.

@@ -78,6 +78,16 @@ def slot_of(now: datetime, minutes: int) -> datetime:
     return midnight + timedelta(minutes=elapsed // minutes * minutes)
 
 
+def slot_event_id(
+    worker_name: str, schedule_name: str, tenant_id: object, slot: datetime
+) -> uuid.UUID:
+    """The eventId of a schedule's slot (its end) for a tenant: a slot fired twice is one event,
+    and a reader can tell whether a worker handled a slot without asking the schedule."""
+    return uuid.uuid5(
+        SLOT_NAMESPACE, f"{worker_name}|{schedule_name}|{tenant_id}|{slot.isoformat()}"
+    )
+
+
 def fire(worker_name: str, schedule_name: str, *, now: datetime | None = None) -> int:
     """Send the slot to every tenant. Returns the number of tenants it was sent to."""
     from core.services import build_envelope, publish_envelopes
@@ -102,9 +112,7 @@ def fire(worker_name: str, schedule_name: str, *, now: datetime | None = None) -
             data=data,
             source=f"schedule:{worker.name}:{schedule.name}",
             source_id=slot.isoformat(),
-            event_id=uuid.uuid5(
-                SLOT_NAMESPACE, f"{worker.name}|{schedule.name}|{tenant_id}|{slot.isoformat()}"
-            ),
+            event_id=slot_event_id(worker.name, schedule.name, tenant_id, slot),
             occurred_at=slot,
         )
         for tenant_id in Tenant.objects.values_list("id", flat=True)

@@ -513,8 +513,9 @@ def test_it_draws_the_landing_page_in_a_few_queries(
     admin_client, dead_letter, django_assert_max_num_queries
 ):
     admin_client.get(INDEX_URL)  # the session, content types and the cache table, once
-    # The session and user, the admin's log, and the sections' nine (see core.console).
-    with django_assert_max_num_queries(12):
+    # The session and user, the admin's log, and the sections' twelve (see core.console): the
+    # incidents section added three (its incidents, their counts, the instances firing).
+    with django_assert_max_num_queries(15):
         _landing(admin_client)
 
 
@@ -529,12 +530,43 @@ def test_it_shows_the_landing_page_to_who_may_see_the_platforms_tables_only(clie
 
 
 def test_it_draws_a_section_a_domain_adds_to_the_landing_page(admin_client, db, monkeypatch):
-    incidents = console.Section(
-        "incidents", "admin/core/landing/failures.html", lambda now: {"failures": []}
+    connections = console.Section(
+        "connections", "admin/core/landing/failures.html", lambda now: {"failures": []}
     )
-    monkeypatch.setattr(console, "SECTIONS", [*console.SECTIONS, incidents])
+    monkeypatch.setattr(console, "SECTIONS", [*console.SECTIONS, connections])
 
     page = _landing(admin_client)
 
     ids = re.findall(r'<section id="([\w-]+)">', page)
-    assert ids == ["health", "rates", "latest-failures", "incidents"]
+    assert ids == ["health", "rates", "latest-failures", "incidents", "connections"]
+
+
+def test_it_lists_the_open_incidents_critical_and_newest_first_on_the_landing_page(
+    admin_client, tenant
+):
+    from observability.alerting.models import AlertInstance, AlertRule
+    from observability.incidents.models import Incident
+    from tests.observability.incidents.factories import T0, fire, handle
+
+    minute = timedelta(minutes=1)
+
+    fire(tenant, rule="r1", name="queue deep", severity="warning", at=T0)
+    fire(tenant, rule="r2", name="errors up", at=T0 + minute)
+    fire(tenant, rule="r3", name="latency up", at=T0 + 2 * minute)
+    handle()
+    rule = AlertRule.objects.create(tenant=tenant, name="queue deep", spec={})
+    for key, state in (("a", "firing"), ("b", "firing"), ("c", "recovering"), ("d", "normal")):
+        AlertInstance.objects.create(
+            tenant=tenant, rule=rule, instance_key=key, state={}, state_name=state, since=T0
+        )
+
+    section = re.search(r'<section id="incidents">.*?</section>', _landing(admin_client), re.S)
+
+    assert section is not None
+    html = section.group()
+    titles = re.findall(r'<td><a href="[^"]+">([^<]+)</a></td>', html)
+    assert titles == ["latency up on checkout", "errors up on checkout", "queue deep on checkout"]
+    incident = Incident.objects.get(title="latency up on checkout")
+    assert reverse("admin:incidents_incident_change", args=[incident.pk]) in html
+    assert "2 open critical" in html and "1 open warning" in html
+    assert "2 alert instances firing" in html and "1 recovering" in html

@@ -3,10 +3,10 @@ from the schema, valid and invalid ones, with a valid key, sends them to the WSG
 in-process (core.wsgi, the body guard included) and checks each reply: no server error, a status
 the operation documents, in a content type it documents, with headers and a body that conform.
 
-The tenant has traces, logs, metric series and a subscription with a failed delivery, stored
-the way the platform stores them (OTLP through /v1 and the ingestion worker, a delivery
-attempted by the webhook worker), and a path's id is one of them half of the time, so that the
-replies of real objects are checked too.
+The tenant has traces, logs, metric series, an incident and a subscription with a failed
+delivery, stored the way the platform stores them (OTLP through /v1 and the ingestion worker, an
+alert through the incident worker, a delivery attempted by the webhook worker), and a path's id
+is one of them half of the time, so that the replies of real objects are checked too.
 
 Derandomized with a fixed seed, FUZZ_EXAMPLES examples per operation (default 20); to fuzz
 longer, `FUZZ_EXAMPLES=500 make test PYTEST_ARGS=tests/core/test_api_fuzz.py`.
@@ -19,7 +19,7 @@ import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import hypothesis
 import pytest
@@ -36,6 +36,7 @@ from core.runtime import dispatch
 from integrations.models import WebhookDelivery
 from integrations.webhooks.subscriptions import create_subscription
 from observability import aggregation
+from observability.incidents.models import Incident
 from observability.models import MetricPoint
 from tests.helpers import drain_all, post_otlp
 
@@ -98,12 +99,15 @@ def world(db, settings) -> World:
     _aggregate(tenant)
     drain_all("TelemetryCorrelationWorker")
     delivery = _failed_delivery(tenant, settings)
+    incident = _incident(tenant)
     return World(
         key=key,
         ids={
             "trace_id": TRACE_ID,
             "subscription_id": str(delivery.subscription_id),
             "delivery_id": str(delivery.pk),
+            "incident_id": str(incident.pk),
+            **_alerting(tenant),
         },
     )
 
@@ -254,6 +258,43 @@ def _aggregate(tenant) -> None:
         )
         for window_start in (start, start - size):
             aggregation.aggregate_window(tenant.pk, window, window_start, now=now)
+
+
+def _incident(tenant) -> Incident:
+    """An incident opened by an alert whose exemplar is the trace, as IncidentAnalysisWorker
+    opens it."""
+    data = {"triggerKey": "alert:r:i", "groupKey": "alert:r:checkout", "ruleName": "errors",
+            "service": "checkout", "severity": "critical", "traceIds": [TRACE_ID]}  # fmt: skip
+    services.publish(tenant=tenant, type="AlertTriggered", data=data, source="alerting")
+    drain_all("IncidentAnalysisWorker")
+    return Incident.objects.get(tenant=tenant)
+
+
+def _alerting(tenant) -> dict[str, str]:
+    """A rule on the stored gauge, a silence and a latency SLO on the stored histogram."""
+    from observability.alerting import services as alerting
+
+    rule = alerting.create_rule(
+        tenant=tenant,
+        name="queue",
+        spec={"query": {"metric": "queue.size"}, "groupBy": ["service.name"], "op": ">",
+              "critical": 5},
+    )  # fmt: skip
+    silence = alerting.create_silence(
+        tenant=tenant,
+        matchers=[{"label": "service.name", "op": "=", "value": "checkout"}],
+        starts_at=timezone.now(),
+        ends_at=timezone.now() + timedelta(hours=1),
+        created_by="fuzz",
+        comment="fuzzing",
+    )
+    slo = alerting.create_slo(
+        tenant=tenant,
+        name="latency",
+        spec={"service": "checkout", "objective": 0.99,
+              "sli": {"type": "latency", "histogram": {"metric": "latency"}, "bound": 20.0}},
+    )  # fmt: skip
+    return {"rule_id": str(rule.pk), "silence_id": str(silence.pk), "slo_id": str(slo.pk)}
 
 
 def _failed_delivery(tenant, settings) -> WebhookDelivery:

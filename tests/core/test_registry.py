@@ -105,10 +105,13 @@ def test_it_puts_the_ingestion_workers_in_their_own_group():
 
 def test_it_builds_only_the_workers_whose_handlers_exist():
     # Trace ingestion, metric aggregation and telemetry correlation came with the telemetry
-    # ingestion issue, webhook delivery with the webhooks issue; the rest are declared only.
+    # ingestion issue, webhook delivery with the webhooks issue, alert evaluation and incident
+    # analysis with issue 11; the rest are declared only.
     assert [w.name for w in registry.catalog_workers() if w.built] == [
         "TraceIngestionWorker",
         "MetricAggregationWorker",
+        "AlertEvaluationWorker",
+        "IncidentAnalysisWorker",
         "TelemetryCorrelationWorker",
         "WebhookDeliveryWorker",
     ]
@@ -138,9 +141,12 @@ def test_it_triggers_trace_ingestion_on_each_stored_otlp_request():
 def test_it_triggers_incident_analysis_on_alerts_and_slo_breaches():
     trigger = worker("IncidentAnalysisWorker").trigger
 
-    assert set(trigger.events) == {"AlertTriggered", "SloBreached"}
+    # Their resolutions too (an incident resolves when its last trigger does), and a schedule
+    # for timeouts and closing.
+    assert set(trigger.events) == {"AlertTriggered", "SloBreached", "AlertResolved", "SloRecovered"}
     assert trigger.matches("AlertTriggered") and trigger.matches("SloBreached")
     assert not trigger.matches("IncidentResolved")
+    assert trigger.schedules
 
 
 def test_it_triggers_feedback_creation_on_resolved_incidents_and_runtime_signals():

@@ -213,6 +213,16 @@ def test_it_gives_the_slot_its_window(tenant, make_worker):
     assert event.source == "schedule:TestWorker:5m"
 
 
+def test_it_gives_the_slot_the_event_id_slot_event_id_derives(tenant, make_worker):
+    make_worker(events=(), schedules=FIVE_MINUTES)
+
+    scheduling.fire("TestWorker", "5m", now=AT_10_07)
+
+    slot = datetime(2026, 3, 2, 10, 5, tzinfo=UTC)
+    expected = scheduling.slot_event_id("TestWorker", "5m", tenant.pk, slot)
+    assert Event.objects.get().pk == expected
+
+
 def test_it_adds_nothing_when_the_same_slot_fires_again(tenant, other_tenant, make_worker):
     make_worker(events=(), schedules=FIVE_MINUTES)
     scheduling.fire("TestWorker", "5m", now=AT_10_07)
