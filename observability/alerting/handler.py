@@ -651,63 +651,75 @@ def _synthetic(
 
 def event_data(row: AlertRule, rule: Rule, labels: dict[str, str], t: Transition) -> dict[str, Any]:
     """AlertTriggered's and AlertResolved's data (notes/issue11_contract.md)."""
-    rule_id = str(row.pk)
-    return {
-        "triggerKey": f"alert:{rule_id}:{t.instance_key}",
-        "groupKey": specs.render_group_key(
-            row.group_key,
-            rule_id=rule_id,
-            rule_name=row.name,
-            labels=labels,
-            instance_key=t.instance_key,
-        ),
-        "ruleId": rule_id,
-        "ruleRevision": row.revision,
-        "ruleName": row.name,
-        "instanceKey": t.instance_key,
-        "labels": labels,
-        "service": labels.get(specs.SERVICE_LABEL, ""),
-        "severity": (t.severity or Severity.CRITICAL).value,
-        "value": _finite(t.value),
-        "threshold": _finite(t.threshold),
-        "windowStart": t.window_start.isoformat(),
-        "windowEnd": t.window_end.isoformat(),
-        "windowSize": rule.query.window,
-        "reason": t.reason,
-        "traceIds": list(t.trace_ids[:20]),
-    }
+    return _alert_data(
+        row,
+        instance_key=t.instance_key,
+        labels=labels,
+        severity=(t.severity or Severity.CRITICAL).value,
+        value=_finite(t.value),
+        threshold=_finite(t.threshold),
+        window=(t.window_start, t.window_end, rule.query.window),
+        reason=t.reason,
+        trace_ids=t.trace_ids,
+    )
 
 
 def retirement_data(row: AlertRule, instance: AlertInstance, why: str) -> dict[str, Any]:
     """AlertResolved's data for an open alert whose rule changed, was disabled or deleted."""
     state = InstanceState.from_json(instance.state)
-    window = state.last_window or instance.updated
-    size = rules.WINDOWS.get(str(row.spec.get("query", {}).get("window")), MINUTE)
+    start = state.last_window or instance.updated
+    label = str(row.spec.get("query", {}).get("window", "1m"))
+    return _alert_data(
+        row,
+        instance_key=instance.instance_key,
+        labels=dict(instance.labels),
+        severity=instance.notified or Severity.CRITICAL.value,
+        value=None,
+        threshold=None,
+        window=(start, start + rules.WINDOWS.get(label, MINUTE), label),
+        reason=f"{why}: the alert no longer fires",
+        trace_ids=state.trace_ids,
+    )
+
+
+def _alert_data(
+    row: AlertRule,
+    *,
+    instance_key: str,
+    labels: dict[str, str],
+    severity: str,
+    value: float | None,
+    threshold: float | None,
+    window: tuple[datetime, datetime, str],
+    reason: str,
+    trace_ids: Sequence[str],
+) -> dict[str, Any]:
+    """The one shape of an alert event's data: the rule, the instance, and the window."""
     rule_id = str(row.pk)
-    labels = dict(instance.labels)
+    start, end, size = window
     return {
-        "triggerKey": f"alert:{rule_id}:{instance.instance_key}",
+        "triggerKey": f"alert:{rule_id}:{instance_key}",
         "groupKey": specs.render_group_key(
             row.group_key,
             rule_id=rule_id,
             rule_name=row.name,
             labels=labels,
-            instance_key=instance.instance_key,
+            instance_key=instance_key,
         ),
         "ruleId": rule_id,
         "ruleRevision": row.revision,
         "ruleName": row.name,
-        "instanceKey": instance.instance_key,
+        "instanceKey": instance_key,
         "labels": labels,
         "service": labels.get(specs.SERVICE_LABEL, ""),
-        "severity": instance.notified or Severity.CRITICAL.value,
-        "value": None,
-        "threshold": None,
-        "windowStart": window.isoformat(),
-        "windowEnd": (window + size).isoformat(),
-        "windowSize": str(row.spec.get("query", {}).get("window", "1m")),
-        "reason": f"{why}: the alert no longer fires",
-        "traceIds": list(state.trace_ids[:20]),
+        "severity": severity,
+        "value": value,
+        "threshold": threshold,
+        "windowStart": start.isoformat(),
+        "windowEnd": end.isoformat(),
+        "windowSize": size,
+        "reason": reason,
+        "traceIds": list(trace_ids[:20]),
     }
 
 
