@@ -32,13 +32,11 @@ SloBreached and SloRecovered (source "slo").
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -145,25 +143,7 @@ class Outcome:
 
 
 def evaluate_rules(envelope: Envelope, at: datetime) -> None:
-    with _collector_paused():
-        _evaluate_rules(envelope, at)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused for a tick. A tick holds tens of thousands of
-    objects until its end (windows, states, rows), which set off the collector's passes over
-    the whole heap several times a tick: measured at 20,000 instances, a third of the tick.
-    They form no cycles; reference counting frees them as before, and any cycle the tick makes
-    is collected after it."""
-    if not gc.isenabled():  # paused already (a tick within a tick)
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+    _evaluate_rules(envelope, at)
 
 
 def _evaluate_rules(envelope: Envelope, at: datetime) -> None:
