@@ -20,6 +20,17 @@ which adds the URL `<pk>/replay/` named `admin:core_deadletter_replay`, and the 
 pages of open dead letters for whoever has the permission. The action itself goes through the
 same service as the API and the commands, and logs the change (ModelAdmin.log_change).
 
+An action that needs the operator's input names a `form` (a Django form class): the page then
+shows that form (templates/admin/change_form.html, after the change form) instead of a button,
+it POSTs to the action's URL, and the method is called as `(self, request, obj, data)` with the
+form's cleaned data; a form that does not validate comes back on the action's own page with its
+errors beside the fields (a GET of the URL shows it empty):
+
+    @object_action(label="Comment", permission="comment", form=CommentForm)
+    def comment(self, request, incident, data) -> Done:
+        services.comment(incident=incident, actor=..., text=data["text"])
+        return Done(f"Commented on incident #{incident.number}.")
+
 An action that an operator should see the effect of before it happens names a `preview`: a
 method `(self, request, obj) -> Preview` that changes nothing and says what the action would do.
 Its button is then a link to the same URL, whose GET shows the preview on a confirmation page
@@ -41,6 +52,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
@@ -105,6 +117,7 @@ class ObjectAction:
     shown: Callable[[Any], bool] | None
     help: str
     preview: str | None = None  # the name of its preview method, if it asks first
+    form: type[forms.Form] | None = None  # the input it asks for, if any
 
 
 Method = TypeVar("Method", bound=Callable[..., Done])
@@ -117,12 +130,14 @@ def object_action(
     shown: Callable[[Any], bool] | None = None,
     help: str = "",
     preview: str | None = None,
+    form: type[forms.Form] | None = None,
 ) -> Callable[[Method], Method]:
     """Declares a ModelAdmin method `(self, request, obj) -> Done` an object action: `label` on
     its button, granted by the ModelAdmin's `has_<permission>_permission(request)`, and its
     button shown only for objects `shown` accepts (all by default); `help` is its tooltip.
     With `preview`, the name of a method `(self, request, obj) -> Preview`, the button leads to
-    a confirmation page showing that preview first (see the module docstring)."""
+    a confirmation page showing that preview first; with `form`, the method takes the form's
+    cleaned data as a fourth argument (see the module docstring)."""
 
     def decorate(method: Method) -> Method:
         vars(method)[_ATTRIBUTE] = ObjectAction(
@@ -132,6 +147,7 @@ def object_action(
             shown=shown,
             help=help,
             preview=preview,
+            form=form,
         )
         return method
 
@@ -217,8 +233,9 @@ class ObjectActionsAdmin(ModelAdmin):
             request, context, add=add, change=change, form_url=form_url, obj=obj
         )
 
-    def object_action_buttons(self, request: HttpRequest, obj: Model) -> list[dict[str, str]]:
-        """The buttons this user sees on `obj`'s page: label, URL and tooltip."""
+    def object_action_buttons(self, request: HttpRequest, obj: Model) -> list[dict[str, Any]]:
+        """The buttons this user sees on `obj`'s page: label, URL and tooltip; an action with a
+        form has it (unbound) as "form", drawn on the page instead of a button."""
         buttons = []
         for name in self.object_actions:
             action = self._object_action(name)
@@ -236,16 +253,24 @@ class ObjectActionsAdmin(ModelAdmin):
                     "url": url,
                     "help": action.help,
                     "asks_first": "yes" if action.preview else "",
+                    "form": None if action.form is None else self._action_form(action),
                 }
             )
         return buttons
+
+    @staticmethod
+    def _action_form(action: ObjectAction, data: Any = None) -> forms.Form:
+        if action.form is None:
+            raise TypeError(f"object action {action.name} has no form")
+        # Its own ids (id_<action>_<field>): the page's change form may have a field so named.
+        return action.form(data, auto_id=f"id_{action.name}_%s")
 
     def object_action_view(
         self, request: HttpRequest, object_id: str, *, name: str
     ) -> HttpResponse:
         action = self._object_action(name)
-        # A GET shows the preview and changes nothing; only a POST acts.
-        allowed = ["GET", "POST"] if action.preview else ["POST"]
+        # A GET shows the preview (or the empty form) and changes nothing; only a POST acts.
+        allowed = ["GET", "POST"] if action.preview or action.form else ["POST"]
         if request.method not in allowed:
             return HttpResponseNotAllowed(allowed)
         if not self.has_object_action_permission(request, name):
@@ -255,7 +280,18 @@ class ObjectActionsAdmin(ModelAdmin):
             raise Http404
         if request.method == "GET" and action.preview:
             return self._confirmation(request, obj, getattr(self, action.preview)(request, obj))
-        done: Done = getattr(self, name)(request, obj)
+        if action.form is not None:
+            form = self._action_form(action, request.POST if request.method == "POST" else None)
+            if not form.is_valid():  # a GET, or input to correct: the form on its own page
+                return self._confirmation(
+                    request,
+                    obj,
+                    Preview(title=action.label, summary=action.help, act=action.label),
+                    form=form,
+                )
+            done: Done = getattr(self, name)(request, obj, form.cleaned_data)
+        else:
+            done = getattr(self, name)(request, obj)
         self.message_user(request, done.message, done.level)
         if done.page is not None:
             return done.page
@@ -267,8 +303,11 @@ class ObjectActionsAdmin(ModelAdmin):
             )
         )
 
-    def _confirmation(self, request: HttpRequest, obj: Model, preview: Preview) -> HttpResponse:
-        """The object action's confirmation page: its preview, and the button that POSTs."""
+    def _confirmation(
+        self, request: HttpRequest, obj: Model, preview: Preview, *, form: forms.Form | None = None
+    ) -> HttpResponse:
+        """The object action's confirmation page: its preview, and the button that POSTs; or
+        its form (with the errors of what was posted), and the button that POSTs it."""
         back = reverse(
             f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
             args=[obj.pk],
@@ -281,6 +320,7 @@ class ObjectActionsAdmin(ModelAdmin):
             "object": obj,
             "object_url": back,
             "preview": preview,
+            "form": form,
             "hidden": [],
             "back": back,
         }

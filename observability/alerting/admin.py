@@ -10,6 +10,7 @@ record: read only. Silences are written as one matcher per line.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +35,16 @@ from core.admin import (
 )
 from core.admin_actions import ModelAdmin
 from core.formats import format_moment, format_value
-from observability.alerting import charts, preview, rules, selectors, services, silences, specs
+from observability.alerting import (
+    charts,
+    preview,
+    rules,
+    selectors,
+    services,
+    silences,
+    slo,
+    specs,
+)
 from observability.alerting.models import AlertInstance, AlertRule, Silence, Slo
 
 PREVIEW_RANGES = [("1h", "last hour"), ("6h", "last 6 hours"), ("1d", "last day"),
@@ -332,6 +342,21 @@ class AlertRuleAdmin(ModelAdmin):
         obj.pk, obj.revision, obj.spec = saved.pk, saved.revision, saved.spec
         obj._state.adding = False
 
+    # Deleting goes through the services too: a firing alert publishes AlertResolved first.
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # The rule's instances are the worker's (read only here): the services retire them with
+        # it, so they need no delete permission of their own.
+        perms_needed.discard(AlertInstance._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj: AlertRule) -> None:
+        services.delete_rule(rule=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AlertRule]) -> None:
+        for rule in queryset:
+            services.delete_rule(rule=rule)
+
     def changeform_view(
         self,
         request: HttpRequest,
@@ -431,6 +456,7 @@ def rule_preview(
         "states": charts.STATE_COLORS,
         "triggers": [_trigger_row(t) for t in found.triggers[:MAX_TRIGGER_ROWS]],
         "incidents": [_incident_row(i) for i in found.incidents],
+        "silenced": sum(1 for i in found.instances if i.silenced),
     }
 
 
@@ -761,13 +787,27 @@ class SloAdmin(ModelAdmin):
         obj.pk, obj.spec, obj.service = saved.pk, saved.spec, saved.service
         obj._state.adding = False
 
+    # Deleting goes through the services too: each firing row publishes SloRecovered first,
+    # so that the incident it opened resolves.
+    def delete_model(self, request: HttpRequest, obj: Slo) -> None:
+        services.delete_slo(objective=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Slo]) -> None:
+        for objective in queryset:
+            services.delete_slo(objective=objective)
+
 
 def slo_charts(objective: Slo) -> dict[str, Any]:
-    """What the SLO's charts panel draws: the budget and burn charts of the last day, each
-    instant slo.status over the stored windows, or why there are none."""
+    """What the SLO's charts panel draws: the budget and burn charts over its whole period,
+    hour by hour, each instant slo.status over the stored windows, or why there are none."""
     try:
         spec = specs.slo_of(objective.spec)
     except specs.SpecError as exc:
         return {"error": f"No charts: {exc}"}
-    at, windows = selectors.slo_windows(objective, spec, now=timezone.now(), span=charts.SLO_SPAN)
-    return {"charts": charts.slo_charts(spec, windows, at), "at": format_moment(at)}
+    # The budget at the chart's first instant sums the period before it: the windows of two
+    # periods, read in one query by sli_windows as for a status over twice the period (hourly
+    # windows, minute ones over the last hours only).
+    reach = dataclasses.replace(spec, period=2 * spec.period)
+    at, windows = selectors.slo_windows(objective, reach, now=timezone.now())
+    drawn = charts.slo_charts(spec, windows, at, span=spec.period, step=charts.SLO_PERIOD_STEP)
+    return {"charts": drawn, "at": format_moment(at), "period": slo.window_label(spec.period)}

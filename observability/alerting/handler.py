@@ -871,15 +871,15 @@ def evaluate_slos(envelope: Envelope, at: datetime) -> None:
     newest = newest_aggregated(tenant_id, "1m", latest)
     if newest is None:
         return
-    last_at = newest + MINUTE  # the end of the newest aggregated minute
+    newest_at = newest + MINUTE  # the end of the newest aggregated minute
     limit = setting("ALERT_CATCH_UP_WINDOWS")
     envelopes: list[Envelope] = []
     for row in rows:
         envelope.ensure_tenant(row.tenant_id)
-        first_at = max(
-            row.evaluated_at + MINUTE if row.evaluated_at else last_at,
-            last_at - (limit - 1) * MINUTE,
-        )
+        # After downtime, the oldest minutes not evaluated first, at most `limit` a tick, as
+        # rules catch up: no minute is skipped, so no breach that began in one goes unpaged.
+        first_at = row.evaluated_at + MINUTE if row.evaluated_at else newest_at
+        last_at = min(newest_at, first_at + (limit - 1) * MINUTE)
         if first_at > last_at:
             continue
         try:
@@ -893,10 +893,11 @@ def evaluate_slos(envelope: Envelope, at: datetime) -> None:
                 health=Health.ERROR, last_error=f"{type(exc).__name__}: {exc}"
             )
             continue
+        mine: list[Envelope] = []
         for transition in transitions:
             data = slo.event_data(objective, transition, slo_id=str(row.pk), slo_name=row.name)
             event_id = slo_event_id(str(row.pk), transition)
-            envelopes.append(
+            mine.append(
                 build_envelope(
                     tenant_id=tenant_id,
                     type=transition.kind,
@@ -907,7 +908,10 @@ def evaluate_slos(envelope: Envelope, at: datetime) -> None:
                     occurred_at=transition.window_end,
                 )
             )
-        SloRow.objects.filter(pk=row.pk).update(
+        # Published only if the row is still there: a delete that committed meanwhile (its
+        # UPDATE waits for it) published the recoveries of the rows it saw firing, and a
+        # breach written after them would never be recovered.
+        kept = SloRow.objects.filter(pk=row.pk).update(
             firing_rows=sorted(firing),
             evaluated_at=last_at,
             status=status.state,
@@ -918,6 +922,8 @@ def evaluate_slos(envelope: Envelope, at: datetime) -> None:
             health=Health.OK,
             last_error="",
         )
+        if kept:
+            envelopes += mine
     publish_envelopes(envelopes)
 
 

@@ -7,8 +7,11 @@ behind a feature flag (anchors §1, "Preview / backtest").
 And what those events would have made of incidents: the triggers the live worker would have
 published (handler.publications, handler.event_data: the contract's data), grouped from no
 incidents by the incidents domain's own decision (decisions.replay, with the live windows), as
-IncidentAnalysisWorker would have grouped them. Silences are left out: a preview says what the
-rule does, not what this hour's silences would hide."""
+IncidentAnalysisWorker would have grouped them. The silences stored for the range hold triggers
+back as they do live (the tick's handler._decide): an instance is evaluated and shown with its
+states whatever holds it, but while a silence matches it at a window's end, nothing it does is
+heard; if it still fires when the silence ends, it triggers then (handler.publications, said at
+that window). So a silenced instance's triggers open no incident."""
 
 from __future__ import annotations
 
@@ -17,9 +20,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.envelope import TenantId
-from observability.alerting import handler, setting
-from observability.alerting.evaluation import State, Transition, evaluate, needed_windows
+from observability.alerting import handler, setting, silences
+from observability.alerting.evaluation import (
+    InstanceState,
+    Severity,
+    State,
+    Transition,
+    evaluate,
+    needed_windows,
+)
 from observability.alerting.models import AlertRule as AlertRuleRow
+from observability.alerting.models import Silence
 from observability.alerting.rules import AlertRule, InstanceWindows, NoData, instance_windows
 from observability.alerting.specs import DEFAULT_GROUP_KEY
 from observability.alerting.windows import Want, series_windows
@@ -61,6 +72,7 @@ class InstancePreview:
     intervals: list[Interval]
     transitions: list[Transition]
     triggers: list[Trigger]
+    silenced: tuple[str, ...] = ()  # the silences that held it at some window of the range
 
 
 @dataclass(frozen=True)
@@ -161,8 +173,9 @@ def preview(
         for key, windows in sorted(groups.items())
         if any(first <= s.start <= last for s in windows.samples)
     }
+    spans = range_silences(tenant_id, first, last + rule.size)
     found = [
-        _instance(rule, row, windows, first, last, count)
+        _instance(rule, row, windows, first, last, count, spans)
         for windows in list(inside.values())[:MAX_INSTANCES]
     ]
     until = last + rule.size
@@ -207,6 +220,22 @@ def incidents_of(instances: list[InstancePreview], until: datetime) -> list[Inci
     ]
 
 
+def range_silences(tenant_id: TenantId, start: datetime, end: datetime) -> list[silences.Span]:
+    """The tenant's silences active at some instant of [start, end], stored or expired since
+    (a deleted one is gone: it holds nothing back)."""
+    found = []
+    rows = Silence.objects.filter(tenant_id=tenant_id, starts_at__lte=end, ends_at__gt=start)
+    for silence_id, matchers, starts_at, ends_at in rows.values_list(
+        "id", "matchers", "starts_at", "ends_at"
+    ):
+        try:
+            parsed = silences.matchers_of(matchers)
+        except ValueError:
+            continue  # validated on save; a hand-edited row silences nothing (as live)
+        found.append(silences.Span(str(silence_id), parsed, starts_at, ends_at))
+    return found
+
+
 def _instance(
     rule: AlertRule,
     row: AlertRuleRow,
@@ -214,23 +243,40 @@ def _instance(
     first: datetime,
     last: datetime,
     count: int,
+    spans: list[silences.Span],
 ) -> InstancePreview:
-    evaluation = evaluate(rule, windows, None, newest=last, start=first, max_windows=count)
+    labels = dict(windows.labels)
+    matched = silences.instance_labels(labels, row.name)
+    holding = [span for span in spans if span.matches(matched)]
+    state: InstanceState | None = None
+    heard: Severity | None = None
+    transitions: list[Transition] = []
+    published: list[tuple[Transition, str]] = []
+    held: dict[str, None] = {}
+    # Evaluated in runs of windows that the silences hold alike (one run without any), each
+    # from the state the one before left: the same evaluate as a tick catching up.
+    for run_count, silenced in _runs(rule, first, count, holding, matched):
+        evaluation = evaluate(rule, windows, state, newest=last, start=first, max_windows=run_count)
+        state = evaluation.state
+        transitions += evaluation.transitions
+        if silenced:
+            held.update(dict.fromkeys(silenced))
+            continue
+        step = (evaluation.transitions, state)
+        heard, sent = handler.publications(rule, windows.key, heard, [step], state)
+        published += sent
     intervals = []
-    state, severity, reason, since = State.NORMAL.value, "", "", first
-    for t in evaluation.transitions:
+    current, severity, reason, since = State.NORMAL.value, "", "", first
+    for t in transitions:
         new_severity = (t.severity.value if t.severity else "") if t.state != "normal" else ""
-        if (t.state.value, new_severity) == (state, severity):
+        if (t.state.value, new_severity) == (current, severity):
             reason = t.reason
             continue
         if t.window_start > since:
-            intervals.append(Interval(state, severity, since, t.window_start, reason))
-        state, severity, reason, since = t.state.value, new_severity, t.reason, t.window_start
-    intervals.append(Interval(state, severity, since, last + rule.size, reason))
+            intervals.append(Interval(current, severity, since, t.window_start, reason))
+        current, severity, reason, since = t.state.value, new_severity, t.reason, t.window_start
+    intervals.append(Interval(current, severity, since, last + rule.size, reason))
     values = [(s.start, s.value) for s in windows.samples if first <= s.start <= last]
-    step = (evaluation.transitions, evaluation.state)
-    _, published = handler.publications(rule, windows.key, None, [step], evaluation.state)
-    labels = dict(windows.labels)
     triggers = [
         Trigger(event_type, t, handler.event_data(row, rule, labels, t))
         for t, event_type in published
@@ -240,6 +286,32 @@ def _instance(
         labels=dict(windows.labels),
         values=values,
         intervals=intervals,
-        transitions=list(evaluation.transitions),
+        transitions=transitions,
         triggers=triggers,
+        silenced=tuple(held),
     )
+
+
+def _runs(
+    rule: AlertRule,
+    first: datetime,
+    count: int,
+    holding: list[silences.Span],
+    labels: dict[str, str],
+) -> list[tuple[int, tuple[str, ...]]]:
+    """The range's windows, in order, as runs (how many windows, the silences holding them): a
+    window is held by the silences active at its end, when the tick hears of it. The first
+    window after a held run is a run of its own: the tick that evaluates it is where what the
+    silence held back (a trigger still firing) is said."""
+    if not holding:
+        return [(count, ())]
+    runs: list[tuple[int, tuple[str, ...]]] = []
+    closed = False  # the last run is the first window after a held run
+    for i in range(count):
+        ids = tuple(silences.silencing(holding, labels, first + (i + 1) * rule.size))
+        if runs and runs[-1][1] == ids and not closed:
+            runs[-1] = (runs[-1][0] + 1, ids)
+        else:
+            closed = bool(runs) and bool(runs[-1][1]) and not ids
+            runs.append((1, ids))
+    return runs

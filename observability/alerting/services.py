@@ -305,31 +305,45 @@ def update_slo(*, objective: Slo, **changes: Any) -> Slo:
 
 @transaction.atomic
 def delete_slo(*, objective: Slo) -> None:
-    recover_rows(objective, "the SLO was deleted")
-    Slo.objects.filter(pk=objective.pk, tenant_id=objective.tenant_id).delete()
+    # The rows firing as stored now, locked: the caller's copy may predate the tick that
+    # started them firing, and a second delete of the same SLO finds nothing to recover.
+    locked = Slo.objects.select_for_update().filter(pk=objective.pk, tenant_id=objective.tenant_id)
+    for current in locked:
+        recover_rows(current, "the SLO was deleted")
+    locked.delete()
 
 
 def recover_rows(objective: Slo, why: str) -> None:
-    """SloRecovered for each firing row, because the SLO stops being evaluated."""
+    """SloRecovered for each firing row, because the SLO stops being evaluated: the handler's
+    data (slo.event_data) and event id (handler.slo_event_id), said at the SLO's last evaluated
+    instant, so that a retried change publishes nothing new. The caller holds the row's lock
+    and publishes in the transaction of the change."""
+    from observability.alerting.handler import slo_event_id
+
+    if not objective.firing_rows:
+        return
+    parsed = specs.slo_of(objective.spec)
+    rows = {row.name: row for row in parsed.rows}
+    at = objective.evaluated_at or timezone.now()
+    rates = objective.burn_rates or {}
     envelopes = []
-    now = timezone.now()
-    for row in objective.firing_rows:
-        event_id = uuid.uuid5(RETIRE_NAMESPACE, f"slo|{objective.pk}|{row}|{now.isoformat()}")
-        data = {
-            "triggerKey": f"slo:{objective.pk}:{row}",
-            "groupKey": f"slo:{objective.pk}",
-            "sloId": str(objective.pk),
-            "sloName": objective.name,
-            "service": objective.service,
-            "row": row,
-            "severity": _row_severity(objective, row),
-            "objective": objective.spec.get("objective"),
-            "burnRates": {},
-            "budgetRemaining": objective.budget_remaining,
-            "windowEnd": now.isoformat(),
-            "reason": f"{why}: row {row} no longer fires",
-            "traceIds": [],
-        }
+    for name in objective.firing_rows:
+        row = rows.get(name)
+        spans = (row.long_window, row.short_window) if row else ()
+        labels = [slo.window_label(w) for w in spans]
+        transition = slo.RowTransition(
+            kind="SloRecovered",
+            row=name,
+            severity=row.event_severity if row else "critical",
+            threshold=row.burn_rate if row else 0.0,
+            burn_rates={k: rates[k] for k in labels if rates.get(k) is not None},
+            budget_remaining=objective.budget_remaining,
+            window_end=at,
+            reason=f"{why}: row {name} no longer fires",
+            trace_ids=(),
+        )
+        data = slo.event_data(parsed, transition, slo_id=str(objective.pk), slo_name=objective.name)
+        event_id = slo_event_id(str(objective.pk), transition)
         envelopes.append(
             build_envelope(
                 tenant_id=objective.tenant_id,
@@ -341,13 +355,6 @@ def recover_rows(objective: Slo, why: str) -> None:
             )
         )
     publish_envelopes(envelopes)
-
-
-def _row_severity(objective: Slo, name: str) -> str:
-    for row in objective.spec.get("rows") or []:
-        if row.get("name") == name:
-            return "critical" if row.get("severity") == "page" else "warning"
-    return "critical"
 
 
 # History

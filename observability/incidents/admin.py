@@ -3,14 +3,16 @@ and tenant, search by number or title), and an incident's page with its timeline
 and its lineage, each trace a link to its waterfall.
 
 An incident is the worker's record, so nothing here is edited by hand; the operator's writes
-are the object actions Acknowledge and Resolve (core.admin_actions), through the same services
-as the API, on the timeline under the console user's name.
+are the object actions Acknowledge, Resolve and Comment (core.admin_actions; Comment is a form
+under the timeline), through the same services as the API, on the timeline under the console
+user's name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -36,6 +38,14 @@ def trace_links(incident: Incident, trace_ids: list[str]) -> dict[str, str]:
     }
 
 
+class CommentForm(forms.Form):
+    text = forms.CharField(
+        label="Comment",
+        max_length=services.COMMENT_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+    )
+
+
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyMixin, ObjectActionsAdmin):
     # At 1440 px beside the filters: the tenant is a filter, not a column.
@@ -56,12 +66,13 @@ class IncidentAdmin(ReadOnlyMixin, ObjectActionsAdmin):
             "started_at", "opened_at", "last_trigger_at", "acknowledged", "resolved_by_whom",
             "closed_at", "reopened",
         ]}),
-        ("Timeline", {"fields": ["timeline_panel"]}),
         ("Triggers", {"fields": ["triggers_panel"]}),
         ("Lineage: the traces behind it", {"fields": ["lineage_panel"]}),
+        # Last, so that the comment form (drawn after the page's fields) is right beneath it.
+        ("Timeline", {"fields": ["timeline_panel"]}),
     ]  # fmt: skip
     readonly_fields = fieldset_fields(fieldsets)
-    object_actions = ["acknowledge", "resolve"]
+    object_actions = ["acknowledge", "resolve", "comment"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
         return selectors.counted(super().get_queryset(request))
@@ -148,6 +159,9 @@ class IncidentAdmin(ReadOnlyMixin, ObjectActionsAdmin):
     def has_resolve_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("incidents.change_incident"))
 
+    def has_comment_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("incidents.change_incident"))
+
     @object_action(
         label="Acknowledge",
         permission="acknowledge",
@@ -177,3 +191,18 @@ class IncidentAdmin(ReadOnlyMixin, ObjectActionsAdmin):
             self.log_change(request, incident, "Resolved")
             return Done(f"Resolved incident #{incident.number}.")
         return Done(f"Incident #{incident.number} was {incident.status} already.", messages.WARNING)
+
+    @object_action(
+        label="Comment",
+        permission="comment",
+        form=CommentForm,
+        help="A note on the timeline under your name, in any status (postmortem notes too).",
+    )
+    def comment(self, request: HttpRequest, incident: Incident, data: dict[str, Any]) -> Done:
+        actor = services.actor_of_user(request.user.get_username())
+        try:
+            services.comment(incident=incident, actor=actor, text=data["text"])
+        except services.Refused as exc:
+            return Done(str(exc), messages.WARNING)
+        self.log_change(request, incident, "Commented")
+        return Done(f"Commented on incident #{incident.number}.")

@@ -18,7 +18,9 @@ Grouping (`apply`), for each trigger event in time order:
 4. Otherwise it joins an open incident that shares one of its traces (the most shared).
 5. Otherwise the resolved incident it was last in, or the newest of its group key, is
    reopened if the trigger comes within the reopen window after it resolved (instead of a
-   duplicate: Sentry opens none within 10 minutes).
+   duplicate: Sentry opens none within 10 minutes). A firing from before that incident's
+   resolution (delayed past an operator's resolve, or replayed) is recorded in it as a
+   resolved trigger and reopens nothing.
 6. Otherwise it opens a new incident, titled after it.
 
 An incident's severity is its highest active trigger's. It resolves when its last active
@@ -476,8 +478,11 @@ def _fire(book: Book, signal: Signal, windows: Windows, outcome: Outcome) -> Non
     joined_by, opening = "group", False
     if incident is None and signal.trace_ids:
         incident, joined_by = book.open_sharing(signal.trace_ids), "traces"
+    last = held[0] if held is not None else None
+    if incident is None and (earlier := _resolved_since(book, signal, last)) is not None:
+        _record_before_resolution(book, earlier, signal, outcome)
+        return
     if incident is None:
-        last = held[0] if held is not None else None
         joined_by, incident = "group", _reopenable(book, signal, windows, last)
         if incident is not None:
             _reopen(incident, signal, outcome)
@@ -527,6 +532,49 @@ def _reopenable(
         if after <= windows.reopen and after < windows.close_after:
             return incident
     return None
+
+
+def _resolved_since(book: Book, signal: Signal, last: Incident | None) -> Incident | None:
+    """The resolved incident that was still open when the trigger fired: the one its trigger
+    was last in, else the newest of its group key, resolved at or after the event's time (an
+    event delayed past an operator's resolve, or replayed from the dead letters later)."""
+    for incident in (last, book.resolved_of_group(signal.group_key)):
+        if incident is None or incident.status != RESOLVED or incident.resolved_at is None:
+            continue
+        if incident.opened_at <= signal.at <= incident.resolved_at:
+            return incident
+    return None
+
+
+def _record_before_resolution(
+    book: Book, incident: Incident, signal: Signal, outcome: Outcome
+) -> None:
+    """A firing from before the incident resolved is part of its history, not a new breach:
+    recorded as a trigger resolved with it, its traces linked, and the incident left resolved
+    (reopening it would page for what the resolution already covered)."""
+    assert incident.resolved_at is not None
+    trigger = incident.triggers.get(signal.trigger_key)
+    if trigger is None:
+        trigger = _new_trigger(signal, "group")
+        book.attach(incident, trigger)
+    elif signal.at > trigger.last_event_at:
+        trigger.last_event_id, trigger.last_event_at = signal.event_id, signal.at
+    trigger.state, trigger.resolved_at = TRIGGER_RESOLVED, incident.resolved_at
+    trigger.changed = True
+    if signal.service and signal.service not in incident.services:
+        incident.services = sorted([*incident.services, signal.service])
+    _link_traces(book, incident, signal, outcome)
+    incident.changed = True
+    resolved = incident.resolved_at.isoformat(timespec="seconds")
+    outcome.entries.append(
+        Entry(
+            incident.id,
+            signal.at,
+            "trigger",
+            f"{_describe(signal)} fired before this incident was resolved (at {resolved}); "
+            f"it arrived later and is recorded here without reopening it{_because(signal)}",
+        )
+    )
 
 
 def _new_incident(signal: Signal) -> Incident:

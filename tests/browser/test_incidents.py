@@ -1,5 +1,5 @@
 """On call for an incident: found from the console's index, read (its timeline, triggers and
-the traces behind it), acknowledged, then resolved, from its page."""
+the traces behind it), acknowledged, resolved, then commented on, from its page."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def incident(api, tenant) -> None:
     settle("TraceIngestionWorker", WORKER)
 
 
-def test_it_acknowledges_and_resolves_an_incident_from_its_page(staff_console: Console, incident):
+def test_it_acknowledges_resolves_and_comments_on_an_incident_from_its_page(
+    staff_console: Console, incident
+):
     page = staff_console.page
     # The model's row of the index's app list (its app's caption reads the same).
     staff_console.follow(
@@ -55,6 +57,15 @@ def test_it_acknowledges_and_resolves_an_incident_from_its_page(staff_console: C
     expect(timeline.get_by_role("row").last).to_contain_text("Resolved")
     expect(page.get_by_role("button", name="Resolve")).to_have_count(0)
     expect(page.locator("#incident-triggers")).not_to_contain_text("active")
+
+    page.get_by_label("Comment").fill("Rolled back checkout 4.2; errors gone.")
+    staff_console.press("Comment")
+
+    staff_console.expect_message("Commented on incident #1.")
+    last = timeline.get_by_role("row").last
+    expect(last).to_contain_text("Comment")
+    expect(last).to_contain_text("console user operator")
+    expect(last).to_contain_text("Rolled back checkout 4.2; errors gone.")
 
     staff_console.follow(TRACE)  # the lineage: the trace behind it, its waterfall
     expect(page.get_by_text("GET /cart").first).to_be_visible()

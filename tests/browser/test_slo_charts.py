@@ -1,4 +1,4 @@
-"""An SLO's page draws its budget and burn charts over the last day, within the screen."""
+"""An SLO's page draws its budget and burn charts over its period, within the screen."""
 
 from __future__ import annotations
 
@@ -63,4 +63,6 @@ def test_it_draws_an_slos_budget_and_burn_charts(staff_console: Console, availab
     charts = staff_console.page.locator("#slo-charts")
     expect(charts.locator("svg")).to_have_count(2)
     expect(charts).to_contain_text("Burn rate per alert window")
-    expect(charts.locator("polyline").first).to_be_attached()
+    expect(charts).to_contain_text("Budget and burn over the last 30d")
+    # The half hour of traffic, hour by hour: a dot, or a line of two.
+    expect(charts.locator("svg").first.locator("polyline, circle").first).to_be_attached()

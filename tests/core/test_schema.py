@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.urls import URLPattern, get_resolver
+from django.urls import URLPattern, URLResolver, get_resolver
 from drf_spectacular.validation import validate_schema
 
 from core.openapi import API_KEY
@@ -29,20 +29,28 @@ def schema(client: Client) -> dict[str, Any]:
 
 
 def api_routes() -> dict[str, set[str]]:
-    """Each API route of the URLconf as an OpenAPI path ("/api/traces/{trace_id}"), with the
-    methods its view answers."""
+    """Each API route of the URLconf, included apps' routes too, as an OpenAPI path
+    ("/api/traces/{trace_id}"), with the methods its view answers."""
     routes: dict[str, set[str]] = {}
-    for pattern in get_resolver().url_patterns:
-        if not isinstance(pattern, URLPattern):
-            continue  # the admin's include
-        route = str(pattern.pattern)
+    for route, pattern in _patterns(get_resolver().url_patterns, ""):
         if not route.startswith(DOCUMENTED):
-            continue
+            continue  # the admin's pages, say
         path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
         view = getattr(pattern.callback, "view_class", None)
         # A plain function view (GET /metrics) answers GET.
         routes[path] = {"get"} if view is None else {m for m in METHODS if hasattr(view, m)}
     return routes
+
+
+def _patterns(patterns: list[Any], prefix: str) -> list[tuple[str, URLPattern]]:
+    found = []
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            found += _patterns(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern):
+            found.append((route, pattern))
+    return found
 
 
 def test_it_describes_every_route_of_the_api_and_every_method_it_answers(schema):

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from core.models import Event
+from observability.alerting import handler, slo
 from observability.alerting import services as alerting
+from observability.alerting.handler import slo_event_id
 from observability.alerting.models import Slo
+from observability.incidents.models import Incident
+from tests.helpers import drain_all
 from tests.observability.alerting.stored import (
     TRACE,
     Telemetry,
@@ -99,6 +104,42 @@ def test_it_publishes_each_breach_once_however_often_it_ticks(tenant):
     assert Slo.objects.get().firing_rows == ["page-fast"]
 
 
+def test_it_catches_up_after_downtime_from_the_oldest_minute_without_skipping(tenant, settings):
+    settings.ALERT_CATCH_UP_WINDOWS = 3
+    traffic(tenant, [0, 0, 50, 50, 50, 50, 50, 0, 0, 0, 0, 0, 0, 0])
+    alerting.create_slo(tenant=tenant, name="checkout availability", spec=spec())
+    tick(1)
+    aggregate(14, since=1)  # the evaluator was down while these minutes were aggregated
+
+    for i in range(15, 21):  # three minutes a tick, oldest first
+        tick(i)
+
+    breached, recovered = slo_events(tenant)
+    assert (breached.type, recovered.type) == ("SloBreached", "SloRecovered")
+    assert breached.data["windowEnd"] == minute(3).isoformat()
+    assert Slo.objects.get().evaluated_at == minute(14)
+
+
+def test_it_publishes_no_breach_for_an_slo_deleted_while_its_tick_evaluated_it(tenant, monkeypatch):
+    traffic(tenant, [0, 0, 50, 50, 50])
+    alerting.create_slo(tenant=tenant, name="checkout availability", spec=spec())
+    tick(1)
+    aggregate(5, since=1)
+    read = handler.sli_windows
+
+    def deleted_meanwhile(*args, **kwargs):
+        # As a delete that commits while the tick evaluates: its UPDATE then finds no row.
+        windows = read(*args, **kwargs)
+        Slo.objects.all().delete()
+        return windows
+
+    monkeypatch.setattr(handler, "sli_windows", deleted_meanwhile)
+
+    tick(5)
+
+    assert slo_events(tenant) == []
+
+
 def test_it_publishes_no_breach_under_the_minimum_of_events(tenant):
     telemetry = Telemetry(tenant)
     telemetry.counter("http.requests", [2, 2, 2])
@@ -122,3 +163,45 @@ def test_it_recovers_a_firing_slo_that_is_deleted(tenant):
     alerting.delete_slo(objective=Slo.objects.get(pk=objective.pk))
 
     assert [e.type for e in slo_events(tenant)] == ["SloBreached", "SloRecovered"]
+
+
+def test_it_resolves_the_incident_of_a_breached_slo_that_is_deleted(tenant):
+    traffic(tenant, [50, 50])
+    objective = alerting.create_slo(tenant=tenant, name="availability", spec=spec())
+    tick(1)
+    minute_by_minute(2, since=1)
+    drain_all("IncidentAnalysisWorker")
+    incident = Incident.objects.get(tenant=tenant)
+    assert incident.status == "open"
+
+    # The copy from before the breach: the delete reads the rows firing as stored now.
+    alerting.delete_slo(objective=objective)
+    alerting.delete_slo(objective=objective)  # a retried delete publishes nothing more
+    drain_all("IncidentAnalysisWorker")
+
+    breached, recovered = slo_events(tenant)
+    assert recovered.type == "SloRecovered"
+    transition = slo.RowTransition(
+        "SloRecovered", "page-fast", "critical", 14.4, {}, None, minute(2), "", ()
+    )
+    assert recovered.id == slo_event_id(str(objective.pk), transition)
+    assert recovered.data["triggerKey"] == breached.data["triggerKey"]
+    assert recovered.data["windowEnd"] == minute(2).isoformat()
+    assert recovered.data["reason"] == "the SLO was deleted: row page-fast no longer fires"
+    assert set(recovered.data["burnRates"]) == {"1h", "5m"}
+    incident.refresh_from_db()
+    assert incident.status == "resolved"
+    assert not Slo.objects.exists()
+
+
+def test_it_recovers_the_rows_of_an_slo_deleted_in_the_console(tenant, admin_client):
+    traffic(tenant, [50, 50])
+    objective = alerting.create_slo(tenant=tenant, name="availability", spec=spec())
+    tick(1)
+    minute_by_minute(2, since=1)
+
+    url = reverse("admin:alerting_slo_delete", args=[objective.pk])
+    assert admin_client.post(url, {"post": "yes"}).status_code == 302
+
+    assert [e.type for e in slo_events(tenant)] == ["SloBreached", "SloRecovered"]
+    assert not Slo.objects.exists()

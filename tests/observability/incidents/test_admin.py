@@ -118,3 +118,44 @@ def test_it_adds_and_deletes_no_incident_by_hand(admin_client, incident):
     assert admin_client.get(reverse("admin:incidents_incident_add")).status_code == 403
     delete = reverse("admin:incidents_incident_delete", args=[incident.pk])
     assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+
+
+def test_it_puts_a_comment_from_the_incidents_page_on_its_timeline(admin_client, incident):
+    page = admin_client.get(page_of(incident)).content.decode()
+    assert f'<form method="post" action="{action(incident, "comment")}"' in page
+
+    done = admin_client.post(
+        action(incident, "comment"), {"text": "  rolled back 4.2  "}, follow=True
+    )
+
+    assert "Commented on incident #1." in done.content.decode()
+    entry = incident.timeline.order_by("at", "id").last()
+    assert (entry.kind, entry.actor, entry.message) == (
+        "comment",
+        "console user admin",
+        "rolled back 4.2",
+    )
+    assert "rolled back 4.2" in done.content.decode()  # back on the page, on its timeline
+    incident.refresh_from_db()
+    assert incident.status == "open"  # a comment changes nothing else
+
+
+def test_it_asks_again_for_a_comment_without_text(admin_client, incident):
+    entries = incident.timeline.count()
+
+    answer = admin_client.post(action(incident, "comment"), {"text": "   "})
+
+    page = answer.content.decode()
+    assert answer.status_code == 200 and "This field is required." in page
+    assert 'name="text"' in page  # the form again, on the action's own page
+    assert incident.timeline.count() == entries
+
+
+def test_it_lets_no_viewer_comment(client, incident):
+    viewer = User.objects.create_user("viewer", password="unused-in-this-test", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_incident"))
+    client.force_login(viewer)
+
+    assert action(incident, "comment") not in client.get(page_of(incident)).content.decode()
+    assert client.post(action(incident, "comment"), {"text": "hi"}).status_code == 403
+    assert not incident.timeline.filter(kind="comment").exists()

@@ -11,6 +11,7 @@ import pytest
 from observability.incidents import decisions
 from observability.incidents.decisions import Book, Windows
 from tests.observability.incidents.factories import (
+    RULE,
     T0,
     TRACE_A,
     TRACE_B,
@@ -382,6 +383,36 @@ def test_it_resolves_an_incident_and_its_triggers_for_an_operator_once():
     assert all(not t.active for t in incident.triggers.values())
     assert transitions(first) == ["resolved#0"]
     assert not again.transitions and not again.entries
+
+
+def test_it_records_a_firing_from_before_an_operators_resolve_without_reopening():
+    book = Book({})
+    run(book, fired(instance="a"))
+    incident = only(book)
+    decisions.resolve(incident, actor="console user ann", at=T0 + 10 * MIN)
+
+    # Fired at T0 + 5 min, while the incident was open; delivered after the resolve.
+    outcome = run(book, fired(at=T0 + 5 * MIN, instance="b", traces=(TRACE_A,)))
+
+    assert len(book.incidents) == 1
+    assert (incident.status, incident.reopened) == ("resolved", 0)
+    assert not outcome.transitions
+    late = incident.triggers["alert:" + RULE + ":b"]
+    assert (late.state, late.resolved_at) == ("resolved", T0 + 10 * MIN)
+    assert [link.trace_id for link in outcome.links] == [TRACE_A]
+    assert "before this incident was resolved" in outcome.entries[0].message
+
+
+def test_it_still_reopens_for_a_firing_after_an_operators_resolve():
+    book = Book({})
+    run(book, fired())
+    incident = only(book)
+    decisions.resolve(incident, actor="console user ann", at=T0 + 10 * MIN)
+
+    outcome = run(book, fired(at=T0 + 11 * MIN, instance="b"))
+
+    assert (incident.status, incident.reopened) == ("open", 1)
+    assert transitions(outcome) == ["opened#1"]
 
 
 def test_it_reopens_an_acknowledged_incident_unacknowledged():

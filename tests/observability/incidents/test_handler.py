@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 
 from core.models import DeadLetter, Event, Message
 from core.runtime import registry, scheduling
-from observability.incidents import decisions, handler
+from observability.incidents import decisions, handler, services
 from observability.incidents.models import (
     Incident,
     IncidentTimelineEntry,
@@ -130,6 +130,23 @@ def test_it_reopens_with_an_event_id_of_its_own(tenant):
         ("IncidentResolved", decisions.transition_event_id(incident.pk, "resolved", 0)),
         ("IncidentOpened", decisions.transition_event_id(incident.pk, "opened", 1)),
     ]
+
+
+def test_it_keeps_an_operators_resolve_when_an_earlier_firing_arrives_after_it(tenant):
+    fire(tenant, instance="a")
+    handle()
+    incident = Incident.objects.get()
+    services.resolve(incident=incident, actor="console user ann")
+    # Fired while the incident was open (T0 + 5 min), delivered after the operator resolved.
+    fire(tenant, at=T0 + 5 * MIN, instance="b")
+
+    handle()
+
+    incident.refresh_from_db()
+    assert (incident.status, incident.reopened) == ("resolved", 0)
+    late = IncidentTrigger.objects.get(trigger_key__endswith=":b")
+    assert (late.incident_id, late.state) == (incident.pk, "resolved")
+    assert [e.type for e in incident_events()] == ["IncidentOpened", "IncidentResolved"]
 
 
 def test_it_changes_nothing_and_publishes_nothing_when_the_same_events_come_again(tenant):
