@@ -45,6 +45,8 @@ bench: $(VENV)/.dev
 	$(PY) bench/webhooks.py
 	$(PY) bench/incidents.py
 	$(PY) bench/alerting.py
+	$(PY) bench/buckets.py
+	$(PY) bench/sync.py
 
 # ruff, then mypy (pyproject.toml: strict on core/).
 lint: $(VENV)/.dev

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 Row = tuple[Any, ...]  # a row's values, in the order of the statement's columns
@@ -58,6 +59,9 @@ def insert_new(
     already (ON CONFLICT DO NOTHING): one statement, without building a model per row. With
     `returning`, those columns of the rows it inserted (PostgreSQL, and SQLite from 3.35)."""
     table, names = model._meta.db_table, ", ".join(columns)
+    if connection.vendor == "postgresql" and len(rows) >= COPY_NEW_FROM and not returning:
+        _copy_new(table, columns, rows)
+        return []
     tail = f" RETURNING {', '.join(returning)}" if returning else ""
     inserted: list[tuple[Any, ...]] = []
     for source, params in row_sources(model, columns, rows):
@@ -68,6 +72,40 @@ def insert_new(
             if returning:
                 inserted.extend(tuple(row) for row in cursor.fetchall())
     return inserted
+
+
+# Past a few hundred rows, on PostgreSQL, insert_new goes through COPY into a temporary table
+# and one INSERT ... SELECT ... ON CONFLICT DO NOTHING from it: building and parsing array
+# literals cost more than the rows' writes (measured: 1,000 events in 22-29 ms against 40-68 ms
+# unnested; at 100 rows the two are even, below that the extra statements lose).
+COPY_NEW_FROM = 250
+
+
+def _copy_new(table: str, columns: list[str], rows: Sequence[Row]) -> None:
+    names = ", ".join(columns)
+    staging = f"{table}_new_{zlib.crc32(names.encode()):08x}"
+    # In a transaction of its own when the caller has none: in autocommit, ON COMMIT DELETE
+    # ROWS would empty the staging table between the COPY and the INSERT.
+    with (
+        transaction.atomic(savepoint=False),
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+    ):
+        # One table per session and column list (created once, not per transaction: each
+        # creation writes the catalog), emptied by the INSERT that reads it, so a second call
+        # in the same transaction starts from nothing; ON COMMIT DELETE ROWS reclaims the
+        # deleted rows' space (autovacuum never visits temporary tables).
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+            f"SELECT {names} FROM {table} WITH NO DATA"
+        )
+        with cursor.cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"WITH staged AS (DELETE FROM {staging} RETURNING {names}) "
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM staged ON CONFLICT DO NOTHING"
+        )
 
 
 def upsert(

@@ -13,9 +13,11 @@ The page is a list of sections (SECTIONS), each a selector and a template:
 - the latest failures: the newest Failure rows, each with its message and dead letter (one
   query, on the primary key);
 - incidents: the open and acknowledged ones, critical first and newest first, their counts,
-  and the alert instances firing (three queries).
+  and the alert instances firing (three queries);
+- integrations: connections by status, runs ended in the last hour by outcome, failures still
+  open by status, and the connections in error or paused (two queries).
 
-Twelve queries, whatever the size of the database (tests/core/test_admin.py holds it to that).
+Fourteen queries, whatever the size of the database (tests/core/test_admin.py holds it to that).
 A later domain (incidents, connections) appends a section of its own to SECTIONS.
 """
 
@@ -23,11 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Case, Count, Q, When
+from django.db.models import Case, Count, Q, QuerySet, Value, When
 from django.db.models.functions import TruncMinute
 from django.http import HttpRequest
 from django.template.loader import render_to_string
@@ -346,6 +348,97 @@ def incidents_section(now: datetime) -> dict[str, Any]:
     }
 
 
+LATEST_TROUBLED = 10  # connections in error or paused, listed by name
+
+
+def integrations_section(now: datetime) -> dict[str, Any]:
+    """The integrations: connections by status (active, paused, error), the runs that ended in
+    the last hour by how (succeeded, failed, paused), and the failures still open
+    (integrations.failures: open, retrying, poisoned, acknowledged), each figure a link to
+    those rows; and the connections in error or paused, error first, with their reasons. Two
+    queries: the three counts as one UNION, and the connections listed."""
+    from integrations.connections.models import IntegrationConnection
+    from integrations.failures.models import ACTIVE, IntegrationFailure
+    from integrations.sync.models import IntegrationRun
+
+    since = now - timedelta(minutes=MINUTES)
+    Status, Ended = IntegrationConnection.Status, IntegrationRun.Status
+    ended = (Ended.SUCCEEDED, Ended.FAILED, Ended.PAUSED)
+
+    def grouped(rows: QuerySet[Any], kind: str) -> QuerySet[Any]:
+        """(kind, status, n) for each status of `rows`."""
+        counted: QuerySet[Any] = (
+            rows.order_by()
+            .values("status")
+            .annotate(kind=Value(kind), n=Count("pk"))
+            .values_list("kind", "status", "n")
+        )
+        return counted
+
+    counted = grouped(IntegrationConnection.objects.all(), "connection").union(
+        grouped(IntegrationRun.objects.filter(finished__gte=since, status__in=ended), "run"),
+        grouped(IntegrationFailure.objects.filter(status__in=ACTIVE), "failure"),
+        all=True,
+    )
+    counts = {(kind, status): n for kind, status, n in counted}
+    troubled_statuses = (Status.ERROR, Status.PAUSED)
+    troubled = IntegrationConnection.objects.filter(status__in=troubled_statuses)
+    error_first = Case(When(status=Status.ERROR, then=0), default=1)
+    listed = troubled.select_related("tenant").order_by(error_first, "name", "id")
+    connections = reverse("admin:connections_integrationconnection_changelist")
+    runs = reverse("admin:sync_integrationrun_changelist")
+    failures = reverse("admin:failures_integrationfailure_changelist")
+    in_window = {"finished__gte": since.isoformat()}
+
+    def figure(kind: str, status: str, url: str, *, alarming: bool = False) -> dict[str, Any]:
+        n = counts.get((kind, status), 0)
+        return {"status": status, "n": n, "url": url, "alarming": alarming and n > 0}
+
+    return {
+        "connections": [
+            figure(
+                "connection",
+                status,
+                f"{connections}?{urlencode({'status__exact': status})}",
+                alarming=status == Status.ERROR,
+            )
+            for status in (Status.ACTIVE, Status.PAUSED, Status.ERROR)
+        ],
+        "runs": [
+            figure(
+                "run",
+                status,
+                f"{runs}?{urlencode({'status__exact': status, **in_window})}",
+                alarming=status == Ended.FAILED,
+            )
+            for status in ended
+        ],
+        "failures": [
+            figure(
+                "failure",
+                status,
+                f"{failures}?{urlencode({'status__exact': status})}",
+                alarming=True,
+            )
+            for status in ACTIVE
+        ],
+        "open_failures": sum(counts.get(("failure", status), 0) for status in ACTIVE),
+        "troubled": [
+            {
+                "name": c.name,
+                "provider": c.provider,
+                "tenant": c.tenant.name,
+                "status": c.status,
+                "reason": c.status_reason,
+                "updated": format_moment(c.updated),
+                "url": reverse("admin:connections_integrationconnection_change", args=[c.pk]),
+            }
+            for c in listed[:LATEST_TROUBLED]
+        ],
+        "troubled_count": sum(counts.get(("connection", s), 0) for s in troubled_statuses),
+    }
+
+
 @dataclass(frozen=True)
 class Section:
     """A part of the landing page: its `id` (the page's anchor), its `template` (rendered with
@@ -365,6 +458,12 @@ SECTIONS: list[Section] = [
     Section("rates", "admin/core/landing/rates.html", rates_section),
     Section("latest-failures", "admin/core/landing/failures.html", failures_section),
     Section("incidents", "admin/core/landing/incidents.html", incidents_section, app="incidents"),
+    Section(
+        "integrations",
+        "admin/core/landing/integrations.html",
+        integrations_section,
+        app="connections",
+    ),
 ]
 
 

@@ -70,6 +70,7 @@ _CATALOG = [
     EventType("ConnectionHealthChanged", "An external API's health status changed."),
     EventType("IntegrationSyncRequested", "Command: sync a connection now.", Kind.INTERNAL),
     EventType("CredentialRotationRequested", "Command: rotate a credential now.", Kind.INTERNAL),
+    EventType("ConnectionProbeRequested", "Command: probe a connection now.", Kind.INTERNAL),
     EventType("ScheduleFired", "A schedule slot of a scheduled worker.", Kind.INTERNAL),
     # Factory events published by outside systems
     EventType("DeploymentPromoted", "A deployment was promoted to an environment.", Kind.FACTORY),

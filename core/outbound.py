@@ -5,11 +5,15 @@ server-side request forgery: a URL whose host is, or resolves to, anything but a
 routable unicast address (private, loopback, link-local, multicast, reserved, or an IPv6 form
 that embeds such an IPv4 address: mapped, NAT64, 6to4, Teredo) is refused unless an operator
 listed the host, the address or a network containing it, perhaps with a port, in
-WEBHOOK_ALLOWED_HOSTS; the platform's own web port on this machine is refused even then. The
+WEBHOOK_ALLOWED_HOSTS or OUTBOUND_ALLOWED_HOSTS (one allowlist for every outbound call,
+under either name); the platform's own web port on this machine is refused even then. The
 guard runs twice: on the URL when a user saves it (so they hear at once), and on the socket
 itself after it connects, against the address and port actually connected to, so a name that
 resolves elsewhere later (DNS rebinding) is still refused. Proxies from the environment are
 ignored: they would hide the real target.
+
+`post` and `post_all` are the webhooks' POSTs; `request` is the general call (syncs, probes,
+vendor key APIs): any method, the reply's status, headers and a bounded body.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import socket
 import threading
 import unicodedata
 from collections import Counter, defaultdict, deque
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +36,7 @@ from urllib.parse import urlsplit
 import urllib3
 from django.conf import settings
 from django.utils import timezone
+from urllib3 import HTTPHeaderDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -45,13 +51,30 @@ class BlockedDestination(Exception):
     or the URL cannot be sent as it is."""
 
 
+class ReplyTooSlow(TimeoutError):
+    """The reply did not arrive whole within the request's timeout (a trickling sender)."""
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int
-    headers: dict[str, str]
-    body: bytes  # at most RESPONSE_SNIPPET_BYTES: a receiver's reply is kept as a snippet
-    seconds: float
+    # Case-insensitive (`reply.headers["X-RateLimit-Reset"]` finds x-ratelimit-reset); a
+    # header sent twice is one value, joined with ", ".
+    headers: Mapping[str, str]
+    # Bounded: a webhook receiver's reply is kept as a snippet of RESPONSE_SNIPPET_BYTES;
+    # request()'s up to its max_body, `truncated` when there was more.
+    body: bytes
+    seconds: float  # from sending to the reply read
     finished: datetime  # when the reply had been read
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, HTTPHeaderDict):
+            object.__setattr__(self, "headers", HTTPHeaderDict(self.headers))
+
+    @property
+    def elapsed(self) -> float:
+        return self.seconds
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -123,7 +146,7 @@ def check_address(host: str, address: str, port: int) -> None:
         )
     raise BlockedDestination(
         f"{host} resolves to {ip}, {why}: not a public address. An operator can allow it with "
-        "WEBHOOK_ALLOWED_HOSTS."
+        "WEBHOOK_ALLOWED_HOSTS (or OUTBOUND_ALLOWED_HOSTS)."
     )
 
 
@@ -266,7 +289,8 @@ def allowlist() -> list[Allowed]:
     """WEBHOOK_ALLOWED_HOSTS, parsed; an entry that does not parse allows nothing (and is
     logged), so a typo refuses rather than allows."""
     entries = []
-    for entry in settings.WEBHOOK_ALLOWED_HOSTS:
+    outbound_hosts = getattr(settings, "OUTBOUND_ALLOWED_HOSTS", [])
+    for entry in [*settings.WEBHOOK_ALLOWED_HOSTS, *outbound_hosts]:
         if not entry.strip():
             continue
         try:
@@ -384,11 +408,86 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Reply:
         response.release_conn()
     return Reply(
         status=response.status,
-        headers=dict(response.headers),
+        headers=HTTPHeaderDict(response.headers),
         body=snippet,
         seconds=monotonic() - started,
         finished=timezone.now(),
     )
+
+
+REQUEST_MAX_BODY_BYTES = 16 * 1024 * 1024
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float | None = None,
+    max_body: int | None = None,
+) -> Reply:
+    """One request through the same guard and connection pools as `post`: a reply of any
+    status is returned, not raised, and no redirect is followed (a 3xx, with its Location, is
+    the answer). `timeout` (default WEBHOOK_TIMEOUT_SECONDS) bounds the whole call: connecting
+    (at most WEBHOOK_CONNECT_TIMEOUT_SECONDS of it), then the reply, whose body must be read
+    within it, or ReplyTooSlow; a partial body is never passed off as a whole one. The body is
+    read up to `max_body` bytes (default REQUEST_MAX_BODY_BYTES); beyond that it is cut and
+    `truncated` says so, and the connection is closed rather than drained. Raises
+    BlockedDestination, ValueError for a method it does not know, and urllib3's errors
+    (refused connections, timeouts, broken replies)."""
+    verb = method.upper()
+    if verb not in METHODS:
+        raise ValueError(f"unknown HTTP method {method!r}")
+    check_text(url)
+    total = settings.WEBHOOK_TIMEOUT_SECONDS if timeout is None else timeout
+    limit = REQUEST_MAX_BODY_BYTES if max_body is None else max_body
+    started = monotonic()
+    response = pools().request(
+        verb,
+        url,
+        body=body,
+        headers=headers or {},
+        timeout=urllib3.Timeout(
+            connect=min(settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS, total), read=total
+        ),
+        redirect=False,
+        retries=False,
+        preload_content=False,
+    )
+    try:
+        data, truncated = _read_body(response, limit=limit, deadline=started + total)
+    finally:
+        response.release_conn()
+    return Reply(
+        status=response.status,
+        headers=HTTPHeaderDict(response.headers),
+        body=data,
+        seconds=monotonic() - started,
+        finished=timezone.now(),
+        truncated=truncated,
+    )
+
+
+def _read_body(
+    response: urllib3.BaseHTTPResponse, *, limit: int, deadline: float
+) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        if monotonic() >= deadline:
+            response.close()
+            raise ReplyTooSlow(f"the reply was not read whole in time ({size} bytes so far)")
+        chunk = response.read1(min(limit - size, 65536))
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    if _at_end(response):
+        return b"".join(chunks), False
+    response.close()
+    return b"".join(chunks), True
 
 
 def _read_snippet(response: urllib3.BaseHTTPResponse, *, deadline: float) -> bytes:

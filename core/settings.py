@@ -36,6 +36,11 @@ INSTALLED_APPS = [
     "observability.alerting",
     "feedback",
     "integrations",
+    "integrations.connections",
+    "integrations.limits",
+    "integrations.failures",
+    "integrations.sync",
+    "integrations.health",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -175,6 +180,9 @@ SPECTACULAR_SETTINGS = {
         "SeverityEnum": "observability.alerting.models.Severity",
         "AlertStateEnum": "observability.alerting.models.State",
         "IncidentStatusEnum": "observability.incidents.models.Status",
+        "IntegrationFailureStatusEnum": "integrations.failures.models.Status",
+        "IntegrationFailureKindEnum": "integrations.failures.models.Kind",
+        "ConnectionHealthStateEnum": "integrations.health.models.State",
     },
 }
 
@@ -259,6 +267,9 @@ WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3
 # saved and again on every connection, against the address and port actually connected to.
 WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=not DEBUG)
 WEBHOOK_ALLOWED_HOSTS = env.list("WEBHOOK_ALLOWED_HOSTS", default=[])
+# The same allowlist under the name integrations' calls know it by (vendors, probes): core.outbound
+# allows what either lists, for every outbound call.
+OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 # The web tier's port (gunicorn binds it in the Docker image and under `make run`): set it for
 # every process, clusters too, so that no webhook can call the platform itself on it.
 PORT = env.int("PORT", default=8000)
@@ -279,6 +290,20 @@ WEBHOOK_SECRET_OVERLAP_SECONDS = env.float("WEBHOOK_SECRET_OVERLAP_SECONDS", def
 WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
 # A subscription whose deliveries fail without one success for this long is disabled.
 WEBHOOK_DISABLE_AFTER_SECONDS = env.float("WEBHOOK_DISABLE_AFTER_SECONDS", default=5 * 86400)
+# Each endpoint host's circuit (per tenant) opens on Convoy's terms (70 % of at least 10 calls
+# in five minutes failed) only once failures went on this long: one delivery's quick retries
+# (a replay, an operator's recover) do not open it.
+WEBHOOK_CIRCUIT_SUSTAINED_SECONDS = env.float("WEBHOOK_CIRCUIT_SUSTAINED_SECONDS", default=30)
+# Each endpoint host's rate bucket (per tenant): POSTs per second, sustained, and at once;
+# a receiver's Retry-After on 429 or 503 blocks it further.
+WEBHOOK_HOST_RATE = env.float("WEBHOOK_HOST_RATE", default=1000)
+WEBHOOK_HOST_BURST = env.int("WEBHOOK_HOST_BURST", default=1000)
+# A reply slower than this counts as a slow call in its host's circuit.
+WEBHOOK_SLOW_SECONDS = env.float("WEBHOOK_SLOW_SECONDS", default=5)
+# A delivery's waits (429s, long Retry-Afters, its host's circuit or bucket) add up to at most
+# this before it is dead-lettered for waiting too long; unset: the retry schedule's span (every
+# backoff at its ceiling), so waiting never outlasts what failing would.
+WEBHOOK_MAX_WAIT_SECONDS = env.float("WEBHOOK_MAX_WAIT_SECONDS", default=None)
 
 # Admin assets are served by WhiteNoise under gunicorn; locally straight from the apps.
 WHITENOISE_USE_FINDERS = DEBUG
@@ -321,3 +346,20 @@ INCIDENT_RESOLVE_TIMEOUT_SECONDS = env.int("INCIDENT_RESOLVE_TIMEOUT_SECONDS", d
 INCIDENT_CLOSE_AFTER_SECONDS = env.int("INCIDENT_CLOSE_AFTER_SECONDS", default=24 * 3600)
 # Trigger events one call of IncidentAnalysisWorker's handler takes.
 INCIDENT_BATCH_SIZE = env.int("INCIDENT_BATCH_SIZE", default=500)
+
+# --- Integrations (integrations/sync, integrations/failures) ------------------------------
+# Vendor pages one IntegrationSyncWorker message fetches: their records, events and the last
+# one's checkpoint commit with the message, so a crash re-reads at most these pages. More:
+# fewer messages and bigger upserts per run; fewer: shorter transactions and less re-read.
+SYNC_PAGES_PER_MESSAGE = env.int("SYNC_PAGES_PER_MESSAGE", default=10)
+# The longest wait for a vendor's reply to one page request.
+SYNC_REQUEST_TIMEOUT_SECONDS = env.float("SYNC_REQUEST_TIMEOUT_SECONDS", default=30)
+# A run told to wait longer than this (a rate limit's reset, a Retry-After, an open circuit)
+# is paused, not failed; under it the page is due again then, no attempt spent (NotYet).
+SYNC_MAX_WAIT_SECONDS = env.float("SYNC_MAX_WAIT_SECONDS", default=900)
+# Mark-and-sweep deletes the records a complete full run did not see only when they are at
+# most this share of the stream's records: a vendor's empty or truncated reply deletes nothing.
+SYNC_MAX_DELETE_RATIO = env.float("SYNC_MAX_DELETE_RATIO", default=0.5)
+# Age after which resolved and ignored integration failures are deleted with their attempts
+# (the ones still open, poisoned or acknowledged stay: they still need someone).
+INTEGRATION_FAILURE_RETENTION_DAYS = env.int("INTEGRATION_FAILURE_RETENTION_DAYS", default=30)

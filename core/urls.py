@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from core import api, prometheus
 from integrations import api as webhooks
@@ -58,6 +58,11 @@ urlpatterns = [
     path("api/slos", alerting.SloListView.as_view(), name="api-slos"),
     path("api/slos/<str:slo_id>", alerting.SloDetailView.as_view()),
     path("api/slos/<str:slo_id>/status", alerting.SloStatusView.as_view()),
+    path("api/integrations/", include("integrations.connections.urls")),
+    path("api/integrations/", include("integrations.limits.urls")),
+    path("api/integrations/", include("integrations.failures.urls")),
+    path("api/integrations/", include("integrations.sync.urls")),
+    path("api/integrations/", include("integrations.health.urls")),
     path("api/health/workers", api.WorkerHealthView.as_view(), name="api-health-workers"),
     path("metrics", prometheus.metrics, name="metrics"),
     # The OpenAPI schema of all of the above (core/openapi.py), and its docs page: both open.

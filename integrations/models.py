@@ -115,6 +115,9 @@ class WebhookDelivery(models.Model):
     # Failed attempts since it was last sent from scratch (created, replayed, redelivered):
     # where it stands on the retry ladder.
     round_attempts = models.PositiveIntegerField(default=0)
+    # Seconds this round has waited on the receiver's word (429, a long Retry-After), which
+    # spends no attempt; bounded by WEBHOOK_MAX_WAIT_SECONDS (integrations.webhooks.decisions).
+    waited_seconds = models.FloatField(default=0.0, db_default=0.0)
     created = models.DateTimeField(default=timezone.now)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)

@@ -6,7 +6,7 @@ log and metric ingestion publish when stored records or exemplars name traces. A
 traces through `data["traceId"]` (a string) and/or `data["traceIds"]` (a list):
 TraceRecorded and RuntimeSignalDetected today, incidents and feedback later. Anything else
 that is not a trace id (not 32 hex digits, all zeros) is ignored; an event naming no trace
-costs nothing but its mark.
+is not taken at publish (`takes`): it never becomes a message of the worker.
 
 The handler takes a batch of events (up to the worker's batch size) and works on all the
 traces they name at once, per tenant: one query per store, grouping and window functions,
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -80,6 +81,14 @@ def correlate(envelopes: list[Envelope]) -> None:
             by_tenant[envelope.tenant_id].append(envelope)
     for named in by_tenant.values():
         _correlate_tenant(named)
+
+
+def takes(envelopes: list[Envelope]) -> set[uuid.UUID]:
+    """At publish: the events whose data names a trace. The handler does nothing for the
+    others, so they never become messages of the worker: a synced page's thousand
+    WorkItemCreated would otherwise be a thousand more rows to write, claim and mark, each a
+    no-op."""
+    return {e.event_id for e in envelopes if trace_ids_of(e.data)}
 
 
 def _correlate_tenant(envelopes: list[Envelope]) -> None:

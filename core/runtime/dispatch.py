@@ -10,6 +10,8 @@ At-least-once, effectively once:
   rolls its whole batch back instead of doubling an effect.
 - A failure is classified: transient ones come back after full-jitter backoff; permanent ones,
   and transient ones past the worker's attempts, go to the dead letters with every attempt.
+- NotYet is no failure: the message is due again at its time, attempts and claims as before
+  (a vendor's rate limit, or an open circuit, must not use up healthy work's attempts).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from core.runtime import queue, registry, shutdown
 from core.runtime.errors import (
     Deferred,
     LeaseLost,
+    NotYet,
     PermanentError,
     TenantMismatch,
     TransientError,
@@ -57,7 +60,7 @@ class Outcome:
     handled: int = 0
     retried: int = 0
     dead: int = 0
-    released: int = 0
+    released: int = 0  # given back without an outcome: not reached, deferred, or NotYet
 
     def add(self, other: Outcome) -> None:
         for name, value in asdict(other).items():
@@ -161,14 +164,21 @@ def _handle_batch(
 ) -> Outcome:
     done: list[Claimed] = []
     failed: list[FailedMessage] = []
+    waiting: list[Waiting] = []
+    forget: set[uuid.UUID] = set()
     pending = list(batch)
     size = worker.chunk
     while pending:
         ran, failure, reported = _run_together(worker, pending, deadline, size)
         if failure is None:
+            # What a batch handler reported (a failure, a wait, a message it did not get to)
+            # kept its idempotency key with the others' writes: forgotten, so that the message
+            # is handled when it comes back rather than found done already.
+            forget = {message.envelope.event_id for message, _, _ in reported}
             done, pending = pending[:ran], pending[ran:]
             deferred = [m for m, exc, _ in reported if isinstance(exc, Deferred)]
-            failed.extend(r for r in reported if not isinstance(r[1], Deferred))
+            waiting.extend((m, exc) for m, exc, _ in reported if isinstance(exc, NotYet))
+            failed.extend(r for r in reported if not isinstance(r[1], Deferred | NotYet))
             pending += deferred
             break
         if failure.position is None:
@@ -179,10 +189,17 @@ def _handle_batch(
         # The savepoint took the whole group down with the failing message: record it, and
         # run the ones before it again together with the ones after it.
         index = ran + failure.position
-        failed.append((pending[index], failure.error, failure.trace))
+        if isinstance(failure.error, NotYet):  # rolled back with its savepoint
+            waiting.append((pending[index], failure.error))
+        else:
+            failed.append((pending[index], failure.error, failure.trace))
         pending = pending[:index] + pending[index + 1 :]
+    if forget and worker.idempotency.key is not None:
+        HandledKey.objects.filter(worker=worker.name, event_id__in=forget).delete()
     outcome = Outcome(released=release(pending, token) if pending else 0)
+    outcome.released += put_off(worker, waiting, token)
     unfinished = {message.id for message, _, _ in failed} | {m.id for m in pending}
+    unfinished |= {message.id for message, _ in waiting}
     done_ids = [m.id for m in done if m.id not in unfinished]
     _mark_done(worker, done_ids, token)
     outcome.handled = len(done_ids)
@@ -195,6 +212,8 @@ def _handle_batch(
 
 # A message that failed, with its error and the error's traceback ("" when it was reported).
 FailedMessage = tuple[Claimed, BaseException, str]
+# A message that is not due yet, and the NotYet that says until when.
+Waiting = tuple[Claimed, NotYet]
 
 
 class _Failed(Exception):
@@ -433,6 +452,33 @@ def _dead_letter(worker: Worker, message: Claimed, reason: str) -> None:
             "replayed_at": None,
         },
     )
+
+
+def put_off(worker: Worker, waiting: list[Waiting], token: uuid.UUID) -> int:
+    """Make messages due again when their NotYet says, as if never claimed: attempts as they
+    were, the claim not counted as a lost one (claims is decremented as by release), no
+    Failure row. One UPDATE per distinct time, since a batch waiting on one vendor shares it."""
+    if not waiting:
+        return 0
+    now = timezone.now()
+    by_time: dict[datetime, set[int]] = {}
+    for message, wait in waiting:
+        by_time.setdefault(max(wait.until, now), set()).add(message.id)
+        log.info(
+            "%s: %s not yet, due again at %s: %s",
+            worker.name,
+            message.envelope.event_id,
+            max(wait.until, now).isoformat(),
+            wait.reason or "no reason given",
+        )
+    updated = 0
+    for due_at, ids in by_time.items():
+        updated += Message.objects.filter(id__one_of=ids, lease_token=token, state=PENDING).update(
+            due_at=due_at, leased_until=None, lease_token=None, claims=F("claims") - 1
+        )
+    if updated != len(waiting):
+        raise LeaseLost(f"{len(waiting) - updated} of {len(waiting)} messages were re-claimed")
+    return updated
 
 
 def release(messages: list[Claimed], token: uuid.UUID) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 
 import psycopg
 import requests
@@ -26,6 +27,19 @@ class TransientError(Exception):
 class Deferred(Exception):
     """Reported by a batch handler for a message it did not get to (its time ran out): the
     message is released for immediate redelivery, and no attempt is counted."""
+
+
+class NotYet(Exception):
+    """Not a failure: the work cannot be done before `until` (a vendor's rate limit or
+    Retry-After, an open circuit). Raised by a handler, or put in a batch handler's failure
+    map, it makes the message due again at `until` with its attempts unchanged: no Failure row,
+    no backoff, never a dead letter, and the claim does not count as a lost one. The handler's
+    writes roll back when it raises (as for any failure) and are kept when it reports."""
+
+    def __init__(self, until: datetime, reason: str = "") -> None:
+        super().__init__(reason or f"not before {until.isoformat()}")
+        self.until = until
+        self.reason = reason
 
 
 class MalformedEnvelope(PermanentError):

@@ -3,7 +3,19 @@ ones (the admin's and the API's redeliver and recover); marking one dead; prunin
 
 A batch's deliveries are POSTed concurrently (core.outbound); every attempt is recorded with
 each delivery's new state, the subscriptions' health and one WebhookDelivered per success, in a
-handful of statements for the whole batch. What a reply means is decisions.outcome's to say."""
+handful of statements for the whole batch. What a reply means is decisions.outcome's to say.
+
+Each endpoint host of a tenant has a circuit and a rate bucket (integrations.limits, key
+limits.keys.webhook_host): before the POSTs, a host's deliveries go only as far as its circuit
+permits and its bucket grants; the others are held back with NotYet, due again when the circuit
+or the bucket says, their attempts unspent. After them, the host's circuit counts the replies
+(a run of 5xx and refused connections opens it) and a 429 or 503 with Retry-After blocks its
+bucket until then, so that the host's other deliveries wait instead of failing.
+
+A delivery answered 429 (or 503 with a Retry-After longer than its next backoff) waits too: its
+POST is recorded, but it is NotYet, its attempts unspent, due again when the Retry-After or the
+host's bucket says, whichever is later (decisions.py says why, and how the waits are bounded:
+WEBHOOK_MAX_WAIT_SECONDS)."""
 
 from __future__ import annotations
 
@@ -22,9 +34,12 @@ from core import bulk, outbound, services
 from core.envelope import Envelope, TenantId
 from core.models import Message
 from core.runtime import queue, registry, replay
-from core.runtime.errors import Deferred, PermanentError, TransientError
+from core.runtime.errors import Deferred, NotYet, PermanentError, TransientError
 from core.runtime.registry import RetryPolicy
 from integrations import signing
+from integrations.limits import buckets, circuits, keys
+from integrations.limits import decisions as limits
+from integrations.limits.store import committing
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from integrations.webhooks import QUEUED, WORKER, decisions, prometheus, subscriptions
 
@@ -154,8 +169,21 @@ def _attach_subscriptions(deliveries: list[WebhookDelivery]) -> None:
 
 
 def send(deliveries: list[WebhookDelivery]) -> dict[uuid.UUID, Exception]:
-    """POST the deliveries and record the outcomes; returns the failures by delivery id,
-    Deferred for those the batch had no time to start (left as they were)."""
+    """POST the deliveries that their hosts' circuits and buckets let go, and record the
+    outcomes; returns the failures by delivery id: NotYet for those held back, Deferred for
+    those the batch had no time to start (both left as they were)."""
+    if not deliveries:
+        return {}
+    # The batch's limits on one connection of their own, opened once (limits.store).
+    with committing():
+        going, waiting = _admit(deliveries, now=timezone.now())
+        failures: dict[uuid.UUID, Exception] = {d.pk: wait for d, wait in waiting}
+        _hold_back(waiting)
+        failures.update(_send(going))
+    return failures
+
+
+def _send(deliveries: list[WebhookDelivery]) -> dict[uuid.UUID, Exception]:
     if not deliveries:
         return {}
     states = {d.pk: d.state for d in deliveries}
@@ -178,13 +206,124 @@ def send(deliveries: list[WebhookDelivery]) -> dict[uuid.UUID, Exception]:
     bulk.update_rows(WebhookDelivery, ["state"], [(pk, states[pk]) for pk in failures])
     for delivery in sent:
         if states[delivery.pk] == State.DEAD:  # sent again after it died: a new round
-            delivery.round_attempts = 0
-    outcomes = [_outcome(d, reply, now) for d, reply in zip(sent, replied, strict=True)]
+            delivery.round_attempts, delivery.waited_seconds = 0, 0.0
+    after = timezone.now()  # the replies are in: the waits they ask for start now
+    blocked = _observe(sent, replied, now=after)
+    outcomes = [
+        _outcome(d, reply, now, after=after, blocked=blocked.get(host_key(d)))
+        for d, reply in zip(sent, replied, strict=True)
+    ]
     _record(sent, replied, outcomes, now)
     for delivery, failure in zip(sent, outcomes, strict=True):
         if failure is not None:
             failures[delivery.pk] = failure
     return failures
+
+
+# --- The hosts' circuits and buckets ------------------------------------------------------------
+
+
+def host_key(delivery: WebhookDelivery) -> str:
+    return keys.webhook_host(delivery.tenant_id, delivery.subscription.url)
+
+
+def circuit_policy() -> limits.CircuitPolicy:
+    """Convoy's defaults for an endpoint (70 % failures of at least 10 calls) over five
+    minutes, failing for WEBHOOK_CIRCUIT_SUSTAINED_SECONDS at least: one delivery's retries
+    in quick succession (a replay, an operator's recover) do not open it."""
+    sustained = getattr(settings, "WEBHOOK_CIRCUIT_SUSTAINED_SECONDS", 30.0)
+    return limits.CircuitPolicy(
+        window=timedelta(minutes=5),
+        minimum_calls=10,
+        failure_rate=0.7,
+        sustained=timedelta(seconds=sustained),
+    )
+
+
+def _admit(
+    deliveries: list[WebhookDelivery], *, now: datetime
+) -> tuple[list[WebhookDelivery], list[tuple[WebhookDelivery, NotYet]]]:
+    """The deliveries that go now, and those held back with when and why: per host, as many
+    as its circuit permits (all, when closed), then as many of those as its bucket grants."""
+    hosts: dict[str, list[WebhookDelivery]] = {}
+    for delivery in deliveries:
+        hosts.setdefault(host_key(delivery), []).append(delivery)
+    policy = circuit_policy()
+    rate = getattr(settings, "WEBHOOK_HOST_RATE", 1000.0)
+    burst = getattr(settings, "WEBHOOK_HOST_BURST", 1000)
+    going, waiting = [], []
+    for key, group in hosts.items():
+        permitted, until = circuits.admit(key=key, want=len(group), now=now, policy=policy)
+        why = f"the circuit of {key} is open"
+        if permitted:
+            granted, next_grant = buckets.take(
+                key=key,
+                rate=rate,
+                burst=burst,
+                want=permitted,
+                now=now,
+                tenant_id=group[0].tenant_id,
+            )
+            if granted < permitted:
+                until, why = next_grant, f"{key} is rate limited"
+            permitted = granted
+        going += group[:permitted]
+        waiting += [(d, NotYet(until or now, why)) for d in group[permitted:]]
+    return going, waiting
+
+
+def _hold_back(waiting: list[tuple[WebhookDelivery, NotYet]]) -> None:
+    """Show when the held-back deliveries go next; nothing else of theirs changes."""
+    rows = [(d.pk, wait.until) for d, wait in waiting]
+    bulk.update_rows(WebhookDelivery, ["next_attempt_at"], rows)
+    for delivery, wait in waiting:
+        delivery.next_attempt_at = wait.until
+        log.info("delivery %s held back until %s: %s", delivery.pk, wait.until, wait.reason)
+
+
+def _observe(
+    deliveries: list[WebhookDelivery], replies: list, *, now: datetime
+) -> dict[str, datetime]:
+    """Count the replies in their hosts' circuits, and let a Retry-After block the host's
+    bucket; returns until when each blocked host's bucket is blocked."""
+    slow_after = getattr(settings, "WEBHOOK_SLOW_SECONDS", 5.0)
+    counts: dict[str, dict[str, int]] = {}
+    tenants, reasons = {}, {}
+    blocked: dict[str, datetime] = {}
+    for delivery, reply in zip(deliveries, replies, strict=True):
+        key = host_key(delivery)
+        tenants[key] = delivery.tenant_id
+        verdict = decisions.availability(reply, slow_after=slow_after)
+        if verdict is not None:
+            counts.setdefault(key, {}).setdefault(verdict, 0)
+            counts[key][verdict] += 1
+        if verdict == decisions.FAILED:
+            reasons[key] = decisions.describe(reply)
+        if isinstance(reply, outbound.Reply) and reply.status in (429, 503):
+            until = buckets.observe(
+                key=key,
+                headers=reply.headers,
+                status=reply.status,
+                policy=limits.WEBHOOK,
+                now=now,
+            )
+            if until is not None:
+                blocked[key] = max(until, blocked.get(key, until))
+    policy = circuit_policy()
+    for key, seen in counts.items():
+        for verdict in (decisions.OK, decisions.SLOW, decisions.FAILED):
+            if not seen.get(verdict):
+                continue
+            circuits.record(
+                key=key,
+                ok=verdict != decisions.FAILED,
+                slow=verdict == decisions.SLOW,
+                count=seen[verdict],
+                tenant_id=tenants[key],
+                reason=reasons.get(key, ""),
+                policy=policy,
+            )
+    return blocked
 
 
 def signed_request(delivery: WebhookDelivery, *, now: datetime) -> outbound.Request:
@@ -208,16 +347,26 @@ def signed_request(delivery: WebhookDelivery, *, now: datetime) -> outbound.Requ
     )
 
 
-def _outcome(delivery: WebhookDelivery, reply, now: datetime) -> Exception | None:
+def _outcome(
+    delivery: WebhookDelivery,
+    reply,
+    now: datetime,
+    *,
+    after: datetime,
+    blocked: datetime | None,
+) -> Exception | None:
     """None for a success; otherwise the failure to report, transient or permanent (see
-    decisions.outcome), after disabling the subscription if the reply says so."""
+    decisions.outcome), after disabling the subscription if the reply says so, or NotYet for
+    a wait (`blocked`: until when the host's bucket is, `after`: when the replies were in)."""
     subscription = delivery.subscription
+    policy = _policy()
     decided = decisions.outcome(
         reply,
         failing_since=subscription.failing_since,
         failing_too_long=subscription.failing_too_long(now=now),
-        now=timezone.now(),
+        now=after,
         retry_cap=settings.WEBHOOK_RETRY_MAX_SECONDS,
+        next_backoff=policy.ceiling(delivery.round_attempts + 1),
     )
     if decided.disable:
         subscriptions.disable(subscription, reason=decided.disable, now=now)
@@ -225,11 +374,54 @@ def _outcome(delivery: WebhookDelivery, reply, now: datetime) -> Exception | Non
         return None
     if decided.permanent:
         return PermanentError(decided.failure)
+    if decided.wait:
+        return _wait(delivery, decided, policy, after=after, blocked=blocked)
     retry_after = decided.retry_after
     if retry_after is None:
         # The worker's policy, chosen here so that the delivery can show when it comes next.
-        retry_after = _policy().delay(delivery.round_attempts + 1).total_seconds()
+        retry_after = policy.delay(delivery.round_attempts + 1).total_seconds()
     return TransientError(decided.failure, retry_after=retry_after)
+
+
+def _wait(
+    delivery: WebhookDelivery,
+    decided: decisions.Outcome,
+    policy: RetryPolicy,
+    *,
+    after: datetime,
+    blocked: datetime | None,
+) -> Exception:
+    """The receiver asked for time: NotYet until the wait ends (its Retry-After, or the
+    host's bucket if blocked longer), or, past the round's limit, a permanent failure that
+    says so."""
+    seconds = decisions.wait_seconds(
+        said=decided.retry_after,
+        waited=delivery.waited_seconds,
+        floor=policy.ceiling(delivery.round_attempts + 1),
+        cap=settings.WEBHOOK_RETRY_MAX_SECONDS,
+    )
+    until = after + timedelta(seconds=seconds)
+    if blocked is not None and blocked > until:
+        until, seconds = blocked, (blocked - after).total_seconds()
+    limit = max_wait_seconds(policy)
+    waited = delivery.waited_seconds
+    if decisions.waited_too_long(waited=waited, wait=seconds, limit=limit):
+        return PermanentError(
+            f"{decided.failure} after waiting {waited:.0f} s in all for this endpoint; another "
+            f"{seconds:.0f} s would pass WEBHOOK_MAX_WAIT_SECONDS ({limit:.0f} s): given up"
+        )
+    return NotYet(
+        until,
+        f"{decided.failure}: waiting until {until.isoformat()}, no attempt spent "
+        f"({waited + seconds:.0f} of {limit:.0f} s of waiting used)",
+    )
+
+
+def max_wait_seconds(policy: RetryPolicy) -> float:
+    """How long a round's waits may add up to: WEBHOOK_MAX_WAIT_SECONDS, by default the span of
+    the retry schedule."""
+    configured = getattr(settings, "WEBHOOK_MAX_WAIT_SECONDS", None)
+    return float(configured) if configured is not None else decisions.retry_span(policy)
 
 
 def _policy() -> RetryPolicy:
@@ -255,6 +447,10 @@ def _record(deliveries, replies, outcomes, now: datetime) -> None:
             delivery.next_attempt_at = None
             subscription.last_success, subscription.failing_since = reply.finished, None
             delivered.append(delivery)
+        elif isinstance(failure, NotYet):  # a wait: nothing of the ladder spent, not failing
+            delivery.state, delivery.last_error = State.RETRYING, str(failure)[:2000]
+            delivery.next_attempt_at = failure.until
+            delivery.waited_seconds += max(0.0, (failure.until - reply.finished).total_seconds())
         else:
             delivery.state, delivery.last_error = State.RETRYING, str(failure)[:2000]
             delivery.round_attempts += 1
@@ -284,7 +480,7 @@ ATTEMPT_COLUMNS = [
 ]  # fmt: skip
 DELIVERY_OUTCOME_FIELDS = [
     "state", "attempts", "round_attempts", "last_attempt_at", "last_status", "delivered_at",
-    "next_attempt_at", "last_error",
+    "next_attempt_at", "last_error", "waited_seconds",
 ]  # fmt: skip
 
 
@@ -342,6 +538,12 @@ def mark_dead(envelope: Envelope, reason: str) -> None:
         type="IntegrationFailed",
         data={
             "kind": "webhook",
+            # IntegrationFailed's contract (integrations.failures.contract): the delivery is
+            # the failure; its attempt count tells a death after a recovery from the first.
+            "failureId": str(delivery.pk),
+            "attempt": delivery.attempts,
+            "error": reason,
+            "status": delivery.last_status,
             "deliveryId": str(delivery.pk),
             "subscriptionId": str(delivery.subscription_id),
             "url": delivery.subscription.url,

@@ -19,7 +19,7 @@ from django.utils import timezone
 from core import bulk, services
 from core.envelope import Envelope
 from core.models import Tenant
-from core.runtime.errors import Deferred
+from core.runtime.errors import Deferred, NotYet
 from integrations.models import WebhookDelivery, WebhookSubscription, matches
 from integrations.webhooks import QUEUED, WORKER, decisions, delivery, subscriptions
 from integrations.webhooks.decisions import is_about
@@ -108,8 +108,13 @@ def _not_stored(deliveries: list[WebhookDelivery]) -> list[WebhookDelivery]:
 
 def _queue_retries(retries: list[tuple[Envelope, BaseException, datetime]]) -> None:
     deferred = [command for command, failure, _ in retries if isinstance(failure, Deferred)]
-    attempted = [r for r in retries if not isinstance(r[1], Deferred)]
+    # Held back by the host's circuit or rate: not attempted, due when it says.
+    waiting = {c.event_id: (f.until, 0) for c, f, _ in retries if isinstance(f, NotYet)}
+    attempted = [r for r in retries if not isinstance(r[1], Deferred | NotYet)]
     services.publish_envelopes(deferred, to_worker=WORKER)  # not attempted: due now
+    services.publish_envelopes(
+        [c for c, _, _ in retries if c.event_id in waiting], to_worker=WORKER, due=waiting
+    )
     services.send_retries(worker=WORKER, failed=attempted)
 
 

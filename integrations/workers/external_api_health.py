@@ -1,10 +1,16 @@
 """ExternalApiHealthWorker: probe vendor endpoints, update connection health, gate routing.
 
-Declared from the seed catalog. Its handler comes with the integrations issue; until then it
-receives no messages and the health view shows it as not built.
+The handler is integrations.health.handler.handle: each minute's slot probes the tenant's
+active connections (and ConnectionProbeRequested probes one now: "probe now", or
+IntegrationRetryWorker's re-probe of an outage); the results are written keyed by (connection,
+window), the health assessed from the newest windows (pending, down after three failed
+windows, up after two good ones, degraded when slow), the connection's circuit tripped when it
+goes down and closed when it is back, ConnectionHealthChanged on important transitions and one
+IntegrationFailed per outage.
 """
 
 from core.runtime.registry import Idempotency, RetryPolicy, Schedule, Trigger, Worker
+from integrations.health.handler import handle
 
 WORKER = Worker(
     name="ExternalApiHealthWorker",
@@ -12,7 +18,11 @@ WORKER = Worker(
     app="integrations",
     group="reaction",
     purpose="Probe vendor endpoints, update connection health, gate routing.",
-    trigger=Trigger(schedules=(Schedule("probe", 1),), description="Schedule (probe interval)"),
+    trigger=Trigger(
+        schedules=(Schedule("probe", 1),),
+        commands=("ConnectionProbeRequested",),
+        description="Schedule (probe interval) + probe-now command",
+    ),
     # Retries stay inside the one-minute probe window.
     retry=RetryPolicy(
         max_attempts=3,
@@ -21,4 +31,5 @@ WORKER = Worker(
         description="Probe retried within window; circuit opens on sustained failure",
     ),
     idempotency=Idempotency("Probe keyed by connectionId + window; latest-wins health write"),
+    handler=handle,
 )

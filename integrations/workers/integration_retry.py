@@ -1,10 +1,18 @@
 """IntegrationRetryWorker: retry transient integration-run failures per policy; escalate poison.
 
-Declared from the seed catalog. Its handler comes with the integrations issue; until then it
-receives no messages and the health view shows it as not built.
+Each IntegrationFailed (its data contract: integrations.failures.contract) is recorded on an
+IntegrationFailure and settled by its RetryPolicy (Temporal's fields, per provider and kind):
+the next attempt scheduled, or poisoned (the cap, or a non-retryable error class) and escalated
+exactly once, an AlertTriggered (source "integrations", sourceId the failureId) that
+IncidentAnalysisWorker opens an incident for. The five-minute sweep (per tenant) sends each due
+failure its resume command: a sync resumes from its checkpoint (IntegrationSyncRequested), a
+rotation from its step with the same rotation token (CredentialRotationRequested), an outage
+re-probes (ConnectionProbeRequested). Dead webhook deliveries are grouped and escalated, never
+re-sent but by an operator. The handler is integrations.failures.handler.handle.
 """
 
 from core.runtime.registry import Idempotency, RetryPolicy, Schedule, Trigger, Worker
+from integrations.failures.handler import handle
 
 
 def failure_attempt_key(envelope) -> str | None:
@@ -32,4 +40,5 @@ WORKER = Worker(
         description="Policy-driven backoff; max attempts from RetryPolicy",
     ),
     idempotency=Idempotency("Dedup on failureId + attempt counter", key=failure_attempt_key),
+    handler=handle,
 )

@@ -7,7 +7,9 @@ matching subscription and makes each first attempt at once, a signed POST (Stand
 Webhooks, integrations.webhooks). A delivery that fails gets a WebhookDeliveryQueued command,
 which comes back to this worker for each retry: full-jitter backoff (WEBHOOK_RETRY_BASE_SECONDS,
 ..._MAX_SECONDS) or the receiver's Retry-After, eight attempts in all, then a dead letter and
-IntegrationFailed. The delivery's state machine keeps a delivered one from going out again.
+IntegrationFailed. A 429, or a 503 with a Retry-After longer than the next backoff, is a wait
+that spends no attempt (NotYet), bounded by WEBHOOK_MAX_WAIT_SECONDS in all. The delivery's
+state machine keeps a delivered one from going out again.
 """
 
 from django.conf import settings

@@ -7,7 +7,7 @@ observability.correlation.correlate: for the traces a batch of events names (`tr
 `traceIds`) it recomputes each trace's TelemetryCorrelation snapshot from the stores
 (TraceRecord and error spans, log records, metric exemplars, the events that named the trace)
 and upserts it by (tenant, traceId), writing only when the content changed. An event naming no
-trace is handled as a no-op.
+trace is not taken at publish (`takes`): it would be a no-op.
 """
 
 from core.runtime.registry import WILDCARD, Idempotency, RetryPolicy, Trigger, Worker
@@ -27,4 +27,6 @@ WORKER = Worker(
     # Up to 500 events a call: a burst of TraceRecorded costs a handful of queries per batch.
     batch_handler=correlation.correlate,
     batch_size=500,
+    # Only the events that name a trace become its messages (the others would be no-ops).
+    takes=correlation.takes,
 )

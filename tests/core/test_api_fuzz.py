@@ -5,8 +5,11 @@ the operation documents, in a content type it documents, with headers and a body
 
 The tenant has traces, logs, metric series, an incident and a subscription with a failed
 delivery, stored the way the platform stores them (OTLP through /v1 and the ingestion worker, an
-alert through the incident worker, a delivery attempted by the webhook worker), and a path's id
-is one of them half of the time, so that the replies of real objects are checked too.
+alert through the incident worker, a delivery attempted by the webhook worker), and a GitHub
+connection to the vendor simulator, probed and synced by their workers (its health, circuit,
+stream, records and run), with a credential being rotated and a failure handled by the retry
+worker; a path's id is one of them half of the time, so that the replies of real objects are
+checked too.
 
 Derandomized with a fixed seed, FUZZ_EXAMPLES examples per operation (default 20); to fuzz
 longer, `FUZZ_EXAMPLES=500 make test PYTEST_ARGS=tests/core/test_api_fuzz.py`.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,12 +37,17 @@ from schemathesis.config import SchemathesisConfig
 
 from core import services
 from core.runtime import dispatch
+from integrations.connections import credentials
+from integrations.limits import keys
 from integrations.models import WebhookDelivery
+from integrations.sync import handler as sync
 from integrations.webhooks.subscriptions import create_subscription
 from observability import aggregation
 from observability.incidents.models import Incident
 from observability.models import MetricPoint
 from tests.helpers import drain_all, post_otlp
+from tests.integrations.failures.support import report as report_failure
+from tests.integrations.vendor_sim import VendorSim
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 METRICS_TOKEN = "fuzz-metrics-token"
@@ -86,9 +95,10 @@ class World:
 
 
 @pytest.fixture
-def world(db, settings) -> World:
+def world(db, settings) -> Iterator[World]:
     settings.METRICS_BEARER_TOKEN = METRICS_TOKEN
     settings.WEBHOOK_REQUIRE_HTTPS = False
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
     tenant = services.create_tenant(slug="fuzz", name="Fuzz")
     key = services.issue_api_key(tenant=tenant)
     client = Client()
@@ -100,16 +110,21 @@ def world(db, settings) -> World:
     drain_all("TelemetryCorrelationWorker")
     delivery = _failed_delivery(tenant, settings)
     incident = _incident(tenant)
-    return World(
-        key=key,
-        ids={
-            "trace_id": TRACE_ID,
-            "subscription_id": str(delivery.subscription_id),
-            "delivery_id": str(delivery.pk),
-            "incident_id": str(incident.pk),
-            **_alerting(tenant),
-        },
-    )
+    vendor = VendorSim().start()
+    try:
+        yield World(
+            key=key,
+            ids={
+                "trace_id": TRACE_ID,
+                "subscription_id": str(delivery.subscription_id),
+                "delivery_id": str(delivery.pk),
+                "incident_id": str(incident.pk),
+                **_alerting(tenant),
+                **_integrations(tenant, vendor),
+            },
+        )
+    finally:
+        vendor.close()
 
 
 @contextmanager
@@ -295,6 +310,43 @@ def _alerting(tenant) -> dict[str, str]:
               "sli": {"type": "latency", "histogram": {"metric": "latency"}, "bound": 20.0}},
     )  # fmt: skip
     return {"rule_id": str(rule.pk), "silence_id": str(silence.pk), "slo_id": str(slo.pk)}
+
+
+def _integrations(tenant, vendor: VendorSim) -> dict[str, str]:
+    """A GitHub connection to the simulator, probed by ExternalApiHealthWorker (its health,
+    probes and circuit) and synced once by IntegrationSyncWorker (a stream with its
+    checkpoint, records, a run), its credential with a rotation pending, and a failure of its
+    sync recorded by IntegrationRetryWorker."""
+    vendor.add_token(token="ghp-fuzz")
+    for n in range(1, 4):
+        vendor.github_issue(number=n, updated_at=f"2026-05-01T10:0{n}:00Z")
+    connection = credentials.create_connection(
+        tenant=tenant,
+        provider="github",
+        name="fuzz",
+        base_url=vendor.url,
+        config={"owner": "acme", "repo": "app"},
+        streams=["issues"],
+    )
+    credential = credentials.create_credential(connection=connection, secret={"token": "ghp-fuzz"})
+    # Probed first: the probe writes the connection's circuit with its tenant, whom the
+    # circuit routes look it up by (the sync's own circuit and bucket writes name none).
+    probe = {"connectionId": str(connection.pk)}
+    services.send(
+        tenant=tenant, worker="ExternalApiHealthWorker", type="ConnectionProbeRequested", data=probe
+    )
+    drain_all("ExternalApiHealthWorker")
+    sync.start_run(connection=connection, trigger="manual")
+    drain_all("IntegrationSyncWorker")
+    credentials.request_rotation(credential=credential, token="fuzz", secret={"token": "ghp-2"})
+    failure = report_failure(tenant, failure_id="fuzz-1", connectionId=str(connection.pk))
+    return {
+        "connection_id": str(connection.pk),
+        "credential_id": str(credential.pk),
+        "stream": "issues",
+        "key": keys.connection(connection.pk),
+        "failure_id": str(failure.pk),
+    }
 
 
 def _failed_delivery(tenant, settings) -> WebhookDelivery:

@@ -6,11 +6,12 @@ import json
 import uuid
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from core import bulk
-from core.models import Event
-from core.services import EVENT_COLUMNS
+from core.models import Event, Message
+from core.services import EVENT_COLUMNS, MESSAGE_COLUMNS
 
 pytestmark = pytest.mark.django_db
 
@@ -61,6 +62,48 @@ def test_it_inserts_more_rows_than_one_statement_binds(tenant):
     bulk.insert_new(Event, EVENT_COLUMNS, rows)
 
     assert Event.objects.count() == 1234
+
+
+def test_it_keeps_rows_already_stored_among_many(tenant):
+    # Past bulk.COPY_NEW_FROM rows, PostgreSQL takes them through COPY into a staging table.
+    stored = [row(tenant, "first", {}) for _ in range(3)]
+    bulk.insert_new(Event, EVENT_COLUMNS, stored)
+    again = [(*r[:5], "second", *r[6:]) for r in stored]
+    many = again + [row(tenant, text, {"text": text}) for text in AWKWARD * 50]
+    assert len(many) >= bulk.COPY_NEW_FROM
+
+    with transaction.atomic():
+        bulk.insert_new(Event, EVENT_COLUMNS, many)
+        bulk.insert_new(Event, EVENT_COLUMNS, many[:-1])  # the same transaction: nothing new
+
+    assert Event.objects.count() == 3 + len(AWKWARD) * 50
+    assert set(Event.objects.filter(id__in=[r[0] for r in stored]).values_list(
+        "correlation_id", flat=True
+    )) == {"first"}  # fmt: skip
+    for event_id, *_, text, _occurred, _recorded, data, _to in many[3:]:
+        event = Event.objects.get(id=event_id)
+        assert (event.source_id, event.data) == (text, json.loads(data))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_inserts_many_rows_outside_a_transaction(tenant):
+    rows = [row(tenant, str(n), {}) for n in range(bulk.COPY_NEW_FROM)]
+
+    bulk.insert_new(Event, EVENT_COLUMNS, rows)
+
+    assert Event.objects.count() == len(rows)
+
+
+def test_it_inserts_many_rows_into_a_table_with_generated_ids(tenant):
+    events = [row(tenant, str(n), {}) for n in range(bulk.COPY_NEW_FROM + 5)]
+    bulk.insert_new(Event, EVENT_COLUMNS, events)
+    now = timezone.now()
+    messages = [(r[0], "W", tenant.pk, "pending", now, 0, 0, now, "") for r in events]
+
+    bulk.insert_new(Message, MESSAGE_COLUMNS, messages)
+    bulk.insert_new(Message, MESSAGE_COLUMNS, messages)
+
+    assert Message.objects.filter(worker="W").count() == len(events)
 
 
 def test_it_upserts_only_the_columns_it_is_told(tenant):

@@ -56,14 +56,16 @@ def test_it_handles_a_published_event_once(tenant, make_worker):
     assert message_of(envelope).state == "done"
 
 
-def test_it_addresses_no_message_to_a_worker_that_is_not_built(tenant):
+def test_it_addresses_no_message_to_a_worker_that_is_not_built(tenant, declared_worker):
+    # DeclaredWorker takes IntegrationFailed (as IntegrationRetryWorker did, declared, before
+    # issue 12 built it) but has no handler: nothing may be queued for a handler that does not
+    # exist, while the built subscribers get theirs.
     envelope = services.publish(tenant=tenant, type="IntegrationFailed", data={})
-    # IntegrationRetryWorker is declared (it will take IntegrationFailed) but not built yet;
-    # nothing may be queued for a handler that does not exist.
+
     addressed = Message.objects.filter(event_id=envelope.event_id).values_list("worker", flat=True)
     assert all(registry.get(name).built for name in addressed)
-    assert "IntegrationRetryWorker" not in addressed
-    assert not registry.get("IntegrationRetryWorker").built
+    assert declared_worker.name not in addressed
+    assert "IntegrationRetryWorker" in addressed
 
 
 def test_it_changes_nothing_when_a_handled_event_is_redelivered(tenant, make_worker):
@@ -545,6 +547,31 @@ def test_it_keeps_a_batch_handlers_writes_for_the_failures_it_reports(tenant, ma
     assert states == {failing.event_id: "pending", passing.event_id: "done"}
     failure = Failure.objects.get(worker="TestWorker")
     assert "answered 500" in failure.error and failure.attempt == 1
+
+
+def test_it_handles_a_keyed_message_whose_failure_a_batch_handler_reported_when_it_returns(
+    tenant, make_worker
+):
+    calls = []
+
+    def handler(envelopes):
+        calls.append([e.event_id for e in envelopes])
+        if len(calls) == 1:
+            return {envelopes[0].event_id: TransientError("the receiver answered 500")}
+        return {}
+
+    make_worker(batch_handler=handler, batch_size=10, key=lambda e: f"{e.source}:{e.source_id}")
+    envelope = services.publish(
+        tenant=tenant, type="DeploymentPromoted", source="ci", source_id="run-9"
+    )
+    dispatch.drain("TestWorker")
+    Message.objects.filter(event_id=envelope.event_id).update(due_at=timezone.now())
+
+    dispatch.drain("TestWorker")
+
+    assert calls == [[envelope.event_id], [envelope.event_id]]  # not skipped as done already
+    assert message_of(envelope).state == "done"
+    assert HandledKey.objects.get().key == "ci:run-9"
 
 
 def test_it_tells_the_worker_when_one_of_its_messages_is_dead_lettered(tenant, make_worker):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core import outbound
+from core.runtime.registry import RetryPolicy
 from integrations.webhooks import decisions
 
 NOW = datetime(2026, 12, 2, 6, 33, 16, tzinfo=UTC)
@@ -25,6 +26,7 @@ def decide(answer, *, failing_since=None, failing_too_long=False) -> decisions.O
         failing_too_long=failing_too_long,
         now=NOW,
         retry_cap=3600,
+        next_backoff=60,
     )
 
 
@@ -55,6 +57,51 @@ def test_it_waits_as_long_as_retry_after_says_in_seconds_or_as_a_date_up_to_the_
     assert decide(reply(503, **{"Retry-After": "86400"})).retry_after == 3600
     assert decide(reply(500, **{"Retry-After": "120"})).retry_after is None  # 429 and 503 only
     assert decide(reply(429, **{"Retry-After": "soon"})).retry_after is None
+
+
+def test_a_429_is_a_wait_with_or_without_retry_after():
+    assert decide(reply(429, **{"Retry-After": "5"})).wait
+    assert decide(reply(429)).wait
+    bare = decide(reply(429))
+    assert (bare.failure, bare.permanent, bare.retry_after) == (
+        "the endpoint answered 429", False, None,
+    )  # fmt: skip
+
+
+def test_a_503_is_a_wait_only_when_its_retry_after_is_longer_than_the_next_backoff():
+    assert decide(reply(503, **{"Retry-After": "61"})).wait  # the next backoff is at most 60 s
+    assert not decide(reply(503, **{"Retry-After": "60"})).wait
+    assert not decide(reply(503)).wait
+    assert not decide(reply(500, **{"Retry-After": "600"})).wait
+
+
+def test_a_wait_is_no_failure_of_a_subscription_failing_too_long():
+    since = NOW - timedelta(days=5)
+
+    decided = decide(reply(429), failing_since=since, failing_too_long=True)
+
+    assert decided.wait and not decided.permanent and not decided.disable
+
+
+def test_a_bare_429_waits_the_next_backoff_then_as_long_as_waited_so_far():
+    waits, waited = [], 0.0
+    for _ in range(5):
+        wait = decisions.wait_seconds(said=None, waited=waited, floor=60, cap=600)
+        waits.append(wait)
+        waited += wait
+
+    assert waits == [60, 60, 120, 240, 480]
+    assert decisions.wait_seconds(said=None, waited=5000, floor=60, cap=600) == 600
+    assert decisions.wait_seconds(said=30, waited=5000, floor=60, cap=600) == 30
+    assert decisions.wait_seconds(said=0, waited=0, floor=60, cap=600) == 1  # never none
+
+
+def test_it_bounds_a_rounds_waiting_by_the_retry_schedules_span():
+    policy = RetryPolicy(max_attempts=8, base_seconds=60, cap_seconds=6 * 3600)
+
+    assert decisions.retry_span(policy) == 60 * (1 + 2 + 4 + 8 + 16 + 32 + 64)
+    assert not decisions.waited_too_long(waited=7000, wait=620, limit=7620)
+    assert decisions.waited_too_long(waited=7000, wait=621, limit=7620)
 
 
 def test_it_gives_up_on_a_refused_destination_without_disabling():

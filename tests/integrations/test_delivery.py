@@ -23,6 +23,7 @@ from tests.integrations.webhooks import (
     publish,
     run_worker,
     subscribe,
+    waits_over,
 )
 
 pytestmark = pytest.mark.django_db
@@ -125,22 +126,164 @@ def test_it_counts_a_redirect_as_a_failure(tenant, receiver):
     assert len(receiver.received) == 1
 
 
-def test_it_waits_as_long_as_retry_after_says(tenant, receiver):
+def retry_message() -> Message:
+    return Message.objects.get(worker=WORKER, event__type="WebhookDeliveryQueued")
+
+
+def test_it_waits_as_long_as_retry_after_says_without_spending_an_attempt(tenant, receiver):
     receiver.answer(Answer(status=429, headers={"Retry-After": "120"}))
     subscribe(tenant, receiver)
     publish(tenant)
     before = timezone.now()
     run_worker()
 
-    message = Message.objects.get(worker=WORKER, event__type="WebhookDeliveryQueued")
+    message = retry_message()
     waited = (message.due_at - before).total_seconds()
     assert 119 <= waited <= 122
-    shown = WebhookDelivery.objects.get().next_attempt_at
-    assert abs((shown - message.due_at).total_seconds()) < 1
-    assert (message.attempts, message.last_error) == (
-        1,
-        "TransientError: the endpoint answered 429",
+    delivery = WebhookDelivery.objects.get()
+    assert abs((delivery.next_attempt_at - message.due_at).total_seconds()) < 1
+    assert (message.attempts, message.last_error) == (0, "")
+    assert not Failure.objects.filter(worker=WORKER).exists()
+    assert (delivery.state, delivery.attempts, delivery.round_attempts) == (State.RETRYING, 1, 0)
+    assert delivery.last_error.startswith("the endpoint answered 429: waiting until ")
+    assert 119 <= delivery.waited_seconds <= 121
+    (attempt,) = WebhookAttempt.objects.all()  # the POST is in its history all the same
+    assert (attempt.number, attempt.status_code) == (1, 429)
+
+
+def test_it_waits_after_a_retry_of_the_ladder_without_climbing_it(tenant, receiver):
+    receiver.answer(Answer(status=500), Answer(status=429), Answer(status=429))
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    for _ in range(3):
+        come_due()
+        run_worker()
+
+    message = dispatch_message_history()
+    assert message == {"attempts": 1, "failures": 1}
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.round_attempts) == (State.DELIVERED, 4, 1)
+    statuses = list(WebhookAttempt.objects.values_list("status_code", flat=True))
+    assert statuses == [500, 429, 429, 200]
+
+
+def dispatch_message_history() -> dict[str, int]:
+    message = retry_message()
+    return {
+        "attempts": message.attempts,
+        "failures": Failure.objects.filter(worker=WORKER).count(),
+    }
+
+
+def test_a_bare_429_waits_the_next_backoff_and_then_longer(tenant, receiver):
+    receiver.default = Answer(status=429)
+    subscribe(tenant, receiver)
+    publish(tenant)
+    waits = []
+    for _ in range(3):
+        before = timezone.now()
+        come_due()
+        run_worker()
+        waits.append(round((retry_message().due_at - before).total_seconds()))
+
+    assert waits == [60, 60, 120]  # the first backoff's ceiling, then doubling the total
+    assert retry_message().attempts == 0
+    assert WebhookDelivery.objects.get().round_attempts == 0
+
+
+def test_a_503_with_a_retry_after_longer_than_the_backoff_is_a_wait(tenant, receiver):
+    receiver.answer(
+        Answer(status=503, headers={"Retry-After": "600"}),  # beyond the first backoff (60 s)
+        Answer(status=503, headers={"Retry-After": "30"}),  # within it: a failure, retried
     )
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    assert retry_message().attempts == 0
+    waits_over()
+    before = timezone.now()
+    run_worker()
+
+    message = retry_message()
+    assert message.attempts == 1
+    assert 29 <= (message.due_at - before).total_seconds() <= 32
+    assert WebhookDelivery.objects.get().round_attempts == 1
+
+
+def test_429s_do_not_use_up_the_eight_attempts(tenant, receiver):
+    """Before, each 429 spent an attempt: ten of them and the delivery was dead-lettered."""
+    receiver.answer(*[Answer(status=429, headers={"Retry-After": "1"})] * 10)
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    for _ in range(10):
+        waits_over()
+        run_worker()
+
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.round_attempts) == (State.DELIVERED, 11, 0)
+    assert not DeadLetter.objects.exists()
+    assert not Event.objects.filter(type="IntegrationFailed").exists()
+
+
+def test_a_receiver_answering_429_forever_dies_past_the_longest_wait(tenant, receiver, settings):
+    settings.WEBHOOK_MAX_WAIT_SECONDS = 600
+    receiver.default = Answer(status=429, headers={"Retry-After": "250"})
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    for _ in range(5):
+        waits_over()
+        run_worker()
+
+    assert len(receiver.received) == 3  # waited 250 s twice; a third wait would pass 600 s
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.round_attempts) == (State.DEAD, 3, 1)
+    dead = DeadLetter.objects.get(worker=WORKER)
+    assert "WEBHOOK_MAX_WAIT_SECONDS (600 s): given up" in dead.reason
+    assert "after waiting 500 s in all" in dead.reason
+    failed = Event.objects.get(type="IntegrationFailed")
+    assert "WEBHOOK_MAX_WAIT_SECONDS" in failed.data["reason"]
+
+
+def test_the_longest_wait_is_the_retry_schedules_span_by_default(tenant, receiver):
+    receiver.default = Answer(status=429)
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    for _ in range(12):
+        come_due()
+        run_worker()
+
+    # Bare 429s wait 60, 60, 120, ... 3840 s: 7680 s in all passes 7620 s (the span of
+    # eight attempts' backoff, 60 s doubling) at the eighth wait.
+    assert len(receiver.received) == 8
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.state == State.DEAD
+    assert delivery.waited_seconds == pytest.approx(3840, abs=2)
+    assert "WEBHOOK_MAX_WAIT_SECONDS (7620 s)" in DeadLetter.objects.get().reason
+
+
+def test_a_redelivered_dead_delivery_starts_its_waiting_afresh(tenant, receiver, settings):
+    settings.WEBHOOK_MAX_WAIT_SECONDS = 100
+    receiver.answer(*[Answer(status=429, headers={"Retry-After": "60"})] * 3)
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    waits_over()
+    run_worker()
+    assert WebhookDelivery.objects.get().state == State.DEAD
+
+    assert replay.replay(DeadLetter.objects.get(worker=WORKER)) is True
+    waits_over()
+    run_worker()  # a 429 again: a new round may wait
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.waited_seconds) == (State.RETRYING, pytest.approx(60, abs=2))
+    waits_over()
+    run_worker()
+
+    assert WebhookDelivery.objects.get().state == State.DELIVERED
 
 
 def test_it_backs_off_along_the_policy_between_attempts(tenant, receiver):
@@ -422,9 +565,11 @@ def test_a_receiver_trickling_its_reply_cannot_hold_the_worker(tenant, receiver,
 
 def test_it_takes_no_message_for_events_no_subscription_wants(tenant, other_tenant, receiver):
     subscribe(tenant, receiver, types=["Incident*"])
-    wanted = publish(tenant, "IncidentOpened")
-    unwanted = publish(tenant, "DeploymentPromoted")
-    elsewhere = publish(other_tenant, "IncidentOpened")
+    # Events that name a trace, which TelemetryCorrelationWorker takes (it takes no others).
+    trace = {"traceId": "4bf92f3577b34da6a3ce929d0e0e4736"}
+    wanted = publish(tenant, "IncidentOpened", **trace)
+    unwanted = publish(tenant, "DeploymentPromoted", **trace)
+    elsewhere = publish(other_tenant, "IncidentOpened", **trace)
 
     mine = Message.objects.filter(worker=WORKER)
     assert list(mine.values_list("event_id", flat=True)) == [wanted.event_id]

@@ -7,6 +7,8 @@ from django.utils import timezone
 from core import services as core_services
 from core.models import Message
 from core.runtime import dispatch
+from integrations.limits.models import RateBucket
+from integrations.limits.store import committing
 from integrations.models import WebhookDelivery, WebhookSubscription
 from integrations.webhooks.subscriptions import create_subscription
 from tests.integrations.receiver import Answer
@@ -36,6 +38,17 @@ def run_worker() -> None:
 def come_due() -> None:
     """Skip the wait before the next retry, as if its time had come."""
     Message.objects.filter(worker=WORKER, state=Message.State.PENDING).update(due_at=timezone.now())
+
+
+def waits_over() -> None:
+    """As come_due, and the endpoint hosts' buckets, blocked by a Retry-After, are free again:
+    the wait the receiver asked for is over."""
+    come_due()
+    # Where the buckets are written: on PostgreSQL inside the test's transaction, a connection
+    # of their own that commits at once (integrations.limits.store).
+    with committing() as db:
+        buckets = RateBucket.objects.using(db.alias)
+        buckets.filter(key__startswith="tenant:").update(blocked_until=0)
 
 
 def fail_eight_times(tenant, receiver) -> None:

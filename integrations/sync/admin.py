@@ -1,0 +1,190 @@
+"""The console's sync: runs, streams with their checkpoints, and the stored records.
+
+All three are IntegrationSyncWorker's rows, so nothing here is edited by hand. The operator's
+one write is a stream's "Reset" (an object action, through integrations.sync.handler, as the
+API's POST .../streams/<stream>/reset): its checkpoint forgotten, its next run a full read.
+"Sync now" is on the connection's page (integrations/connections/admin.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+
+from core.admin import (
+    ReadOnlyMixin,
+    clipped_cell,
+    fieldset_fields,
+    first_line,
+    link,
+    moment_cell,
+    pretty_json,
+    truncated,
+)
+from core.admin_actions import Done, ObjectActionsAdmin, object_action
+from core.formats import format_count
+from integrations.connections import providers
+from integrations.sync import handler
+from integrations.sync.models import IntegrationRun, SyncRecord, SyncStream
+
+CHECKPOINT_CHARS = 120
+
+
+def run_url(run_id: Any) -> str:
+    return reverse("admin:sync_integrationrun_change", args=[run_id])
+
+
+def checkpoint_text(checkpoint: dict[str, Any], *, value_chars: int = 32) -> str:
+    """A checkpoint on one line, "etag=\"d20f…, since=2024-05-01T10:05:00Z": each value clipped,
+    for a list cell or a panel (the whole JSON is on the stream's page)."""
+    parts = []
+    for key, value in sorted(checkpoint.items()):
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        parts.append(f"{key}={truncated(text, value_chars)}")
+    return ", ".join(parts) or "(empty)"
+
+
+class StreamFilter(admin.SimpleListFilter):
+    """The stream names every provider declares: from the registry, not a DISTINCT over the
+    records (which grow without bound)."""
+
+    title = "stream"
+    parameter_name = "stream"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = sorted({s.name for p in providers.all() for s in p.streams})
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(stream=self.value()) if self.value() else queryset
+
+
+@admin.register(IntegrationRun)
+class IntegrationRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["started_cell", "connection", "trigger", "status", "counts", "pages",
+                    "finished_cell", "error_cell"]  # fmt: skip
+    list_display_links = ["started_cell"]
+    list_filter = ["status", "trigger", "connection"]
+    list_select_related = ["connection"]
+    search_fields = ["=id"]
+    search_help_text = "A run's id."
+    ordering = ["-started"]
+    show_full_result_count = False
+    fieldsets = [
+        (None, {"fields": [
+            "id", "connection", "tenant", "trigger", "status", "started", "finished", "streams",
+            "stream", "full", "error", "failure_id", "attempt",
+        ]}),
+        ("Counts", {"fields": [
+            "added", "updated", "unchanged", "deleted", "pages", "requests", "not_modified",
+            "rate_limited_seconds",
+        ]}),
+        ("Checkpoints", {"fields": ["checkpoints_from_json", "checkpoints_to_json"]}),
+    ]  # fmt: skip
+    readonly_fields = fieldset_fields(fieldsets)
+
+    @admin.display(description="started", ordering="started")
+    def started_cell(self, run: IntegrationRun) -> str:
+        return moment_cell(run.started)
+
+    @admin.display(description="finished", ordering="finished")
+    def finished_cell(self, run: IntegrationRun) -> str:
+        return moment_cell(run.finished) if run.finished else "-"
+
+    @admin.display(description="added / updated / unchanged / deleted")
+    def counts(self, run: IntegrationRun) -> str:
+        figures = (run.added, run.updated, run.unchanged, run.deleted)
+        return " / ".join(format_count(n) for n in figures)
+
+    @admin.display(description="error")
+    def error_cell(self, run: IntegrationRun) -> str:
+        return clipped_cell(first_line(run.error, 200), 50) if run.error else "-"
+
+    @admin.display(description="checkpoints from")
+    def checkpoints_from_json(self, run: IntegrationRun) -> str:
+        return pretty_json(run.checkpoints_from)
+
+    @admin.display(description="checkpoints to")
+    def checkpoints_to_json(self, run: IntegrationRun) -> str:
+        return pretty_json(run.checkpoints_to)
+
+
+@admin.register(SyncStream)
+class SyncStreamAdmin(ReadOnlyMixin, ObjectActionsAdmin):
+    list_display = ["name", "connection", "state", "checkpoint_cell", "last_synced_cell",
+                    "last_run_link"]  # fmt: skip
+    list_filter = ["state", "connection"]
+    list_select_related = ["connection"]
+    search_fields = ["=name"]
+    ordering = ["connection__name", "name"]
+    fields = readonly_fields = ("connection", "name", "state", "checkpoint_json", "last_synced",
+                                "last_run_link", "updated")  # fmt: skip
+    object_actions = ["reset"]
+
+    @admin.display(description="checkpoint")
+    def checkpoint_cell(self, stream: SyncStream) -> str:
+        return clipped_cell(checkpoint_text(stream.checkpoint), CHECKPOINT_CHARS)
+
+    @admin.display(description="checkpoint")
+    def checkpoint_json(self, stream: SyncStream) -> str:
+        return pretty_json(stream.checkpoint)
+
+    @admin.display(description="last synced", ordering="last_synced")
+    def last_synced_cell(self, stream: SyncStream) -> str:
+        return moment_cell(stream.last_synced) if stream.last_synced else "-"
+
+    @admin.display(description="last run")
+    def last_run_link(self, stream: SyncStream) -> str:
+        return link(run_url(stream.last_run_id), "its run") if stream.last_run_id else "-"
+
+    def has_reset_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("sync.change_syncstream"))
+
+    @object_action(
+        label="Reset",
+        permission="reset",
+        help="Forget the checkpoint: the next run reads the whole stream again (stored records "
+        "stay, so nothing unchanged is published again).",
+    )
+    def reset(self, request: HttpRequest, stream: SyncStream) -> Done:
+        try:
+            handler.reset_stream(connection=stream.connection, name=stream.name)
+        except handler.Busy as exc:
+            return Done(f"Not reset: {exc}", messages.WARNING)
+        except handler.NotSyncable as exc:
+            return Done(f"Not reset: {exc}", messages.ERROR)
+        self.log_change(request, stream, "Reset its checkpoint")
+        return Done(f"Reset {stream.name}: its next run reads it from the start.")
+
+
+@admin.register(SyncRecord)
+class SyncRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["external_id", "stream", "connection", "last_action", "last_modified_cell",
+                    "change", "deleted"]  # fmt: skip
+    list_filter = [StreamFilter, "last_action", "connection"]
+    list_select_related = ["connection"]
+    search_fields = ["=external_id"]
+    search_help_text = "The vendor's id of a record, exactly."
+    ordering = ["-id"]  # newest first, on the primary key (a change number is per connection)
+    show_full_result_count = False
+    fields = readonly_fields = ("connection", "stream", "external_id", "last_action",
+                                "first_seen", "last_modified", "deleted_at", "change", "cursor",
+                                "content_hash", "hash_algorithm", "seen_run",
+                                "data_json")  # fmt: skip
+
+    @admin.display(description="last modified", ordering="last_modified")
+    def last_modified_cell(self, record: SyncRecord) -> str:
+        return moment_cell(record.last_modified)
+
+    @admin.display(description="deleted", ordering="deleted_at")
+    def deleted(self, record: SyncRecord) -> str:
+        return moment_cell(record.deleted_at) if record.deleted_at else "-"
+
+    @admin.display(description="data")
+    def data_json(self, record: SyncRecord) -> str:
+        return pretty_json(record.data)

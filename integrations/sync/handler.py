@@ -1,0 +1,930 @@
+"""IntegrationSyncWorker's handler (integrations/workers/integration_sync.py declares the
+worker): pull a connection's streams page by page into SyncRecords.
+
+A run is a chain of IntegrationSyncRequested commands, each for up to SYNC_PAGES_PER_MESSAGE
+(10) pages. A message locks the connection's SyncLock, builds each next request from the
+stream's checkpoint (the provider makes the checkpoint say everything the next request needs),
+sends it, and in the message's transaction, with its done mark, writes the pages: the records
+(new ones by COPY, stored ones upserted), their factory events (published in bulk, with ids
+derived from the change's number, so the same change is the same event), the stream's
+checkpoint, the run's counts, and the command for the next pages. A crash anywhere before that
+commit re-reads from the last committed checkpoint; nothing is lost or published twice. A page
+that must wait or be retried ends the message after the pages before it are written.
+
+- One run at a time per connection: the SyncLock names it; a schedule tick or a second
+  "sync now" finds it running and is coalesced (the API answers 409 with the running run).
+- Waiting: a rate bucket without a token, a vendor's 429/secondary limit (Retry-After, reset),
+  or an open circuit make the message NotYet: due again then, no attempt spent. A wait beyond
+  SYNC_MAX_WAIT_SECONDS pauses the run instead (status paused, lock released; the next
+  trigger resumes from the checkpoint).
+- 401: one token refresh (OAuth 2.0 refresh or client credentials, stored as the credential's
+  current secret) and the page again; a second 401, or a secret that cannot refresh, puts the
+  connection in error (auth) until a human fixes it.
+- 5xx and network errors: VendorError, reported with the writes kept (Retry-After honoured;
+  the circuit counts the failure); after the worker's attempts the run fails (on_dead), with
+  IntegrationFailed for IntegrationRetryWorker. A 4xx other than 401/429 fails the run.
+- Deletions: the provider's flag, or mark-and-sweep after a complete full run (a stream read
+  from an empty checkpoint), under SYNC_MAX_DELETE_RATIO.
+- IntegrationRunCompleted when a run ends (any status), with its counts and checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core import bulk, outbound, services, telemetry
+from core.envelope import Envelope
+from core.models import Tenant
+from core.runtime.errors import NotYet, PermanentError, TransientError, describe
+from integrations.connections import credentials, providers, vendor
+from integrations.connections.models import (
+    IntegrationConnection,
+    IntegrationCredential,
+)
+from integrations.connections.providers import HASH_ALGORITHM, OutboundRequest, Page, Provider
+from integrations.limits import buckets, circuits
+from integrations.limits import decisions as limit_decisions
+from integrations.limits import keys as limit_keys
+from integrations.limits.store import committing
+from integrations.sync import decisions
+from integrations.sync.models import IntegrationRun, SyncLock, SyncRecord, SyncStream
+
+log = logging.getLogger(__name__)
+WORKER = "IntegrationSyncWorker"
+COMMAND = "IntegrationSyncRequested"
+EVENTS = uuid.UUID("6f1c2b0e-93d4-4a8e-b7c5-2d8e1f0a4c36")
+Status = IntegrationRun.Status
+Action = SyncRecord.Action
+
+
+def setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+class Busy(Exception):
+    """The connection has a run in progress (the API answers 409)."""
+
+    def __init__(self, run: IntegrationRun) -> None:
+        super().__init__(f"Run {run.pk} of this connection is still running.")
+        self.run = run
+
+
+class NotSyncable(Exception):
+    """The connection cannot run now (paused, in error, unknown provider)."""
+
+
+# --- Starting runs -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def start_run(
+    *,
+    connection: IntegrationConnection,
+    trigger: str,
+    full: bool = False,
+    failure_id: str = "",
+    attempt: int = 0,
+    now: datetime | None = None,
+) -> IntegrationRun:
+    """Start a run (its first page's command goes out with the commit). Raises Busy when one
+    is running, NotSyncable when the connection is not active. `full` reads every stream from
+    an empty checkpoint (and may then sweep deletions)."""
+    now = now or timezone.now()
+    if connection.status != IntegrationConnection.Status.ACTIVE:
+        raise NotSyncable(f"The connection is {connection.status}: {connection.status_reason}")
+    provider = _provider(connection)
+    # A run in progress holds its lock row through each message's vendor calls: see it
+    # without waiting for that row (the API answers at once).
+    running = IntegrationRun.objects.filter(
+        connection=connection,
+        status=Status.RUNNING,
+        pk__in=SyncLock.objects.filter(connection=connection).values("run_id"),
+    ).first()
+    if running is not None:
+        raise Busy(running)
+    lock = _lock(connection)
+    if lock.run_id is not None:
+        running = IntegrationRun.objects.filter(pk=lock.run_id, status=Status.RUNNING).first()
+        if running is not None:
+            raise Busy(running)
+    names = _stream_names(connection, provider)
+    streams = {s.name: s for s in _streams(connection, names)}
+    if full:
+        for stream in streams.values():
+            stream.checkpoint = {}
+    run = IntegrationRun.objects.create(
+        tenant_id=connection.tenant_id,
+        connection=connection,
+        trigger=trigger,
+        streams=names,
+        stream=names[0] if names else "",
+        full=[n for n in names if not streams[n].checkpoint],
+        checkpoints_from={n: streams[n].checkpoint for n in names},
+        checkpoints_to={n: streams[n].checkpoint for n in names},
+        failure_id=failure_id,
+        attempt=attempt,
+        started=now,
+    )
+    for stream in streams.values():
+        stream.state, stream.updated = SyncStream.State.RUNNING, now
+        stream.save(update_fields=["checkpoint", "state", "updated"])
+    lock.run = run
+    lock.save(update_fields=["run"])
+    _send_next(run, tenant_id=connection.tenant_id)
+    return run
+
+
+@transaction.atomic
+def reset_stream(*, connection: IntegrationConnection, name: str) -> SyncStream:
+    """Forget a stream's checkpoint: its next run is a full read. Busy while a run is in
+    progress (it would write the checkpoint back); NotSyncable for a stream the connection's
+    provider does not have."""
+    provider = _provider(connection)
+    if name not in {s.name for s in provider.streams}:
+        raise NotSyncable(f"{connection.provider} has no stream {name!r}.")
+    lock = _lock(connection)
+    if lock.run_id is not None:
+        running = IntegrationRun.objects.filter(pk=lock.run_id, status=Status.RUNNING).first()
+        if running is not None:
+            raise Busy(running)
+    [stream] = _streams(connection, [name])
+    stream.checkpoint, stream.state, stream.updated = {}, SyncStream.State.IDLE, timezone.now()
+    stream.save(update_fields=["checkpoint", "state", "updated"])
+    return stream
+
+
+def _lock(connection: IntegrationConnection) -> SyncLock:
+    SyncLock.objects.get_or_create(
+        connection=connection, defaults={"tenant_id": connection.tenant_id}
+    )
+    return SyncLock.objects.select_for_update().get(connection=connection)
+
+
+def _provider(connection: IntegrationConnection) -> Provider:
+    try:
+        return providers.get(connection.provider)
+    except KeyError as exc:
+        raise NotSyncable(str(exc)) from None
+
+
+def _stream_names(connection: IntegrationConnection, provider: Provider) -> list[str]:
+    known = [s.name for s in provider.streams]
+    chosen = [n for n in (connection.streams or known) if n in known]
+    return chosen or known
+
+
+def _streams(connection: IntegrationConnection, names: list[str]) -> list[SyncStream]:
+    found = {
+        s.name: s
+        for s in SyncStream.objects.filter(
+            connection=connection, name__in=names
+        ).select_for_update()
+    }
+    for name in names:
+        if name not in found:
+            found[name] = SyncStream.objects.create(
+                tenant_id=connection.tenant_id, connection=connection, name=name
+            )
+    return [found[n] for n in names]
+
+
+def _send_next(run: IntegrationRun, *, tenant_id: Any) -> None:
+    envelope = services.build_envelope(
+        tenant_id=tenant_id,
+        type=COMMAND,
+        data={"connectionId": str(run.connection_id), "runId": str(run.pk)},
+        source="integrations.sync",
+        source_id=str(run.pk),
+        # One id per page: the command for a page is published once, whatever re-runs it.
+        event_id=uuid.uuid5(EVENTS, f"page|{run.pk}|{run.stream}|{run.pages}|{run.requests}"),
+    )
+    services.publish_envelopes([envelope], to_worker=WORKER)
+
+
+# --- The handler ---------------------------------------------------------------------------
+
+
+def handle(envelopes: list[Envelope]) -> dict[uuid.UUID, Exception]:
+    """A batch of one (the worker's batch_size). A wait (NotYet) or a vendor's failure
+    (VendorError: a 5xx, a network error) is reported, not raised: what the page wrote before
+    it (the request counted, the circuit's and the bucket's outcomes) is kept, and no page's
+    records had been written yet. Anything else raises and rolls back."""
+    failures: dict[uuid.UUID, Exception] = {}
+    for envelope in envelopes:
+        if envelope.type == "ScheduleFired":
+            # At the slot's time, not the clock's: a late tick decides as the slot would have.
+            tick(tenant_id=envelope.tenant_id, now=envelope.occurred_at)
+            continue
+        try:
+            with committing():  # one limits connection for all of the message's calls
+                command(envelope)
+        except (NotYet, VendorError) as exc:
+            failures[envelope.event_id] = exc
+    return failures
+
+
+class VendorError(TransientError):
+    """The vendor failed a page (5xx, a network error): retried by the worker's policy."""
+
+
+def command(envelope: Envelope) -> None:
+    data = envelope.data
+    if data.get("runId"):
+        step(run_id=data["runId"], tenant_id=envelope.tenant_id)
+        return
+    # "Sync now" from elsewhere (the admin, IntegrationRetryWorker's resume): start a run, or
+    # let the running one be (coalesced).
+    try:
+        connection_id = uuid.UUID(str(data.get("connectionId")))
+    except ValueError:
+        raise PermanentError(f"connectionId {data.get('connectionId')!r} is not a UUID") from None
+    connection = IntegrationConnection.objects.filter(
+        tenant_id=envelope.tenant_id, pk=connection_id
+    ).first()
+    if connection is None:
+        return
+    trigger = (
+        IntegrationRun.Trigger.RETRY if data.get("failureId") else IntegrationRun.Trigger.MANUAL
+    )
+    try:
+        start_run(
+            connection=connection,
+            trigger=trigger,
+            full=bool(data.get("full")),
+            failure_id=str(data.get("failureId") or ""),
+            attempt=int(data.get("attempt") or 0),
+        )
+    except (Busy, NotSyncable) as exc:
+        log.info("sync of %s not started: %s", connection.pk, exc)
+
+
+def tick(*, tenant_id: Any, now: datetime) -> int:
+    """The schedule's minute: start a run for every active connection of the tenant whose
+    cadence has passed since its last run began. Returns how many started."""
+    started = 0
+    connections = IntegrationConnection.objects.filter(
+        tenant_id=tenant_id, status=IntegrationConnection.Status.ACTIVE
+    )
+    last = dict(
+        SyncLock.objects.filter(tenant_id=tenant_id).values_list("connection_id", "last_run_at")
+    )
+    for connection in connections:
+        began = last.get(connection.pk)
+        if began is not None and began + timedelta(seconds=connection.cadence_seconds) > now:
+            continue
+        try:
+            start_run(connection=connection, trigger=IntegrationRun.Trigger.SCHEDULE, now=now)
+            started += 1
+        except (Busy, NotSyncable):
+            continue
+    return started
+
+
+def step(*, run_id: Any, tenant_id: Any, now: datetime | None = None) -> None:
+    """Up to SYNC_PAGES_PER_MESSAGE pages of the run's current stream, committed with the
+    message: their records in one upsert, their events in one publish, the checkpoint of the
+    last. A crash re-reads only what was not committed; a page that fails or must wait ends
+    the message after the pages before it are written."""
+    now = now or timezone.now()
+    run = IntegrationRun.objects.filter(pk=run_id, tenant_id=tenant_id).first()
+    if run is None or run.status != Status.RUNNING:
+        return  # finished, failed or paused meanwhile: a stale command
+    connection = IntegrationConnection.objects.get(pk=run.connection_id, tenant_id=tenant_id)
+    lock = _lock(connection)
+    if lock.run_id != run.pk:
+        return
+    run.refresh_from_db()
+    if connection.status != IntegrationConnection.Status.ACTIVE:
+        _finish(run, lock, status=Status.PAUSED, error=f"connection {connection.status}", now=now)
+        return
+    provider = _provider(connection)
+    try:
+        secret = credentials.current_secret(connection=connection)
+    except credentials.NoCredential as exc:
+        _auth_error(run, lock, connection, str(exc), now=now)
+        return
+    keys = _limit_keys(connection, provider)
+    _circuit_permit(keys, now=now)
+    stream = SyncStream.objects.select_for_update().get(connection=connection, name=run.stream)
+    pages: list[Page] = []
+    checkpoint = stream.checkpoint
+    stop: Exception | None = None
+    for _ in range(max(1, int(setting("SYNC_PAGES_PER_MESSAGE", 10)))):
+        try:
+            page = _page(run, connection, provider, keys, secret, stream.name, checkpoint)
+        except (NotYet, VendorError, RunEnds) as exc:
+            stop = exc
+            break
+        pages.append(page)
+        checkpoint = page.checkpoint
+        if page.complete:
+            break
+    successes = len(pages)
+    if successes:
+        circuits.record(key=keys.circuit, ok=True, count=successes, tenant_id=keys.tenant_id)
+        apply_page(
+            run=run,
+            lock=lock,
+            stream=stream,
+            provider=provider,
+            page=_merged(pages),
+            pages=successes,
+            tenant_id=tenant_id,
+            now=timezone.now(),
+        )
+    if isinstance(stop, RunEnds):
+        if stop.auth:
+            _auth_error(run, lock, connection, stop.why, now=timezone.now())
+        else:
+            _finish(
+                run,
+                lock,
+                status=Status.FAILED,
+                error=stop.why,
+                now=timezone.now(),
+                status_code=stop.status,
+            )
+        return
+    if isinstance(stop, NotYet):
+        _wait(run, lock, stop.until, now=timezone.now(), why=stop.reason or "waiting")
+        return
+    if stop is not None:
+        run.save()
+        raise stop
+    if not pages[-1].complete:
+        run.save()
+        _send_next(run, tenant_id=tenant_id)
+        return
+    _stream_done(run, lock, stream, provider, now=timezone.now())
+
+
+def _merged(pages: list[Page]) -> Page:
+    """Several consecutive pages as one: their records in order, the last one's checkpoint."""
+    if len(pages) == 1:
+        return pages[0]
+    return Page(
+        records=[r for page in pages for r in page.records],
+        next_request=pages[-1].next_request,
+        checkpoint=pages[-1].checkpoint,
+        complete=pages[-1].complete,
+        not_modified=any(page.not_modified for page in pages),
+        skipped=sum(page.skipped for page in pages),
+    )
+
+
+def _stream_done(
+    run: IntegrationRun, lock: SyncLock, stream: SyncStream, provider: Provider, *, now: datetime
+) -> None:
+    """The stream was read to its end: sweep it if the read was full, then the next stream
+    (its command), or the run's end."""
+    if stream.name in run.full:
+        sweep(run=run, lock=lock, stream=stream, provider=provider, now=now)
+    stream.state = SyncStream.State.IDLE
+    stream.last_synced = now
+    stream.save(update_fields=["state", "last_synced"])
+    names = list(run.streams)
+    position = names.index(stream.name)
+    if position + 1 < len(names):
+        run.stream = names[position + 1]
+        run.save()
+        _send_next(run, tenant_id=run.tenant_id)
+        return
+    _finish(run, lock, status=Status.SUCCEEDED, now=now)
+
+
+class RunEnds(Exception):
+    """The vendor refused the run for good: a 4xx (fatal), or authentication (auth)."""
+
+    def __init__(self, why: str, *, status: int, auth: bool = False) -> None:
+        super().__init__(why)
+        self.why, self.status, self.auth = why, status, auth
+
+
+def _page(
+    run: IntegrationRun,
+    connection: IntegrationConnection,
+    provider: Provider,
+    keys: Limits,
+    secret: dict[str, Any],
+    stream: str,
+    checkpoint: dict[str, Any],
+) -> Page:
+    """Fetch and read one page from `checkpoint`. Raises RunEnds (a refusal, an auth error),
+    NotYet (wait) or VendorError (retry later)."""
+    now = timezone.now()
+    _acquire(keys, provider, now=now)
+    config = connection.config or {}
+    request = provider.first_request(
+        stream, base_url=connection.base_url, checkpoint=checkpoint, config=config
+    )
+    reply = _call(request, provider, secret, run, keys, config)
+    outcome = provider.classify(reply.status, reply.headers, reply.body)
+    if outcome == "auth":
+        fresh = _refreshed(connection, secret)
+        if fresh is None:
+            raise RunEnds(f"the vendor answered {reply.status}", status=reply.status, auth=True)
+        secret.clear()
+        secret.update(fresh)
+        reply = _call(request, provider, secret, run, keys, config)
+        outcome = provider.classify(reply.status, reply.headers, reply.body)
+        if outcome == "auth":
+            raise RunEnds("refreshed, and refused again", status=reply.status, auth=True)
+    _observe(keys, provider, reply, now=now)
+    if outcome == "rate_limited":
+        until = provider.wait_until(reply.status, reply.headers, now=now, body=reply.body)
+        raise NotYet(until or now + timedelta(seconds=60), "rate limited")
+    if outcome == "retryable":
+        circuits.record(key=keys.circuit, ok=False, tenant_id=keys.tenant_id)
+        after = provider.wait_until(reply.status, reply.headers, now=now, body=reply.body)
+        raise VendorError(
+            f"{request.method} {_safe_url(request.url)} answered {reply.status}",
+            retry_after=(after - now).total_seconds() if after else None,
+        )
+    if outcome == "fatal":
+        raise RunEnds(
+            f"{request.method} {_safe_url(request.url)} answered {reply.status}: "
+            f"{reply.body[:300].decode(errors='replace')}",
+            status=reply.status,
+        )
+    return provider.parse_page(
+        stream,
+        request=request,
+        status=reply.status,
+        headers=reply.headers,
+        body=reply.body,
+        checkpoint=checkpoint,
+        config=config,
+    )
+
+
+def _call(
+    request: OutboundRequest,
+    provider: Provider,
+    secret: dict[str, Any],
+    run: IntegrationRun,
+    keys: Limits,
+    config: dict[str, Any],
+) -> outbound.Reply:
+    try:
+        return _send(request, provider, secret, run, config)
+    except VendorError:
+        _no_reply(run, keys)
+        raise
+
+
+# --- Writing a page ------------------------------------------------------------------------
+
+
+def apply_page(
+    *,
+    run: IntegrationRun,
+    lock: SyncLock,
+    stream: SyncStream,
+    provider: Provider,
+    page: Page,
+    tenant_id: Any,
+    now: datetime,
+    pages: int = 1,
+) -> None:
+    """Store a page's records (or several pages' merged), publish their events, save the
+    checkpoint and count: in the caller's transaction, with `lock` held (its change counter
+    numbers the changes)."""
+    name = stream.name
+    ids = {r.external_id for r in page.records}  # a set: one_of binds it as one array
+    spec = provider.stream(name)
+    columns = ["external_id", "content_hash", "deleted_at", "id", "first_seen"]
+    if spec.needs_previous:
+        columns.append("data")
+    stored_rows = SyncRecord.objects.filter(
+        connection_id=run.connection_id, stream=name, external_id__one_of=ids
+    ).values(*columns)
+    stored = {
+        row["external_id"]: decisions.Stored(
+            row["content_hash"], row["deleted_at"] is not None, row.get("data")
+        )
+        for row in stored_rows
+    }
+    known = {row["external_id"]: (row["id"], row["first_seen"]) for row in stored_rows}
+    hashes = {r.external_id: provider.content_hash(name, r.data) for r in page.records}
+    found = decisions.changes(page.records, stored=stored, hashes=hashes)
+    changed = [c for c in found if c.action is not None]
+    unchanged = [c for c in found if c.action is None and c.record.external_id in known]
+    full = name in run.full
+    rows: list[bulk.Row] = []
+    fresh: list[bulk.Row] = []
+    envelopes: list[Envelope] = []
+    # The page's events share the handler's span: its ids looked up once, not per event.
+    span = telemetry.current_ids()
+    for change in changed:
+        lock.change += 1
+        record, action = change.record, change.action
+        assert action is not None
+        first_seen = known.get(record.external_id, (None, now))[1]
+        # Never stored: COPY (the connection's lock keeps anyone else from storing it
+        # meanwhile). Stored: upsert.
+        (rows if record.external_id in known else fresh).append((
+            tenant_id, run.connection_id, name, record.external_id, change.content_hash,
+            HASH_ALGORITHM, _json(record.data), record.cursor, first_seen, now, action,
+            now if action == Action.DELETED else None, lock.change, run.pk,
+        ))  # fmt: skip
+        event = provider.factory_event(name, record, action, previous=change.previous)  # type: ignore[arg-type]
+        if event is not None:
+            envelopes.append(
+                _event(run, name, change, event, lock.change, tenant_id, now=now, span=span)
+            )
+    bulk.insert_rows(SyncRecord, RECORD_COLUMNS, fresh)
+    if rows:
+        bulk.upsert(SyncRecord, RECORD_COLUMNS, rows, unique=UNIQUE, update=UPDATED)
+    if full and unchanged:
+        SyncRecord.objects.filter(
+            id__in=[known[c.record.external_id][0] for c in unchanged]
+        ).update(seen_run=run.pk)
+    services.publish_envelopes(envelopes)
+    if changed:
+        lock.save(update_fields=["change"])
+    stream.checkpoint = page.checkpoint
+    stream.last_run = run
+    stream.updated = now
+    stream.save(update_fields=["checkpoint", "last_run", "updated"])
+    for change in changed:
+        if change.action == Action.ADDED:
+            run.added += 1
+        elif change.action == Action.UPDATED:
+            run.updated += 1
+        else:
+            run.deleted += 1
+    run.unchanged += len(found) - len(changed) + page.skipped
+    run.pages += pages
+    run.not_modified += int(page.not_modified)
+    run.checkpoints_to = {**run.checkpoints_to, name: page.checkpoint}
+
+
+RECORD_COLUMNS = [
+    "tenant_id", "connection_id", "stream", "external_id", "content_hash", "hash_algorithm",
+    "data", "cursor", "first_seen", "last_modified", "last_action", "deleted_at", "change",
+    "seen_run",
+]  # fmt: skip
+UNIQUE = ["connection_id", "stream", "external_id"]
+UPDATED = [
+    "content_hash", "hash_algorithm", "data", "cursor", "last_modified", "last_action",
+    "deleted_at", "change", "seen_run",
+]  # fmt: skip
+
+# A record's data as JSON text for its row: msgspec encodes a page's records in a tenth of
+# json.dumps's time (the data came from json, so nothing in it is beyond JSON).
+_json_encoder = msgspec.json.Encoder()
+
+
+def _json(data: Any) -> str:
+    return _json_encoder.encode(data).decode()
+
+
+def _event(
+    run: IntegrationRun,
+    stream: str,
+    change: decisions.Change,
+    event: tuple[str, dict[str, Any]],
+    number: int,
+    tenant_id: Any,
+    *,
+    now: datetime,
+    span: tuple[str, str] = ("", ""),
+) -> Envelope:
+    kind, data = event
+    record = change.record
+    # The change's number (the connection's counter, rolled back with a failed attempt) makes
+    # the id: a re-run of a page publishes the same ids, and a record that changes back to an
+    # earlier content, or comes back after a deletion, is a new event, not a duplicate dropped.
+    ident = f"{run.connection_id}|{stream}|{record.external_id}|{number}|{change.action}"
+    return services.build_envelope(
+        tenant_id=tenant_id,
+        type=kind,
+        data={**data, "connectionId": str(run.connection_id), "stream": stream},
+        source=f"integration:{run.connection_id}",
+        source_id=f"{stream}:{record.external_id}",
+        correlation_id=str(run.pk),
+        event_id=uuid.uuid5(EVENTS, ident),
+        occurred_at=now,
+        trace_id=span[0],
+        span_id=span[1],
+    )
+
+
+def sweep(
+    *, run: IntegrationRun, lock: SyncLock, stream: SyncStream, provider: Provider, now: datetime
+) -> int:
+    """Mark-and-sweep after a complete full read of `stream`: what it did not see is deleted
+    (soft: deleted_at, last_action deleted, a new change number), unless that is too much."""
+    alive = SyncRecord.objects.filter(
+        connection_id=run.connection_id, stream=stream.name, deleted_at__isnull=True
+    )
+    missing = list(
+        alive.exclude(seen_run=run.pk).values_list(
+            "id", "external_id", "data", "cursor", "content_hash"
+        )
+    )
+    total = alive.count()
+    ratio = float(setting("SYNC_MAX_DELETE_RATIO", 0.5))
+    if not decisions.may_sweep(missing=len(missing), total=total, max_ratio=ratio):
+        run.error = (
+            f"Deletions not applied to {stream.name}: {len(missing)} of {total} records "
+            f"missing is over the maximum delete ratio {ratio}."
+        )
+        return 0
+    rows, envelopes = [], []
+    for pk, external_id, data, cursor, digest in missing:
+        lock.change += 1
+        rows.append((pk, Action.DELETED, now, now, lock.change))
+        record = providers.Record(external_id, cursor, data, deleted=True)
+        change = decisions.Change(record, digest, Action.DELETED)
+        event = provider.factory_event(stream.name, record, "deleted")
+        if event is not None:
+            envelopes.append(
+                _event(run, stream.name, change, event, lock.change, run.tenant_id, now=now)
+            )
+    bulk.update_rows(SyncRecord, ["last_action", "deleted_at", "last_modified", "change"], rows)
+    services.publish_envelopes(envelopes)
+    if rows:
+        lock.save(update_fields=["change"])
+    run.deleted += len(rows)
+    return len(rows)
+
+
+# --- Ending runs ---------------------------------------------------------------------------
+
+
+def _finish(
+    run: IntegrationRun,
+    lock: SyncLock,
+    *,
+    status: str,
+    now: datetime,
+    error: str = "",
+    error_class: str = "",
+    status_code: int | None = None,
+) -> None:
+    run.status = status
+    run.finished = now
+    if error:
+        run.error = error[:4000]
+    run.save()
+    lock.run = None
+    lock.last_run_at = run.started
+    lock.save(update_fields=["run", "last_run_at"])
+    state = SyncStream.State.IDLE if status != Status.FAILED else SyncStream.State.ERROR
+    SyncStream.objects.filter(connection_id=run.connection_id, name__in=run.streams).update(
+        state=state
+    )
+    tenant = Tenant.objects.get(pk=run.tenant_id)
+    services.publish(
+        tenant=tenant,
+        type="IntegrationRunCompleted",
+        data=completed_data(run),
+        source="integrations.sync",
+        source_id=str(run.pk),
+        correlation_id=str(run.pk),
+        event_id=uuid.uuid5(EVENTS, f"completed|{run.pk}|{status}"),
+    )
+    connection = IntegrationConnection.objects.get(pk=run.connection_id)
+    if status == Status.FAILED:
+        _report_failure(run, connection, error_class or "permanent", status_code, tenant)
+    elif status == Status.SUCCEEDED:
+        _resolve(run)
+
+
+def completed_data(run: IntegrationRun) -> dict[str, Any]:
+    """IntegrationRunCompleted's data (Nango's sync webhook, with the run's own counts)."""
+    return {
+        "runId": str(run.pk),
+        "connectionId": str(run.connection_id),
+        "trigger": run.trigger,
+        "status": run.status,
+        "success": run.status == Status.SUCCEEDED,
+        "streams": list(run.streams),
+        "responseResults": {"added": run.added, "updated": run.updated, "deleted": run.deleted},
+        "unchanged": run.unchanged,
+        "pages": run.pages,
+        "requests": run.requests,
+        "notModified": run.not_modified,
+        "rateLimitedSeconds": round(run.rate_limited_seconds, 3),
+        "checkpoints": {"from": run.checkpoints_from, "to": run.checkpoints_to},
+        "startedAt": run.started.isoformat(),
+        "finishedAt": run.finished.isoformat() if run.finished else None,
+        "error": run.error,
+    }
+
+
+def _report_failure(
+    run: IntegrationRun,
+    connection: IntegrationConnection,
+    error_class: str,
+    status_code: int | None,
+    tenant: Tenant,
+) -> None:
+    failure_id = run.failure_id or str(uuid.uuid5(EVENTS, f"failure|{run.pk}"))
+    data: dict[str, Any] = {
+        "failureId": failure_id,
+        "kind": "sync",
+        "attempt": run.attempt,
+        "error": run.error or "the run failed",
+        "errorClass": error_class,
+        "provider": connection.provider,
+        "subject": f"{connection.name} ({', '.join(run.streams)})",
+        "connectionId": str(connection.pk),
+        "runId": str(run.pk),
+    }
+    if status_code is not None:
+        data["status"] = status_code
+    services.publish(
+        tenant=tenant,
+        type="IntegrationFailed",
+        data=data,
+        source="integrations.sync",
+        source_id=failure_id,
+        event_id=uuid.uuid5(EVENTS, f"failed|{failure_id}|{run.attempt}|{run.pk}"),
+    )
+
+
+def _resolve(run: IntegrationRun) -> None:
+    try:
+        from integrations.failures.services import resolve_subject
+    except ImportError:
+        return
+    resolve_subject(tenant_id=run.tenant_id, kind="sync", subject_id=str(run.connection_id))
+
+
+def _auth_error(
+    run: IntegrationRun,
+    lock: SyncLock,
+    connection: IntegrationConnection,
+    why: str,
+    *,
+    now: datetime,
+) -> None:
+    """A human is needed: the connection goes to error (auth) and the run fails."""
+    connection.status = IntegrationConnection.Status.ERROR
+    connection.status_reason = f"auth: {why}"[:500]
+    connection.updated = now
+    connection.save(update_fields=["status", "status_reason", "updated"])
+    _finish(
+        run,
+        lock,
+        status=Status.FAILED,
+        error=f"auth: {why}",
+        error_class="auth",
+        now=now,
+        status_code=401,
+    )
+
+
+def on_dead(envelope: Envelope, reason: str) -> None:
+    """The runtime gave up on a page (its attempts spent on 5xx or network errors): the run
+    fails, the lock is released, and IntegrationFailed goes to IntegrationRetryWorker, which
+    resumes from the checkpoint."""
+    run_id = envelope.data.get("runId")
+    if envelope.type != COMMAND or not run_id:
+        return
+    run = IntegrationRun.objects.filter(pk=run_id, tenant_id=envelope.tenant_id).first()
+    if run is None or run.status != Status.RUNNING:
+        return
+    connection = IntegrationConnection.objects.get(pk=run.connection_id)
+    lock = _lock(connection)
+    error_class = "rate_limited" if "429" in reason else "transient"
+    _finish(
+        run, lock, status=Status.FAILED, error=reason, error_class=error_class, now=timezone.now()
+    )
+
+
+# --- Requests, limits, waiting -------------------------------------------------------------
+
+
+def _send(
+    request: OutboundRequest,
+    provider: Provider,
+    secret: dict[str, Any],
+    run: IntegrationRun,
+    config: dict[str, Any],
+) -> outbound.Reply:
+    try:
+        headers = {**request.headers, **provider.auth_headers(secret, config)}
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from None
+    run.requests += 1
+    try:
+        return outbound.request(
+            request.method,
+            request.url,
+            headers=headers,
+            body=request.body,
+            timeout=float(setting("SYNC_REQUEST_TIMEOUT_SECONDS", 30.0)),
+        )
+    except outbound.BlockedDestination as exc:
+        raise PermanentError(str(exc)) from None
+    except Exception as exc:  # urllib3's network errors and timeouts: worth another try
+        raise VendorError(f"{request.method} {_safe_url(request.url)}: {describe(exc)}") from None
+
+
+def _safe_url(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _refreshed(connection: IntegrationConnection, secret: dict[str, Any]) -> dict[str, Any] | None:
+    """A fresh access token for a secret that can mint one, stored as the credential's current
+    secret; None for one that cannot (a personal access token: a human must replace it)."""
+    provider = vendor.provider_of(connection.provider)
+    if (
+        provider is None
+        or provider.token_request(secret=secret, config=connection.config or {}) is None
+    ):
+        return None
+    try:
+        fresh = vendor.refresh(connection, secret)
+    except (PermanentError, TransientError) as exc:
+        log.warning("token refresh of connection %s failed: %s", connection.pk, exc)
+        return None
+    credentials.store_refreshed(connection=connection, secret=fresh)
+    return fresh
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The rate bucket and the circuit a connection's calls go through, and their tenant (whose
+    API and console show them)."""
+
+    bucket: str
+    circuit: str
+    tenant_id: Any
+
+
+def _limit_keys(connection: IntegrationConnection, provider: Provider) -> Limits:
+    scope = provider.rate_limit.scope
+    bucket = limit_keys.connection(connection.pk)
+    if scope == "credential":
+        credential = (
+            IntegrationCredential.objects.filter(connection=connection).order_by("-created").first()
+        )
+        if credential is not None:
+            bucket = limit_keys.credential(credential.pk)
+    elif scope == "host":
+        hostname = urlsplit(provider.base_url(connection.base_url)).hostname or ""
+        bucket = limit_keys.host(hostname)
+    return Limits(bucket, limit_keys.connection(connection.pk), connection.tenant_id)
+
+
+def _circuit_permit(keys: Limits, *, now: datetime) -> None:
+    """An open circuit: NotYet, before any request."""
+    open_until = circuits.permit(key=keys.circuit, now=now)
+    if open_until is not None:
+        raise NotYet(open_until, f"circuit {keys.circuit} is open")
+
+
+def _acquire(keys: Limits, provider: Provider, *, now: datetime) -> None:
+    """A token from the provider's rate bucket before every request, or NotYet."""
+    policy = provider.rate_limit
+    until = buckets.acquire(
+        key=keys.bucket, rate=policy.rate, burst=policy.burst, now=now, tenant_id=keys.tenant_id
+    )
+    if until is not None:
+        raise NotYet(until, f"rate bucket {keys.bucket}")
+
+
+def _no_reply(run: IntegrationRun, keys: Limits) -> None:
+    """No reply at all (refused, reset, timed out): a failed call for the circuit."""
+    run.save()
+    circuits.record(key=keys.circuit, ok=False, tenant_id=keys.tenant_id)
+
+
+def _observe(keys: Limits, provider: Provider, reply: outbound.Reply, *, now: datetime) -> None:
+    policy = provider.rate_limit
+    said = limit_decisions.tightening(reply.headers, status=reply.status, policy=policy, now=now)
+    if said.until is None and (said.remaining is None or said.remaining >= policy.burst):
+        # Nothing to tighten (no wait, more left at the vendor than the bucket's burst): the
+        # bucket's UPDATE would change nothing but its `updated`, a committed write per page.
+        return
+    buckets.observe(
+        key=keys.bucket,
+        headers=reply.headers,
+        status=reply.status,
+        policy=provider.rate_limit,
+        now=now,
+    )
+
+
+def _wait(run: IntegrationRun, lock: SyncLock, until: datetime, *, now: datetime, why: str) -> None:
+    seconds = max(0.0, (until - now).total_seconds())
+    run.rate_limited_seconds += seconds
+    if seconds > float(setting("SYNC_MAX_WAIT_SECONDS", 900)):
+        _finish(run, lock, status=Status.PAUSED, error=f"{why} until {until.isoformat()}", now=now)
+        return
+    run.save()
+    raise NotYet(until, f"{why} until {until.isoformat()}")

@@ -1,0 +1,34 @@
+"""Fixtures of the credential tests: the vendor simulator on loopback, allowed for the test,
+with a key (key-0) that the credential's first version holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from integrations.connections import credentials
+from integrations.connections.models import IntegrationCredential
+
+
+@pytest.fixture
+def vendor(sim):
+    sim.add_key(key_id="key-0", token="tok-initial")
+    return sim
+
+
+@pytest.fixture
+def connection(tenant, vendor):
+    return credentials.create_connection(
+        tenant=tenant, provider="github", name="acme/app", base_url=vendor.url
+    )
+
+
+@pytest.fixture
+def credential(connection):
+    """A vendor-key credential whose first version is the vendor's key-0."""
+    return credentials.create_credential(
+        connection=connection,
+        secret={"token": "tok-initial"},
+        kind=IntegrationCredential.Kind.API_KEY,
+        method=IntegrationCredential.Method.VENDOR_KEY,
+        name="deploy key",
+    )
