@@ -122,7 +122,9 @@ class ConnectionPatchInput(serializers.Serializer[Any]):
     statusReason = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
-class ConnectionPage(Pager):
+class NewestFirst(Pager):
+    """Connections, credentials and versions alike: newest first."""
+
     page_size = 50
     max_page_size = 500
     ordering = ("-created", "-id")
@@ -144,7 +146,7 @@ class ConnectionListView(APIView):
     """POST /api/integrations/connections: connect a provider. GET: the tenant's connections,
     newest first, paged."""
 
-    pagination_class = ConnectionPage
+    pagination_class = NewestFirst
 
     @extend_schema(
         summary="Create a connection",
@@ -354,18 +356,6 @@ class CredentialFilters(serializers.Serializer[Any]):
     connectionId = serializers.UUIDField(required=False)
 
 
-class CredentialPage(Pager):
-    page_size = 50
-    max_page_size = 500
-    ordering = ("-created", "-id")
-
-
-class VersionPage(Pager):
-    page_size = 50
-    max_page_size = 500
-    ordering = ("-created", "-id")
-
-
 CREDENTIAL_ID = OpenApiParameter(
     "credential_id", str, OpenApiParameter.PATH, description="The credential's id (a UUID)."
 )
@@ -382,7 +372,7 @@ class CredentialListView(APIView):
     """POST /api/integrations/credentials: a credential for a connection, its first version
     current at once. GET: the tenant's credentials (of one connection with connectionId)."""
 
-    pagination_class = CredentialPage
+    pagination_class = NewestFirst
 
     @extend_schema(
         summary="Create a credential",
@@ -450,7 +440,7 @@ class VersionListView(APIView):
     """GET a credential's versions, newest first: stage, step, key fingerprint, vendor key id,
     errors. Never a secret."""
 
-    pagination_class = VersionPage
+    pagination_class = NewestFirst
 
     @extend_schema(
         summary="A credential's versions",

@@ -1,8 +1,7 @@
 """What a rotation asks of a vendor: mint a new key, refresh an OAuth 2.0 token, verify a
 secret, revoke an old key. Each is one request through core.outbound, described by the
 provider's registry entry (integrations.connections.providers) where it declares one, and by
-the conventions below where it does not (the generic provider, or a registry that has not
-landed yet).
+the conventions below where it does not.
 
 A key is minted under an Idempotency-Key derived from the pending version's id, which was
 committed before any vendor call: a rotation that dies after the vendor minted the key and
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from core import outbound
 from core.runtime.errors import NotYet, PermanentError, TransientError
+from integrations.connections import providers
 from integrations.limits import decisions
 
 TIMEOUT_SECONDS = 10.0
@@ -72,17 +72,10 @@ def send(
 
 
 def provider_of(name: str) -> Any:
-    """The registry's provider, or None (a name the registry does not know, or no registry
-    yet): then the conventions above apply."""
+    """The registry's provider, or None for a name it does not know: then the conventions
+    above apply."""
     try:
-        from integrations.connections import providers
-    except ImportError:
-        return None
-    get = getattr(providers, "get", None)
-    if get is None:
-        return None
-    try:
-        return get(name)
+        return providers.get(name)
     except (KeyError, LookupError):
         return None
 
