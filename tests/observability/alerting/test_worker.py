@@ -10,6 +10,7 @@ from django.conf import settings
 
 from core.models import DeadLetter, Event, Message
 from core.runtime import dispatch, replay, scheduling
+from observability.alerting import handler
 from observability.alerting import services as alerting
 from observability.alerting.evaluation import InstanceState, Kind, transition_id
 from observability.alerting.models import AlertInstance, AlertRule, AlertStateChange
@@ -291,6 +292,34 @@ def test_it_silences_by_rule_name(tenant):
 
 
 # Isolation
+
+
+@pytest.mark.parametrize("copy_from", [0, 10**9], ids=["through COPY", "through statements"])
+def test_it_writes_each_instances_newest_window_whether_it_changed_or_not(
+    tenant, monkeypatch, copy_from
+):
+    # Past COPY_FROM instances a tick writes through COPY on PostgreSQL (every instance here,
+    # with 0): the steady ones' narrow update and the changed ones' full one must agree.
+    monkeypatch.setattr(handler, "COPY_FROM", copy_from)
+    telemetry = Telemetry(tenant)
+    telemetry.gauge("queue.depth", [50, 60, 70, 95, 95], service="checkout")
+    telemetry.gauge("queue.depth", [10, 20, 30, 40, 50], service="billing")
+    aggregate(1)
+    found = rule(tenant)
+
+    tick(1)
+    minute_by_minute(5, since=1)
+
+    rows = {i.labels["service.name"]: i for i in AlertInstance.objects.filter(rule=found)}
+    firing, steady = rows["checkout"], rows["billing"]
+    assert (firing.state_name, firing.severity, firing.last_value) == ("firing", "critical", 95)
+    assert (steady.state_name, steady.severity, steady.last_value) == ("normal", "", 50)
+    assert firing.last_window == steady.last_window == minute(4)
+    assert steady.reason == "last of queue.depth was 50"
+    assert steady.since == minute(1)  # its first evaluation: it never changed state since
+    state = InstanceState.from_json(steady.state)
+    assert (state.last_window, state.last_value) == (minute(4), 50)
+    assert [o.value for o in state.recent] == [10, 20, 30, 40, 50]
 
 
 def test_it_never_reads_another_tenants_series(tenant, other_tenant):
