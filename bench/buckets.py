@@ -13,7 +13,7 @@ them never grants more than it allows.
 - Checked: the processes hammer a bucket of 200/s with a burst of 20 for SECONDS; the grants
   they count, and the row's count, never exceed burst + rate · elapsed.
 - Shown too: one process acquiring inside a transaction, as a handler does, through the
-  limits' own connection opened for each call (integrations.limits.store).
+  limits' own connection, kept between calls (integrations.limits.store).
 
 Its own database by default (platform_bench_buckets); DATABASE_URL overrides.
 """

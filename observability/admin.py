@@ -34,7 +34,14 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyMixin, fieldset_fields, pretty_json, truncated
+from core.admin import (
+    ReadOnlyMixin,
+    fieldset_fields,
+    moment_cell,
+    pretty_json,
+    truncated,
+    under,
+)
 from core.formats import (
     format_count,
     format_moment,
@@ -149,10 +156,11 @@ class StatusCodeFilter(admin.SimpleListFilter):
 
 @admin.register(TraceRecord)
 class TraceRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    # At 1440 px, beside the filters: the tenant is a filter, not a column.
+    # At 1440 px, beside the filters: the tenant is a filter, not a column; the start free to
+    # wrap between its date and its time of day; the spans in error under the spans, which
+    # leaves the root span and the services their room.
     list_display = [
-        "trace_id", "start_time", "root", "services_list", "spans", "errors", "status",
-        "duration",
+        "trace_id", "start_cell", "root", "services_list", "spans_cell", "status", "duration",
     ]  # fmt: skip
     list_filter = ["status", "tenant", "root_service"]
     list_select_related = ["tenant"]
@@ -173,12 +181,12 @@ class TraceRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return clipped(", ".join(record.services), 40)
 
     @admin.display(description="spans", ordering="span_count")
-    def spans(self, record: TraceRecord) -> str:
-        return format_count(record.span_count)
-
-    @admin.display(description="errors", ordering="error_count")
-    def errors(self, record: TraceRecord) -> str:
-        return format_count(record.error_count)
+    def spans_cell(self, record: TraceRecord) -> str:
+        """The spans, and under them how many are in error, when any is."""
+        spans = format_count(record.span_count)
+        if not record.error_count:
+            return spans
+        return under(spans, f"{format_count(record.error_count)} in error")
 
     @admin.display(description="duration", ordering=F("end_ns") - F("start_ns"))
     def duration(self, record: TraceRecord) -> str:
@@ -187,6 +195,11 @@ class TraceRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="start", ordering="start_ns")
     def start_time(self, record: TraceRecord) -> str:
         return format_ns(record.start_ns)
+
+    @admin.display(description="start", ordering="start_ns")
+    def start_cell(self, record: TraceRecord) -> str:
+        start = ns_to_datetime(record.start_ns)
+        return format_ns(record.start_ns) if start is None else moment_cell(start)
 
     @admin.display(description="end", ordering="end_ns")
     def end_time(self, record: TraceRecord) -> str:

@@ -11,6 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from core import services
 from core.runtime import registry, shutdown
 from core.runtime.registry import Idempotency, RetryPolicy, Trigger, Worker
+from integrations.limits import store
+from integrations.limits.models import Circuit, RateBucket
 
 _exporter = InMemorySpanExporter()
 TEST_RETRY = RetryPolicy(max_attempts=3, base_seconds=1, cap_seconds=8)
@@ -18,6 +20,56 @@ TEST_RETRY = RetryPolicy(max_attempts=3, base_seconds=1, cap_seconds=8)
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "postgres: needs PostgreSQL")
+
+
+# --- Rate buckets and circuits left behind ---------------------------------------------------
+# integrations.limits writes them on a connection of its own that commits at once (its
+# store.py), so on PostgreSQL a test's rows outlive the transaction the test is rolled back
+# in, and the next tests would see them (as would those whose processes write to a SQLite
+# file). After each test that had the database, once its fixtures are torn down (its
+# transaction rolled back: the order of fixtures cannot promise that), one query looks, and
+# only when either table has rows are they deleted.
+_DB_FIXTURES = {
+    "db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
+    "live_server",
+}  # fmt: skip
+_LIMITS_TABLES = (RateBucket._meta.db_table, Circuit._meta.db_table)
+_blocker = pytest.StashKey()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _limits_blocker(pytestconfig, django_db_blocker):
+    pytestconfig.stash[_blocker] = django_db_blocker
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        return (yield)
+    finally:
+        # No next item: the test database is being destroyed, and the connection points at
+        # the real one again.
+        if nextitem is not None and _had_database(item) and _blocker in item.config.stash:
+            with item.config.stash[_blocker].unblock():
+                _delete_limits()
+        if nextitem is None:
+            # The limits' kept connection must not hold the test database its DROP waits on.
+            store.close()
+
+
+def _had_database(item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return item.get_closest_marker("django_db") is not None or not _DB_FIXTURES.isdisjoint(names)
+
+
+def _delete_limits() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {t})" for t in _LIMITS_TABLES)
+        )
+        if cursor.fetchone()[0]:
+            for table in _LIMITS_TABLES:
+                cursor.execute(f"DELETE FROM {table}")
 
 
 @pytest.fixture(scope="session", autouse=True)

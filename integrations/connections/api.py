@@ -316,7 +316,9 @@ class CredentialInput(serializers.Serializer[Any]):
         choices=IntegrationCredential.Method.values,
         default=IntegrationCredential.Method.OPERATOR,
         help_text="How a rotation gets its new secret: vendor_key (the vendor's key API), "
-        "oauth2_refresh, or operator (sent with the rotation request).",
+        "oauth2_refresh, or operator (sent with the rotation request); only what the "
+        "connection's provider can do (its rotationMethods: GitHub and Jira have no key API), "
+        "else a 400 naming this field.",
     )
     rotateEveryDays = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=1, max_value=1000

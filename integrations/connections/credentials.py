@@ -155,6 +155,57 @@ def _encode(secret: dict[str, Any]) -> str:
     return text
 
 
+def check_credential(
+    *, connection: IntegrationConnection, kind: str, method: str, secret: dict[str, Any] | None
+) -> None:
+    """What the connection's provider says of a credential before it exists (the API and the
+    admin's add form both ask this): an auth kind it accepts, a rotation method it can honour
+    (a key API only where it has one: GitHub and Jira have none), and for an OAuth 2.0 refresh
+    a secret its token endpoint can use. ValidationError naming the field."""
+    from integrations.connections import vendor
+
+    provider = vendor.provider_of(connection.provider)
+    if provider is None:
+        raise ValidationError({"connection": [f"Unknown provider {connection.provider!r}."]})
+    config = connection.config or {}
+    if (why := provider.refuse_kind(kind)) is not None:
+        raise ValidationError({"kind": [why]})
+    if (why := provider.refuse_method(method, config)) is not None:
+        raise ValidationError({"method": [why]})
+    if (
+        method == Method.OAUTH2_REFRESH
+        and secret is not None
+        and provider.token_request(secret=secret, config=config) is None
+    ):
+        raise ValidationError(
+            {
+                "secret": [
+                    "An OAuth 2.0 refresh needs the secret's client_id (and client_secret) and "
+                    "refresh_token."
+                ]
+            }
+        )
+
+
+def check_policy(*, credential: IntegrationCredential, rotate_every_days: int | None) -> None:
+    """A schedule only for a credential its provider can rotate without an operator: one whose
+    method it can honour (a row from before the registry refused it is not scheduled)."""
+    if not rotate_every_days or credential.method == Method.OPERATOR:
+        return
+    from integrations.connections import vendor
+
+    provider = vendor.provider_of(credential.connection.provider)
+    why = (
+        provider.refuse_method(credential.method, credential.connection.config or {})
+        if provider is not None
+        else f"provider {credential.connection.provider!r} is not in the registry"
+    )
+    if why is not None:
+        raise ValidationError(
+            {"rotate_every_days": [f"No scheduled rotation: {why} Supply new secrets instead."]}
+        )
+
+
 def _next_rotation(credential: IntegrationCredential, *, now: datetime) -> datetime | None:
     days = credential.rotate_every_days
     return now + timedelta(days=days) if days else None
@@ -175,6 +226,7 @@ def create_credential(
     """A credential with its first version, current at once (it was not verified: the
     connection's first sync or probe is its test)."""
     now = now or timezone.now()
+    check_credential(connection=connection, kind=kind, method=method, secret=secret)
     credential = IntegrationCredential(
         tenant_id=connection.tenant_id,
         connection=connection,
@@ -214,6 +266,7 @@ def set_policy(
 ) -> IntegrationCredential:
     """The rotation policy; the next scheduled rotation counts from the last rotation."""
     now = now or timezone.now()
+    check_policy(credential=credential, rotate_every_days=rotate_every_days)
     credential.rotate_every_days = rotate_every_days
     if grace_seconds is not None:
         credential.grace_seconds = grace_seconds

@@ -128,12 +128,18 @@ def rotate(envelope: Envelope, *, now: datetime | None = None) -> None:
 
 
 def set_at_vendor(version: CredentialVersion, connection: IntegrationConnection) -> None:
-    """Step 1: the new secret from the vendor, stored on the pending version."""
+    """Step 1: the new secret from the vendor, stored on the pending version. A method the
+    provider cannot honour (a key API GitHub does not have; a row from before the registry
+    said so) is refused before the vendor is asked anything: MethodRefused, permanent, so the
+    runtime gives up at once and on_dead reports it."""
     credential = version.credential
+    if credential.method not in (Method.OAUTH2_REFRESH, Method.VENDOR_KEY):
+        raise PermanentError("this credential's new secret comes from its operator: none was sent")
+    vendor.refuse_method(connection, credential.method)
     current = credential.versions.get(stage=Stage.CURRENT)
     if credential.method == Method.OAUTH2_REFRESH:
         secret = vendor.refresh(connection, current.value)
-    elif credential.method == Method.VENDOR_KEY:
+    else:
         key_id, secret = vendor.create_key(
             connection,
             current.value,
@@ -141,8 +147,6 @@ def set_at_vendor(version: CredentialVersion, connection: IntegrationConnection)
             name=f"platform-{credential.pk.hex[:8]}-{version.rotation_token}"[:100],
         )
         version.vendor_key_id = key_id
-    else:
-        raise PermanentError("this credential's new secret comes from its operator: none was sent")
     version.secret = credentials._encode(secret)
     version.key_fingerprint = keyring.newest_fingerprint()
     version.step = Step.SET
@@ -299,9 +303,13 @@ def start_due(*, tenant_id: Any, now: datetime) -> int:
         method__in=[Method.VENDOR_KEY, Method.OAUTH2_REFRESH],
     ).exclude(versions__stage=Stage.PENDING)
     started = 0
-    for credential in due:
+    for credential in due.select_related("connection"):
         assert credential.next_rotation_at is not None
         token = f"scheduled-{credential.next_rotation_at:%Y%m%dT%H%M%S}"
+        if _refused(credential) and credential.versions.filter(rotation_token=token).exists():
+            # Its provider cannot rotate it this way: the slot's rotation failed and said so
+            # once (IntegrationFailed, permanent); reviving it every tick would say it again.
+            continue
         try:
             _, created = credentials.request_rotation(credential=credential, token=token, now=now)
         except credentials.Conflict as exc:
@@ -309,6 +317,14 @@ def start_due(*, tenant_id: Any, now: datetime) -> int:
             continue
         started += created
     return started
+
+
+def _refused(credential: IntegrationCredential) -> bool:
+    try:
+        vendor.refuse_method(credential.connection, credential.method)
+    except PermanentError:
+        return True
+    return False
 
 
 def retire_expired(*, tenant_id: Any, now: datetime) -> int:

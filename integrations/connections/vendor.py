@@ -1,7 +1,10 @@
 """What a rotation asks of a vendor: mint a new key, refresh an OAuth 2.0 token, verify a
-secret, revoke an old key. Each is one request through core.outbound, described by the
-provider's registry entry (integrations.connections.providers) where it declares one, and by
-the conventions below where it does not.
+secret, revoke an old key. Each is one request through core.outbound, built by the provider's
+registry entry (integrations.connections.providers) and nothing else: its verification
+request, its key API (for the connection's config), its token endpoint and its auth headers.
+A provider that declares no key API is never sent a key request (GitHub and Jira have none:
+theirs rotate by OAuth refresh or a secret the operator supplies); a provider the registry
+does not know is a PermanentError, not a guess.
 
 A key is minted under an Idempotency-Key derived from the pending version's id, which was
 committed before any vendor call: a rotation that dies after the vendor minted the key and
@@ -11,7 +14,6 @@ second one.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,15 +24,16 @@ from django.utils import timezone
 from core import outbound
 from core.runtime.errors import NotYet, PermanentError, TransientError
 from integrations.connections import providers
-from integrations.limits import decisions
+from integrations.connections.providers import Provider
+from integrations.connections.providers.base import VENDOR_KEY
 
 TIMEOUT_SECONDS = 10.0
 MAX_BODY = 64 * 1024
 
-# Conventions for a provider that declares no key API or verification request of its own.
-DEFAULT_VERIFY = ("GET", "/user")
-DEFAULT_KEY_CREATE = ("POST", "/keys")
-DEFAULT_KEY_REVOKE = ("DELETE", "/keys/{id}")
+
+class MethodRefused(PermanentError):
+    """The provider cannot rotate this way (a key API it does not have, a token endpoint it
+    does not declare): no retry can change that, and nothing is sent to the vendor."""
 
 
 class VendorRefused(PermanentError):
@@ -71,52 +74,45 @@ def send(
     return Answer(reply.status, dict(reply.headers), bytes(reply.body))
 
 
-def provider_of(name: str) -> Any:
-    """The registry's provider, or None for a name it does not know: then the conventions
-    above apply."""
+def provider_of(name: str) -> Provider | None:
+    """The registry's provider, or None for a name it does not know (callers that only look,
+    such as the health board, skip such a connection)."""
     try:
         return providers.get(name)
-    except (KeyError, LookupError):
+    except providers.UnknownProvider:
         return None
 
 
+def provider(connection: Any) -> Provider:
+    """The connection's provider; every call to a vendor goes through it."""
+    found = provider_of(connection.provider)
+    if found is None:
+        raise PermanentError(f"provider {connection.provider!r} is not in the registry")
+    return found
+
+
 def base_url_of(connection: Any) -> str:
-    provider = provider_of(connection.provider)
-    if provider is not None:
-        return str(provider.base_url(connection.base_url))
-    return (connection.base_url or "").rstrip("/")
+    return provider(connection).base_url(connection.base_url)
 
 
 def auth_headers(connection: Any, secret: dict[str, Any]) -> dict[str, str]:
-    provider = provider_of(connection.provider)
+    """The provider's headers for `secret` (its auth kinds, the connection's config)."""
     try:
-        if provider is not None:
-            return dict(provider.auth_headers(secret))
+        return dict(provider(connection).auth_headers(secret, connection.config or {}))
     except ValueError as exc:
         raise PermanentError(str(exc)) from None
-    token = secret.get("token") or secret.get("access_token") or secret.get("api_key")
-    if token:
-        return {"Authorization": f"Bearer {token}"}
-    user, password = secret.get("email") or secret.get("username"), secret.get("password")
-    if user and password:
-        pair = f"{user}:{password}".encode()
-        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-    raise PermanentError("The secret has neither a token nor a user and password.")
 
 
 def verify(connection: Any, secret: dict[str, Any]) -> tuple[bool, str]:
     """The provider's verification request with `secret`: (accepted, why not)."""
-    provider = provider_of(connection.provider)
-    headers = auth_headers(connection, secret)
-    if provider is not None:
-        request = provider.verification_request(
-            base_url=base_url_of(connection), config=connection.config or {}
+    try:
+        request = provider(connection).verification_request(
+            base_url=connection.base_url, config=connection.config or {}
         )
-        method, url, body = request.method, request.url, request.body
-        headers = {**dict(request.headers), **headers}
-    else:
-        method, url, body = DEFAULT_VERIFY[0], base_url_of(connection) + DEFAULT_VERIFY[1], None
-    answer = send(method, url, headers=headers, body=body)
+    except ValueError as exc:  # the connection lacks what the request needs
+        raise PermanentError(str(exc)) from None
+    headers = {**dict(request.headers), **auth_headers(connection, secret)}
+    answer = send(request.method, request.url, headers=headers, body=request.body)
     if 200 <= answer.status < 300:
         return True, ""
     _wait_if_limited(connection, answer, "verification")
@@ -125,86 +121,87 @@ def verify(connection: Any, secret: dict[str, Any]) -> tuple[bool, str]:
     return False, f"verification answered {answer.status}"
 
 
-def _key_api(connection: Any) -> tuple[str, str, str, str]:
-    provider = provider_of(connection.provider)
-    key_api = getattr(provider, "key_api", None)
-    if key_api is None:
-        return (*DEFAULT_KEY_CREATE, *DEFAULT_KEY_REVOKE)
-    return key_api.create_method, key_api.create_path, key_api.revoke_method, key_api.revoke_path
+def refuse_method(connection: Any, method: str) -> None:
+    """MethodRefused when the connection's provider cannot rotate by `method`."""
+    why = provider(connection).refuse_method(method, connection.config or {})
+    if why is not None:
+        raise MethodRefused(why)
 
 
 def create_key(
     connection: Any, secret: dict[str, Any], *, idempotency_key: str, name: str
 ) -> tuple[str, dict[str, Any]]:
-    """Mint a new key at the vendor, authenticated with the current secret: (key id, the new
-    secret). The vendor replays its first answer to a repeated idempotency key."""
-    method, path, _, _ = _key_api(connection)
+    """Mint a new key at the provider's key API, authenticated with the current secret: (key
+    id, the new secret). The vendor replays its first answer to a repeated idempotency key."""
+    refuse_method(connection, VENDOR_KEY)
+    found, config = provider(connection), connection.config or {}
+    try:
+        request = found.key_create_request(base_url=connection.base_url, config=config, name=name)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from None
     headers = {
+        **dict(request.headers),
         **auth_headers(connection, secret),
-        "Content-Type": "application/json",
         "Idempotency-Key": idempotency_key,
     }
-    body = json.dumps({"name": name}).encode()
-    answer = send(method, base_url_of(connection) + path, headers=headers, body=body)
+    answer = send(request.method, request.url, headers=headers, body=request.body)
     _raise_for(answer, "key creation", connection)
-    data = answer.json() or {}
-    key_id = str(data.get("id") or "")
-    token = data.get("token") or data.get("key") or data.get("secret")
-    if not key_id or not token:
-        raise PermanentError("the vendor's key creation answer has no id or token")
-    fresh = {k: v for k, v in secret.items() if k not in ("access_token", "api_token", "password")}
-    return key_id, {**fresh, "token": token}
+    try:
+        return found.parse_key_created(config=config, secret=secret, body=answer.body)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from None
 
 
 def revoke_key(connection: Any, secret: dict[str, Any], *, key_id: str) -> None:
-    """Revoke a key at the vendor (gone already counts as revoked)."""
-    _, _, method, path = _key_api(connection)
-    url = base_url_of(connection) + path.replace("{id}", key_id)
-    answer = send(method, url, headers=auth_headers(connection, secret))
+    """Revoke a key at the provider's key API (gone already counts as revoked)."""
+    refuse_method(connection, VENDOR_KEY)
+    try:
+        request = provider(connection).key_revoke_request(
+            base_url=connection.base_url, config=connection.config or {}, key_id=key_id
+        )
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from None
+    headers = {**dict(request.headers), **auth_headers(connection, secret)}
+    answer = send(request.method, request.url, headers=headers, body=request.body)
     if answer.status == 404:
         return
     _raise_for(answer, "key revocation", connection)
 
 
 def refresh(connection: Any, secret: dict[str, Any]) -> dict[str, Any]:
-    """OAuth 2.0 refresh (RFC 6749 §6) as the provider describes it: a new access token, and
-    the new refresh token if the server rotates them."""
-    provider = provider_of(connection.provider)
-    if provider is None:
-        raise PermanentError(f"provider {connection.provider!r} is not in the registry")
-    request = provider.token_request(secret=secret, config=connection.config or {})
+    """OAuth 2.0 refresh (RFC 6749 §6) at the provider's token endpoint: a new access token,
+    and the new refresh token if the server rotates them."""
+    found = provider(connection)
+    request = found.token_request(secret=secret, config=connection.config or {})
     if request is None:
-        raise PermanentError("this secret cannot mint a token (no token URL or client id)")
+        raise MethodRefused(
+            f"{found.title}: this secret cannot mint a token (the provider declares no token "
+            "endpoint or grant for it, or the secret has no client_id and refresh_token)"
+        )
     answer = send(request.method, request.url, headers=dict(request.headers), body=request.body)
     _raise_for(answer, "token refresh", connection)
     try:
-        return dict(provider.parse_token(secret=secret, body=answer.body, now=timezone.now()))
+        return dict(found.parse_token(secret=secret, body=answer.body, now=timezone.now()))
     except ValueError as exc:
         raise PermanentError(str(exc)) from None
 
 
 def _wait_if_limited(connection: Any, answer: Answer, what: str) -> None:
     """A rate-limited reply is no failure: NotYet, until when the vendor's headers say (the
-    provider's reading of them; Retry-After or a minute without one)."""
+    provider's reading of them, or its default wait)."""
     now = timezone.now()
-    provider = provider_of(connection.provider)
-    if provider is not None:
-        if provider.classify(answer.status, answer.headers, answer.body) != "rate_limited":
-            return
-        until = provider.wait_until(answer.status, answer.headers, now=now, body=answer.body)
-    elif answer.status == 429:
-        until = decisions.retry_after(decisions.header(answer.headers, "retry-after"), now=now)
-    else:
+    found = provider(connection)
+    if found.classify(answer.status, answer.headers, answer.body) != "rate_limited":
         return
-    until = until or now + timedelta(seconds=60)
+    until = found.wait_until(answer.status, answer.headers, now=now, body=answer.body)
+    until = until or now + timedelta(seconds=found.rate_limit.default_wait_seconds)
     raise NotYet(until, f"{what}: rate-limited by the vendor until {until.isoformat()}")
 
 
-def _raise_for(answer: Answer, what: str, connection: Any = None) -> None:
+def _raise_for(answer: Answer, what: str, connection: Any) -> None:
     if 200 <= answer.status < 300:
         return
-    if connection is not None:
-        _wait_if_limited(connection, answer, what)
+    _wait_if_limited(connection, answer, what)
     if answer.status == 429 or answer.status >= 500:
         raise VendorFailed(f"{what} answered {answer.status}")
     raise VendorRefused(f"{what} answered {answer.status}")

@@ -27,7 +27,7 @@ from core.admin_actions import (
     confirmed,
     object_action,
 )
-from core.formats import format_moment
+from core.formats import format_duration, format_moment
 from integrations.failures import decisions, services
 from integrations.failures.models import (
     FailureAttempt,
@@ -57,6 +57,8 @@ class IntegrationFailureAdmin(ReadOnlyMixin, ObjectActionsAdmin):
         "next_attempt", "last_seen_cell", "escalated",
     ]  # fmt: skip
     list_display_links = ["failure_id_cell"]
+    # The platform's list styles: a clipped id or subject wraps anywhere, its whole in the tooltip.
+    change_list_template = "admin/core/change_list.html"
     list_filter = ["status", "kind", "error_class", "tenant"]
     list_select_related = ["tenant"]
     search_fields = ["=failure_id", "=subject_id", "=group_key"]
@@ -103,7 +105,7 @@ class IntegrationFailureAdmin(ReadOnlyMixin, ObjectActionsAdmin):
         policy = services.policy_of(failure, services.load_policies())
         return format_html(
             "<dl>{}</dl>",
-            format_html_join("", "<dt>{}</dt><dd>{}</dd>", policy.as_dict().items()),
+            format_html_join("", "<dt>{}</dt><dd>{}</dd>", policy_items(policy)),
         )
 
     @admin.display(description="detail")
@@ -230,18 +232,48 @@ class IntegrationFailureAdmin(ReadOnlyMixin, ObjectActionsAdmin):
 
 @admin.register(RetryPolicy)
 class RetryPolicyAdmin(ModelAdmin):
+    # In words, under short headers (a list's headers do not wrap): the fields' own names,
+    # in seconds, make a table wider than a laptop's 1440 px.
     list_display = [
-        "__str__", "initial_interval_seconds", "backoff_coefficient",
-        "maximum_interval_seconds", "maximum_attempts", "non_retryable_error_classes",
-        "attempt_timeout_seconds", "updated",
+        "__str__", "schedule", "attempts_cell", "not_retried", "timeout", "updated",
     ]  # fmt: skip
     list_filter = ["kind"]
+    change_list_template = "admin/core/change_list.html"
     readonly_fields = ["updated", "code_defaults"]
     fields = [
         "provider", "kind", "initial_interval_seconds", "backoff_coefficient",
         "maximum_interval_seconds", "maximum_attempts", "non_retryable_error_classes",
         "attempt_timeout_seconds", "updated", "code_defaults",
     ]  # fmt: skip
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new override starts with the classes every code default leaves alone: an empty
+        list (the model's default) would have auth and permanent errors retried, which waiting
+        never heals, unless the operator remembered to type them."""
+        initial = super().get_changeform_initial_data(request)
+        initial.setdefault("non_retryable_error_classes", [decisions.AUTH, decisions.PERMANENT])
+        return initial
+
+    @admin.display(description="retries after")
+    def schedule(self, policy: RetryPolicy) -> str:
+        """The backoff as the worker applies it: the first wait, its growth, its ceiling."""
+        applied = policy.as_policy()
+        return (
+            f"{format_duration(applied.initial_interval)}, then {applied.backoff_coefficient:g} "
+            f"times longer each time, at most {format_duration(applied.ceiling())}"
+        )
+
+    @admin.display(description="attempts", ordering="maximum_attempts")
+    def attempts_cell(self, policy: RetryPolicy) -> str:
+        return str(policy.maximum_attempts) if policy.maximum_attempts else "unlimited"
+
+    @admin.display(description="not retried")
+    def not_retried(self, policy: RetryPolicy) -> str:
+        return ", ".join(policy.non_retryable_error_classes or []) or "-"
+
+    @admin.display(description="attempt timeout", ordering="attempt_timeout_seconds")
+    def timeout(self, policy: RetryPolicy) -> str:
+        return format_duration(policy.attempt_timeout_seconds)
 
     @admin.display(
         description="the code's defaults (overridden by a row of the same provider and kind)"
@@ -263,6 +295,24 @@ class RetryPolicyAdmin(ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+# The policy's fields that are seconds: shown as the console shows every duration.
+DURATIONS = ("initialInterval", "maximumInterval", "attemptTimeout")
+
+
+def policy_items(policy: decisions.Policy) -> list[tuple[str, str]]:
+    """The policy's fields by their API names, each value for a person: "2 min 0 s", not 120;
+    "auth, permanent", not a Python list."""
+    items = []
+    for name, value in policy.as_dict().items():
+        if name in DURATIONS:
+            text = format_duration(value)
+        elif isinstance(value, list | tuple):
+            text = ", ".join(value) or "-"
+        else:
+            text = str(value)
+        items.append((name, text))
+    return items
+
+
 def pretty_policy(policy: decisions.Policy) -> str:
-    d = policy.as_dict()
-    return ", ".join(f"{k} {v}" for k, v in d.items())
+    return ", ".join(f"{name} {text}" for name, text in policy_items(policy))

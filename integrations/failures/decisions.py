@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.formats import format_duration
+
 KINDS = ("sync", "rotation", "outage", "webhook")
 ERROR_CLASSES = ("transient", "rate_limited", "auth", "permanent")
 TRANSIENT, RATE_LIMITED, AUTH, PERMANENT = ERROR_CLASSES
@@ -158,7 +160,11 @@ def decide(
     delay = next_delay(policy, attempts=attempts)
     if retry_after is not None and retry_after > delay.total_seconds():
         delay = timedelta(seconds=retry_after)
-    return Decision(retry=True, at=now + delay, reason=f"attempt {attempts + 1} in {delay}")
+    return Decision(
+        retry=True,
+        at=now + delay,
+        reason=f"attempt {attempts + 1} in {format_duration(delay.total_seconds())}",
+    )
 
 
 _RATE_WORDS = re.compile(r"rate.?limit|too many requests|throttl|quota", re.I)

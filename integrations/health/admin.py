@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from core import charts
-from core.admin import ReadOnlyMixin
+from core.admin import ReadOnlyMixin, clipped_cell, first_line, moment_cell, under
 from core.admin_actions import Done, ObjectActionsAdmin, object_action
 from integrations.health.models import ConnectionHealth, ProbeResult
 from integrations.limits import circuits, keys
@@ -37,10 +37,15 @@ HEALTH_FIELDS = (
 
 @admin.register(ConnectionHealth)
 class ConnectionHealthAdmin(ReadOnlyMixin, ObjectActionsAdmin):
+    # At 1440 px beside the filters, in the platform's list styles: the provider under the
+    # connection's name, the latest latency over its chart, the last error clipped (whole in
+    # its tooltip and on the page), the time of the change free to wrap between date and time.
     list_display = [
-        "connection", "provider", "state", "breaker", "uptime", "latency", "latency_chart",
-        "last_error", "changed",
+        "connection_cell", "state", "breaker", "uptime", "latency_cell", "last_error_cell",
+        "changed_cell",
     ]  # fmt: skip
+    list_display_links = ["connection_cell"]
+    change_list_template = "admin/core/change_list.html"
     list_filter = ["state"]
     list_select_related = ["connection"]
     search_fields = ["connection__name", "=connection__id"]
@@ -48,9 +53,9 @@ class ConnectionHealthAdmin(ReadOnlyMixin, ObjectActionsAdmin):
     readonly_fields = HEALTH_FIELDS
     object_actions = ["isolate", "close"]
 
-    @admin.display(description="provider", ordering="connection__provider")
-    def provider(self, health: ConnectionHealth) -> str:
-        return health.connection.provider
+    @admin.display(description="connection", ordering="connection__name")
+    def connection_cell(self, health: ConnectionHealth) -> str:
+        return under(health.connection.name, health.connection.provider)
 
     @admin.display(description="circuit")
     def breaker(self, health: ConnectionHealth) -> str:
@@ -58,7 +63,7 @@ class ConnectionHealthAdmin(ReadOnlyMixin, ObjectActionsAdmin):
         if circuit is None or circuit.state == CLOSED:
             return CLOSED
         if circuit.open_until and circuit.state == "open":
-            return f"open until {circuit.open_until:%H:%M:%S}"
+            return format_html("open until {}", moment_cell(circuit.open_until))
         return circuit.state
 
     @admin.display(description="uptime (24 h)")
@@ -74,6 +79,22 @@ class ConnectionHealthAdmin(ReadOnlyMixin, ObjectActionsAdmin):
     @admin.display(description="latency")
     def latency(self, health: ConnectionHealth) -> str:
         return "-" if health.latency_ms is None else f"{health.latency_ms} ms"
+
+    @admin.display(description=f"latency, last {CHART_WINDOWS} probes")
+    def latency_cell(self, health: ConnectionHealth) -> str:
+        """The latest probe's latency over the chart of the last ones."""
+        chart = self.latency_chart(health)
+        return self.latency(health) if chart == "-" else under(self.latency(health), chart)
+
+    @admin.display(description="last error", ordering="last_error")
+    def last_error_cell(self, health: ConnectionHealth) -> str:
+        if not health.last_error:
+            return "-"
+        return clipped_cell(first_line(health.last_error, 200), 60)
+
+    @admin.display(description="changed", ordering="changed")
+    def changed_cell(self, health: ConnectionHealth) -> str:
+        return moment_cell(health.changed)
 
     @admin.display(description=f"latency, last {CHART_WINDOWS} probes")
     def latency_chart(self, health: ConnectionHealth) -> str:

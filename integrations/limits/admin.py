@@ -3,32 +3,113 @@ integrations.limits), with isolating and closing a circuit as object actions."""
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterable
+
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils import timezone
 
-from core.admin import ReadOnlyMixin
+from core.admin import ReadOnlyMixin, clipped_cell
 from core.admin_actions import Done, ObjectActionsAdmin, object_action
-from core.formats import format_moment
+from core.formats import format_count, format_moment, format_value
+from integrations.connections.models import IntegrationConnection, IntegrationCredential
 from integrations.limits import circuits
 from integrations.limits.decisions import CLOSED, ISOLATED
 from integrations.limits.models import Circuit, RateBucket, as_datetime
 
 BUCKET_FIELDS = (
-    "key", "tenant", "rate", "burst", "available_now", "theoretical_arrival", "blocked",
-    "blocked_reason", "grants", "updated",
+    "key", "subject", "tenant", "rate_text", "burst", "available_now", "theoretical_arrival",
+    "blocked", "blocked_reason", "grants", "updated",
 )  # fmt: skip
 
 
-@admin.register(RateBucket)
-class RateBucketAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = [
-        "key", "tenant", "rate", "burst", "available_now", "blocked", "grants", "updated",
-    ]  # fmt: skip
+def _ids(keys: Iterable[str], prefix: str) -> dict[uuid.UUID, str]:
+    found = {}
+    for key in keys:
+        if key.startswith(prefix):
+            with contextlib.suppress(ValueError):  # not an id: named by the key alone
+                found[uuid.UUID(key.removeprefix(prefix))] = key
+    return found
+
+
+def subjects(keys: Iterable[str]) -> dict[str, str]:
+    """What each key limits, in words: a key names a connection or a credential by its id only,
+    which tells an operator nothing. Two queries for a whole list page."""
+    keys = list(keys)
+    named: dict[str, str] = {}
+    connections = _ids(keys, "connection:")
+    for pk, name in IntegrationConnection.objects.filter(pk__in=connections).values_list(
+        "pk", "name"
+    ):
+        named[connections[pk]] = f"connection {name}"
+    credentials = _ids(keys, "credential:")
+    rows = IntegrationCredential.objects.filter(pk__in=credentials).values_list(
+        "pk", "name", "connection__name"
+    )
+    for pk, name, connection in rows:
+        named[credentials[pk]] = f"credential {name or '(unnamed)'} of {connection}"
+    for key in keys:
+        if key.startswith("host:"):
+            named[key] = f"vendor host {key.removeprefix('host:')}, every tenant"
+        elif key.startswith("tenant:") and ":host:" in key:
+            named[key] = f"webhook endpoints on {key.split(':host:', 1)[1]}"
+    return named
+
+
+class KeyedAdmin(ReadOnlyMixin, ObjectActionsAdmin):
+    """A list of rows named by a limits key (buckets, circuits), each shown with what its key
+    limits, in words. The platform's list styles (templates/admin/core/change_list.html): a
+    clipped key wraps anywhere, its whole in the tooltip, so the list fits 1440 px."""
+
+    change_list_template = "admin/core/change_list.html"
+    list_display_links = ["key_cell"]
     search_fields = ["key"]
+    search_help_text = "A key, or part of one: a connection's or credential's id, a host."
     list_select_related = ["tenant"]
+
+    def get_changelist_instance(self, request: HttpRequest):
+        """The page's subjects looked up at once, not a query per row: kept on the rows, which
+        the list renders from the same evaluated queryset."""
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)
+        named = subjects(row.key for row in rows)
+        for row in rows:
+            row.subject_text = named.get(row.key, "-")
+        return changelist
+
+    @admin.display(description="key", ordering="key")
+    def key_cell(self, row: RateBucket | Circuit) -> str:
+        return clipped_cell(row.key, 48)
+
+    @admin.display(description="limits")
+    def subject(self, row: RateBucket | Circuit) -> str:
+        text = getattr(row, "subject_text", None)
+        if text is None:  # the change page: one row
+            text = subjects([row.key]).get(row.key, "-")
+        return text
+
+
+@admin.register(RateBucket)
+class RateBucketAdmin(KeyedAdmin):
+    list_display = [
+        "key_cell", "subject", "tenant", "rate_text", "burst", "available_now", "blocked",
+        "grants_text", "updated",
+    ]  # fmt: skip
+    show_full_result_count = False
     fields = BUCKET_FIELDS
     readonly_fields = BUCKET_FIELDS
+
+    @admin.display(description="rate", ordering="rate")
+    def rate_text(self, bucket: RateBucket) -> str:
+        """Per second as stored, and per hour, which is how vendors state their limits (GitHub:
+        5,000 an hour is 1.39 a second)."""
+        return f"{format_value(bucket.rate, 3)}/s ({format_value(bucket.rate * 3600, 4)}/h)"
+
+    @admin.display(description="grants", ordering="grants")
+    def grants_text(self, bucket: RateBucket) -> str:
+        return format_count(bucket.grants)
 
     @admin.display(description="available now")
     def available_now(self, bucket: RateBucket) -> str:
@@ -48,21 +129,25 @@ class RateBucketAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 CIRCUIT_FIELDS = (
-    "key", "tenant", "state", "reason", "opened_at", "open_until", "closed_at", "trips",
+    "key", "subject", "tenant", "state", "reason", "opened_at", "open_until", "closed_at", "trips",
     "window_start", "calls", "failures", "slow", "permits_left", "permits_given_at",
     "updated",
 )  # fmt: skip
 
 
 @admin.register(Circuit)
-class CircuitAdmin(ReadOnlyMixin, ObjectActionsAdmin):
-    list_display = ["key", "tenant", "state", "trips", "open_until", "reason", "updated"]
+class CircuitAdmin(KeyedAdmin):
+    list_display = [
+        "key_cell", "subject", "tenant", "state", "trips", "open_until", "reason_cell", "updated",
+    ]  # fmt: skip
     list_filter = ["state"]
-    search_fields = ["key"]
-    list_select_related = ["tenant"]
     fields = CIRCUIT_FIELDS
     readonly_fields = CIRCUIT_FIELDS
     object_actions = ["isolate", "close"]
+
+    @admin.display(description="reason")
+    def reason_cell(self, circuit: Circuit) -> str:
+        return clipped_cell(circuit.reason, 60) if circuit.reason else "-"
 
     def has_isolate_permission(self, request: HttpRequest) -> bool:
         # The circuit is otherwise read-only: holding it open or closing it is the change an

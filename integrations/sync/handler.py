@@ -30,6 +30,7 @@ that must wait or be retried ends the message after the pages before it are writ
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -451,6 +452,17 @@ def _page(
             retry_after=(after - now).total_seconds() if after else None,
         )
     if outcome == "fatal":
+        # A vendor's paging position refused (Jira Cloud's nextPageToken expires): the same
+        # query afresh from the committed checkpoint, which the inclusive cursor and its seen
+        # hashes make safe. Once: the fresh query carries no position to refuse.
+        fresh = provider.restart_checkpoint(reply.status, checkpoint)
+        if fresh is not None:
+            log.info(
+                "%s refused the page position of run %s: reading afresh from its checkpoint",
+                connection.provider,
+                run.pk,
+            )
+            return _page(run, connection, provider, keys, secret, stream, fresh)
         raise RunEnds(
             f"{request.method} {_safe_url(request.url)} answered {reply.status}: "
             f"{reply.body[:300].decode(errors='replace')}",
@@ -589,6 +601,10 @@ def _json(data: Any) -> str:
     return _json_encoder.encode(data).decode()
 
 
+# A run's and a connection's ids as text: formatted once, not four times per event.
+_text = functools.lru_cache(maxsize=256)(str)
+
+
 def _event(
     run: IntegrationRun,
     stream: str,
@@ -605,14 +621,15 @@ def _event(
     # The change's number (the connection's counter, rolled back with a failed attempt) makes
     # the id: a re-run of a page publishes the same ids, and a record that changes back to an
     # earlier content, or comes back after a deletion, is a new event, not a duplicate dropped.
-    ident = f"{run.connection_id}|{stream}|{record.external_id}|{number}|{change.action}"
+    connection_id = _text(run.connection_id)
+    ident = f"{connection_id}|{stream}|{record.external_id}|{number}|{change.action}"
     return services.build_envelope(
         tenant_id=tenant_id,
         type=kind,
-        data={**data, "connectionId": str(run.connection_id), "stream": stream},
-        source=f"integration:{run.connection_id}",
+        data={**data, "connectionId": connection_id, "stream": stream},
+        source=f"integration:{connection_id}",
         source_id=f"{stream}:{record.external_id}",
-        correlation_id=str(run.pk),
+        correlation_id=_text(run.pk),
         event_id=uuid.uuid5(EVENTS, ident),
         occurred_at=now,
         trace_id=span[0],

@@ -118,3 +118,22 @@ def roll_up() -> None:
     into metric windows, as the 1m schedule does when it fires."""
     scheduling.fire("MetricAggregationWorker", "1m")
     settle("MetricAggregationWorker")
+
+
+def integration_failure(connection, *, failure_id: str, error: str, status: int) -> None:
+    """A failed sync of `connection` reported as its producer reports one (IntegrationFailed),
+    and recorded by IntegrationRetryWorker: the row the failures console lists."""
+    from core import services
+    from integrations.failures import contract
+
+    data = contract.failed_data(
+        failure_id=failure_id,
+        kind="sync",
+        error=error,
+        status=status,
+        provider=connection.provider,
+        subject=connection.name,
+        connectionId=str(connection.pk),
+    )
+    services.publish(tenant=connection.tenant, type="IntegrationFailed", data=data)
+    settle("IntegrationRetryWorker")

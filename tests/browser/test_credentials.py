@@ -26,8 +26,13 @@ def vendor(settings):
 
 @pytest.fixture
 def credential(tenant, vendor) -> IntegrationCredential:
+    # A generic API whose config names the simulator's key API: GitHub and Jira have none.
     connection = credentials.create_connection(
-        tenant=tenant, provider="github", name="acme/checkout", base_url=vendor.url
+        tenant=tenant,
+        provider="generic",
+        name="acme/checkout",
+        base_url=vendor.url,
+        config={"path": "/api/items", "verify_path": "/api/me", "key_create_path": "/api/keys"},
     )
     return credentials.create_credential(
         connection=connection,

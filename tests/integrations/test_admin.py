@@ -39,6 +39,13 @@ def change_url(obj) -> str:
     return reverse(f"admin:integrations_{obj._meta.model_name}_change", args=[obj.pk])
 
 
+def readonly_field(page: str, name: str) -> str:
+    """What a change page shows in a read-only field."""
+    found = re.search(rf'field-{name}\b.*?<div class="readonly">(.*?)</div>', page, re.S)
+    assert found, f"no read-only field {name}"
+    return found.group(1).strip()
+
+
 def messages_of(response) -> list[str]:
     return [str(m) for m in response.context["messages"]]
 
@@ -133,6 +140,28 @@ def test_it_shows_every_attempt_in_order_with_escaped_response_snippets(
     assert "<script>alert(" not in page
     assert "&lt;b&gt;promoted&lt;/b&gt;" in page and "<b>promoted" not in page
     assert delivery.webhook_id in page
+
+
+def test_it_shows_how_long_a_delivery_waited_on_a_429_without_spending_attempts(
+    admin_client, tenant, receiver
+):
+    receiver.answer(Answer(status=429, headers={"Retry-After": "125"}))
+    subscribe(tenant, receiver)
+    publish(tenant)
+    run_worker()
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.round_attempts, round(delivery.waited_seconds)) == (0, 125)
+
+    page = admin_client.get(change_url(delivery)).content.decode()
+    assert readonly_field(page, "waited") == "2 min 5 s, no attempt spent"
+    listed = admin_client.get(DELIVERIES).content.decode()
+    assert "waited 2 min 5 s" in listed
+
+
+def test_it_shows_no_wait_for_a_delivery_that_never_waited(admin_client, delivered):
+    page = admin_client.get(change_url(delivered)).content.decode()
+    assert readonly_field(page, "waited") == "-"
+    assert "waited " not in admin_client.get(DELIVERIES).content.decode()
 
 
 def test_it_redelivers_a_failed_delivery_with_the_same_webhook_id_and_not_a_delivered_one(

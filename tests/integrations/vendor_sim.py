@@ -19,15 +19,18 @@ What it speaks (the parts the providers use, wire-exact):
   `updated >= "yyyy-MM-dd HH:mm"` read at minute precision in `jira_timezone`, ORDER BY updated
   ASC, key ASC; `/rest/api/{2,3}/myself`, `/serverInfo`; Basic (email:token) or Bearer.
 - `POST /oauth/token`: refresh_token (rotating) and client_credentials grants.
-- Generic: `GET /api/items` (updated_since inclusive; page/per_page), `GET /api/me`,
-  `POST /keys` → 201 {"id": "key-N", "token"} (an Idempotency-Key repeated gets the first
-  answer again, as Stripe's API does, and mints nothing), `DELETE /keys/{id}` (the key's
-  token answers 401 from then on): the platform's own key API convention, which rotation uses
-  for providers without a key API of their own (GitHub's included). `add_key` seeds a key;
-  `created` counts the keys minted, `token_of`/`revoked` read them.
+- Generic: `GET /api/items` (updated_since inclusive; page/per_page), `GET /api/me`, and a
+  key API for a generic connection configured with `key_create_path: "/api/keys"`:
+  `POST /api/keys` → 201 {"id": "key-N", "token"} (an Idempotency-Key repeated gets the first
+  answer again, as Stripe's API does, and mints nothing), `DELETE /api/keys/{id}` (the key's
+  token answers 401 from then on). Only the generic API has one: GitHub and Jira paths answer
+  404 to key requests, as the real services would. `add_key` seeds a key; `created` counts
+  the keys minted, `token_of`/`revoked` read them.
 Switches: `fail(...)` queues faults (429 + Retry-After, secondary-limit 403, 5xx bursts, slow
 replies, a refused verification) for matching paths, `clear_faults()` drops those left;
-`expire(token)` makes a token answer 401 until a refresh mints a new one; `rate_remaining`;
+`expire(token)` makes a token answer 401 until a refresh mints a new one;
+`expire_jira_page_tokens()` makes every Jira Cloud nextPageToken issued so far answer 400;
+`rate_remaining`;
 every request is logged (`requests`, `log()`) before it is answered.
 """
 
@@ -97,6 +100,12 @@ def parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+JIRA_BAD_PAGE_TOKEN = {
+    "errorMessages": ["The provided nextPageToken is invalid or has expired."],
+    "errors": {},
+}
+
+
 class VendorSim:
     PUBLIC = (
         "github_issue",
@@ -106,6 +115,7 @@ class VendorSim:
         "delete",
         "fail",
         "expire",
+        "expire_jira_page_tokens",
         "add_token",
         "add_basic",
         "add_client",
@@ -127,7 +137,7 @@ class VendorSim:
         self.clients: dict[str, str] = {}  # OAuth client id → secret
         self.refresh_tokens: dict[str, str] = {}  # refresh token → client id
         self.keys: dict[str, dict[str, Any]] = {}  # key id → {"token", "revoked"}
-        self.created = 0  # keys minted by POST /keys
+        self.created = 0  # keys minted by POST /api/keys
         self.key_replies: dict[str, bytes] = {}  # Idempotency-Key → the first answer
         self.faults: deque[Fault] = deque()
         self.requests: list[Logged] = []
@@ -321,6 +331,11 @@ class VendorSim:
         with self.lock:
             self.faults.append(Fault(status, dict(headers or {}), body, delay, times, path))
 
+    def expire_jira_page_tokens(self) -> None:
+        """Every nextPageToken issued so far is refused from now on, as Jira Cloud's expire."""
+        with self.lock:
+            self._jira_tokens.clear()
+
     def add_token(self, *, token: str) -> None:
         with self.lock:
             self.tokens[token] = True
@@ -431,7 +446,7 @@ class VendorSim:
             return 401, {}, b'{"message":"Bad credentials","status":"401"}'
         if path.startswith("/rest/api/"):
             return self._jira(method, path, query, body)
-        if path.startswith("/api/") or path.startswith("/keys"):
+        if path.startswith("/api/"):
             return self._generic(method, path, query, headers)
         return self._github(method, path, query, headers)
 
@@ -601,7 +616,10 @@ class VendorSim:
             token = request.get("nextPageToken")
             start = self._jira_tokens.get(token, -1) if token else 0
             if start < 0:
-                return 400, headers, b'{"errorMessages":["Invalid nextPageToken."]}'
+                # Jira Cloud's refusal of a token it did not issue or that has expired: 400 in
+                # its errorMessages envelope (the sentence is localised to the account's
+                # language on the real service; the envelope and status are what a client sees).
+                return 400, headers, json.dumps(JIRA_BAD_PAGE_TOKEN).encode()
             size = int(request.get("maxResults", 50))
             matches = self._jql(request["jql"])
             fields = request.get("fields") or ["id"]
@@ -657,7 +675,7 @@ class VendorSim:
         self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str]
     ) -> tuple[int, dict[str, str], bytes]:
         with self.lock:
-            if path == "/keys" and method == "POST":
+            if path == "/api/keys" and method == "POST":
                 idempotency = headers.get("idempotency-key", "")
                 if idempotency in self.key_replies:
                     return 201, {"Idempotent-Replayed": "true"}, self.key_replies[idempotency]
@@ -670,7 +688,7 @@ class VendorSim:
                 if idempotency:
                     self.key_replies[idempotency] = reply
                 return 201, {}, reply
-            if path.startswith("/keys/") and method == "DELETE":
+            if path.startswith("/api/keys/") and method == "DELETE":
                 key = self.keys.get(path.rsplit("/", 1)[1])
                 if key is None:
                     return 404, {}, b'{"message":"no such key"}'

@@ -200,7 +200,8 @@ def test_it_lists_traces_with_duration_and_start_time(admin_client, tenant):
     page = response.content.decode()
     assert TRACE in page and "span 1" in page
     assert "100 ms" in page  # duration
-    assert format_ns(T0) in page
+    date, time = format_ns(T0).split(" ", 1)  # the start may wrap between the two
+    assert date in page and time in page
 
 
 def test_it_lists_the_newest_trace_first(admin_client, tenant):

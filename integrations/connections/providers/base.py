@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 HASH_ALGORITHM = "sha256-canonical-json-v1"
 
@@ -117,13 +117,23 @@ class RetryDefaults:
 
 @dataclass(frozen=True)
 class KeyApi:
-    """A vendor API that mints and revokes keys, for rotation without an operator."""
+    """A vendor API that mints and revokes keys, for rotation without an operator: the new
+    key is asked for with the current secret, under an Idempotency-Key, and answered as JSON
+    with its id and token at `id_path` and `token_path` (dotted)."""
 
     create_method: str
     create_path: str
     revoke_method: str
     revoke_path: str  # with {id}
     description: str = ""
+    id_path: str = "id"
+    token_path: str = "token"
+
+
+# How a rotation gets its new secret (IntegrationCredential.Method's values).
+VENDOR_KEY, OAUTH2_REFRESH, OPERATOR = "vendor_key", "oauth2_refresh", "operator"
+# The secret's fields that carry what authenticates: a minted key replaces them.
+AUTHENTICATING = ("token", "access_token", "api_key", "api_token", "password")
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,102 @@ class Provider:
     def verification_request(self, *, base_url: str, config: dict[str, Any]) -> OutboundRequest:
         raise NotImplementedError
 
+    # --- rotation: what this provider can mint, and how ---------------------------------------
+
+    # Why a connection of this provider has no key API, said to whoever asks for vendor_key.
+    no_key_api_reason: str = "it has no API that creates keys"
+
+    def key_api_for(self, config: dict[str, Any]) -> KeyApi | None:
+        """The key API a connection with this config may rotate through, or None."""
+        return self.key_api
+
+    def rotation_methods(self, config: dict[str, Any]) -> tuple[str, ...]:
+        """How a credential of a connection with this config can get a new secret: always
+        from its operator; by OAuth 2.0 refresh where the provider declares a token endpoint
+        (its own, or the connection's `token_url`); from the vendor's key API where it has
+        one."""
+        methods = [OPERATOR]
+        if self.oauth2 is not None and (config.get("token_url") or self.oauth2.token_url):
+            methods.append(OAUTH2_REFRESH)
+        if self.key_api_for(config) is not None:
+            methods.append(VENDOR_KEY)
+        return tuple(methods)
+
+    def refuse_method(self, method: str, config: dict[str, Any]) -> str | None:
+        """Why a credential rotating by `method` cannot exist for a connection with this
+        config, or None when it can."""
+        if method in self.rotation_methods(config):
+            return None
+        allowed = ", ".join(self.rotation_methods(config))
+        if method == VENDOR_KEY:
+            why = self.no_key_api_reason
+        elif method == OAUTH2_REFRESH:
+            why = "it declares no OAuth 2.0 token endpoint" + (
+                " (set the connection's config token_url)" if self.oauth2 is not None else ""
+            )
+        else:
+            why = "it is not a rotation method"
+        return f"{self.title} cannot rotate by {method}: {why}. Use one of: {allowed}."
+
+    def refuse_kind(self, kind: str) -> str | None:
+        """Why a credential of this auth kind cannot authenticate to this provider, or None."""
+        if kind in self.auth_kinds:
+            return None
+        return f"{self.title} accepts these auth kinds: {', '.join(self.auth_kinds)}; not {kind}."
+
+    def key_create_request(
+        self, *, base_url: str, config: dict[str, Any], name: str
+    ) -> OutboundRequest:
+        """The key API's request for a new key (the caller adds the current secret's headers
+        and the Idempotency-Key)."""
+        key_api = self._key_api(config)
+        return OutboundRequest(
+            key_api.create_method,
+            f"{self.api_base(base_url)}{key_api.create_path}",
+            {"Accept": "application/json", "Content-Type": "application/json"},
+            json.dumps({"name": name}).encode(),
+        )
+
+    def parse_key_created(
+        self, *, config: dict[str, Any], secret: dict[str, Any], body: bytes
+    ) -> tuple[str, dict[str, Any]]:
+        """The new key's id at the vendor, and the secret it makes: the current secret's other
+        fields (a header name, a user) with the new token in place of what authenticated."""
+        key_api = self._key_api(config)
+        reply = json_body(body)
+        key_id, token = dig(reply, key_api.id_path), dig(reply, key_api.token_path)
+        if key_id in (None, "") or not isinstance(token, str) or not token:
+            raise ValueError(
+                f"The key API's reply has no id at {key_api.id_path!r} "
+                f"and token at {key_api.token_path!r}."
+            )
+        kept = {k: v for k, v in secret.items() if k not in AUTHENTICATING}
+        return str(key_id), {**kept, "token": token}
+
+    def key_revoke_request(
+        self, *, base_url: str, config: dict[str, Any], key_id: str
+    ) -> OutboundRequest:
+        key_api = self._key_api(config)
+        path = key_api.revoke_path.replace("{id}", quote(key_id, safe=""))
+        return OutboundRequest(
+            key_api.revoke_method,
+            f"{self.api_base(base_url)}{path}",
+            {"Accept": "application/json"},
+        )
+
+    def api_base(self, base_url: str) -> str:
+        """The base URL requests go to; a provider without a default needs the connection's."""
+        base = self.base_url(base_url)
+        if not base:
+            raise ValueError(f"A {self.title} connection needs a base URL.")
+        return base
+
+    def _key_api(self, config: dict[str, Any]) -> KeyApi:
+        key_api = self.key_api_for(config)
+        if key_api is None:
+            raise ValueError(f"{self.title} cannot mint keys: {self.no_key_api_reason}.")
+        return key_api
+
     def probe_request(self, *, base_url: str, config: dict[str, Any]) -> OutboundRequest:
         raise NotImplementedError
 
@@ -247,25 +353,36 @@ class Provider:
             waits.append(now + timedelta(seconds=policy.default_wait_seconds))
         return max(waits) if waits else None
 
+    def restart_checkpoint(self, status: int, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+        """Where a stream reads from when the vendor refused the paging position its request
+        carried (an expired page token), or None: the refusal stands and the run fails."""
+        return None
+
     # --- OAuth 2.0 ----------------------------------------------------------------------------
 
     def token_request(
         self, *, secret: dict[str, Any], config: dict[str, Any]
     ) -> OutboundRequest | None:
         """The request that mints a new access token (refresh_token grant when the secret has
-        a refresh token, client_credentials otherwise), or None when the secret cannot."""
-        token_url = config.get("token_url") or (self.oauth2.token_url if self.oauth2 else "")
+        a refresh token, client_credentials otherwise, each only where the provider declares
+        the grant), or None when the secret cannot."""
+        if self.oauth2 is None:
+            return None
+        token_url = config.get("token_url") or self.oauth2.token_url
         if not token_url or not secret.get("client_id"):
             return None
         form = {"client_id": secret["client_id"]}
         if secret.get("client_secret"):
             form["client_secret"] = secret["client_secret"]
-        if secret.get("refresh_token"):
+        # Only a grant the provider declares: GitHub and Atlassian have no client_credentials.
+        if secret.get("refresh_token") and "refresh_token" in self.oauth2.grants:
             form.update(grant_type="refresh_token", refresh_token=secret["refresh_token"])
-        else:
+        elif "client_credentials" in self.oauth2.grants and not secret.get("refresh_token"):
             form["grant_type"] = "client_credentials"
             if secret.get("scope"):
                 form["scope"] = secret["scope"]
+        else:
+            return None
         return OutboundRequest(
             "POST",
             token_url,
@@ -323,6 +440,13 @@ class Provider:
             "keyApi": bool(self.key_api),
             "oauth2": bool(self.oauth2),
             "rotation": self.rotation,
+            # What the provider declares; the generic one's key API and token endpoint are a
+            # connection's config (rotation_methods(config) says for a connection).
+            "rotationMethods": [
+                OPERATOR,
+                *([OAUTH2_REFRESH] if self.oauth2 is not None else []),
+                *([VENDOR_KEY] if self.key_api is not None else []),
+            ],
             "configFields": list(self.config_fields),
             "docsUrl": self.docs_url,
             "hashAlgorithm": HASH_ALGORITHM,

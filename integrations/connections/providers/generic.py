@@ -16,14 +16,19 @@ Config (all but `path` optional):
 Within a run it pages by the vendor's scheme from the run's starting cursor; between runs the
 checkpoint is the latest cursor and the records seen at it (base.py's module doc).
 
-Its key API is this platform's own convention for vendors that let a key mint its successor
-(the vendor simulator speaks it): `POST /keys` → `{"id", "token"}`, `DELETE /keys/{id}`.
+- Key API (for credentials that rotate by `vendor_key`), when the vendor has one:
+  `key_create_path` (e.g. "/v1/api-keys"; the request is `POST` with `{"name"}` under an
+  Idempotency-Key, authenticated with the current key), `key_revoke_path` (default
+  "<key_create_path>/{id}", `DELETE`), `key_create_method`/`key_revoke_method` to change
+  those, and `key_id_path`/`key_token_path` (dotted; default "id" and "token") to read the
+  answer. Without `key_create_path` a generic connection has no key API: its credentials
+  rotate by OAuth 2.0 refresh (`token_url`) or a secret their operator supplies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
@@ -62,8 +67,23 @@ GENERIC_RATE_LIMIT = RateLimitPolicy(
 
 GENERIC_RETRY = RetryDefaults()
 
+# The shape a connection's config fills in (key_api_for): no path is assumed, since a vendor
+# without a key API must not be sent key requests.
 GENERIC_KEY_API = KeyApi(
-    "POST", "/keys", "DELETE", "/keys/{id}", "POST /keys → {id, token}; DELETE /keys/{id}"
+    "POST",
+    "",
+    "DELETE",
+    "",
+    "configured per connection: key_create_path (POST → {id, token}), key_revoke_path "
+    "(DELETE, with {id})",
+)
+KEY_CONFIG = (
+    "key_create_path",
+    "key_revoke_path",
+    "key_create_method",
+    "key_revoke_method",
+    "key_id_path",
+    "key_token_path",
 )
 
 GENERIC_OAUTH2 = OAuth2(token_url="", grants=("refresh_token", "client_credentials"))
@@ -101,6 +121,11 @@ class Generic(Provider):
         "verify_path",
         "probe_path",
         "token_url",
+        *KEY_CONFIG,
+    )
+    no_key_api_reason: str = (
+        "the connection's config names no key API (set key_create_path, and key_revoke_path "
+        "with {id} if it is not <key_create_path>/{id})"
     )
 
     def auth_headers(
@@ -120,30 +145,30 @@ class Generic(Provider):
         path = config.get("probe_path") or config.get("path") or "/"
         return OutboundRequest("GET", f"{self._base(base_url)}{path}", HEADERS)
 
-    def key_create_request(self, *, base_url: str) -> OutboundRequest:
+    def key_api_for(self, config: dict[str, Any]) -> KeyApi | None:
+        create = config.get("key_create_path")
+        if not create or not isinstance(create, str) or not create.startswith("/"):
+            return None
         assert self.key_api is not None
-        url = f"{self._base(base_url)}{self.key_api.create_path}"
-        return OutboundRequest(
-            self.key_api.create_method, url, {**HEADERS, "Content-Type": "application/json"}, b"{}"
+        revoke = config.get("key_revoke_path") or f"{create.rstrip('/')}/{{id}}"
+        if not isinstance(revoke, str) or "{id}" not in revoke:
+            return None  # a revocation that cannot name its key would revoke something else
+        create_method = str(config.get("key_create_method") or self.key_api.create_method).upper()
+        revoke_method = str(config.get("key_revoke_method") or self.key_api.revoke_method).upper()
+        if create_method not in ("POST", "PUT") or revoke_method not in ("DELETE", "POST"):
+            return None  # a GET that mints, or one that revokes, is no API to trust with keys
+        return replace(
+            self.key_api,
+            create_method=create_method,
+            create_path=create,
+            revoke_method=revoke_method,
+            revoke_path=str(revoke),
+            id_path=str(config.get("key_id_path") or self.key_api.id_path),
+            token_path=str(config.get("key_token_path") or self.key_api.token_path),
         )
 
-    def parse_key_created(self, body: bytes) -> tuple[str, dict[str, Any]]:
-        """The new key's id at the vendor and the secret it makes."""
-        reply = json_body(body)
-        if not isinstance(reply, dict) or not reply.get("id") or not reply.get("token"):
-            raise ValueError("The key API's reply has no id and token.")
-        return str(reply["id"]), {"token": reply["token"]}
-
-    def key_revoke_request(self, *, base_url: str, key_id: str) -> OutboundRequest:
-        assert self.key_api is not None
-        path = self.key_api.revoke_path.format(id=key_id)
-        return OutboundRequest(self.key_api.revoke_method, f"{self._base(base_url)}{path}", HEADERS)
-
     def _base(self, base_url: str) -> str:
-        base = self.base_url(base_url)
-        if not base:
-            raise ValueError("A generic connection needs a base URL.")
-        return base
+        return self.api_base(base_url)
 
     # --- paging -------------------------------------------------------------------------------
 

@@ -128,6 +128,11 @@ class GitHub(Provider):
     key_api: KeyApi | None = None
     oauth2: OAuth2 | None = GITHUB_OAUTH2
     rotation: str = "operator"
+    no_key_api_reason: str = (
+        "GitHub has no API that creates personal access tokens, and an installation token is "
+        "minted by a GitHub App's private key, not by a token; rotate a GitHub App user token "
+        "by OAuth refresh, or supply a new token"
+    )
     docs_url: str = "https://docs.github.com/en/rest/issues/issues#list-repository-issues"
     config_fields: tuple[str, ...] = ("owner", "repo", "per_page")
 

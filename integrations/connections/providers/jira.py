@@ -15,7 +15,8 @@ Wire format, from developer.atlassian.com:
   minute with its hash; the next query asks from that minute inclusive and drops what it has
   seen (base.py's module doc). Each page is a fresh query from the checkpoint (keyset); the
   vendor's own paging (token or startAt) is followed only while more than a page of issues
-  share one minute.
+  share one minute. A token Cloud refuses (expired: a paused run resumed late) restarts the
+  query from the checkpoint (`restart_checkpoint`).
 - Auth: Basic with the account's email and an API token (Cloud), Bearer with a personal access
   token (Data Center) or an OAuth 2.0 (3LO) access token (Cloud; refresh at
   https://auth.atlassian.com/oauth/token, refresh tokens rotate). Atlassian has no public API
@@ -237,6 +238,21 @@ class Jira(Provider):
         saved["page"] = page
         following = self._search(base_url, config, page["since"], page)
         return Page(kept, following, saved, complete=False, skipped=skipped)
+
+    def restart_checkpoint(self, status: int, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+        """Where to read from when Jira refused the paging position a request carried, or None
+        when the refusal stands. Cloud's nextPageToken expires (a run paused for a long rate
+        limit resumes with a stale one), and Jira answers an expired or unknown token 400 in
+        its errorMessages envelope, worded in the account's language: so a 400 to a request
+        that carried a token is read as the token's refusal, and the same query runs afresh
+        from the checkpoint's inclusive minute, whose seen hashes drop what the token had
+        paged past. A second 400, to the fresh query, is the query's own and fails the run."""
+        page = checkpoint.get("page") or {}
+        if not (self.cloud and status == 400 and page.get("token")):
+            return None
+        fresh = {name: value for name, value in checkpoint.items() if name != "page"}
+        fresh["since"] = page.get("since", checkpoint.get("since"))
+        return fresh
 
     # --- the factory's view ---------------------------------------------------------------------
 

@@ -6,16 +6,23 @@ from __future__ import annotations
 import logging
 import uuid
 
+from tests.integrations.connections.conftest import GENERIC_CONFIG
 from tests.integrations.connections.helpers import run_worker
 
 SECRET = "tok-initial"
 
 
 def create(api, vendor) -> tuple[dict, dict]:
+    """A generic connection with the simulator's key API, and a vendor-key credential."""
     connection = api(
         "post",
         "/api/integrations/connections",
-        {"provider": "github", "name": "acme/app", "baseUrl": vendor.url},
+        {
+            "provider": "generic",
+            "name": "acme/app",
+            "baseUrl": vendor.url,
+            "config": GENERIC_CONFIG,
+        },
     )
     assert connection.status_code == 201, connection.json()
     credential = api(

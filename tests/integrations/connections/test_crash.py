@@ -20,7 +20,7 @@ DRAIN = "from core.runtime import dispatch; dispatch.drain('CredentialRotationWo
 
 def test_it_resumes_a_rotation_killed_before_promotion(credential, connection, vendor, tmp_path):
     version, _ = credentials.request_rotation(credential=credential, token="r1")
-    vendor.fail(status=0, delay=60, path="/user")  # the verification request hangs
+    vendor.fail(status=0, delay=60, path="/api/me")  # the verification request hangs
     process = spawn(
         [sys.executable, "manage.py", "shell", "-c", DRAIN],
         tmp_path / "drain.log",
@@ -29,7 +29,7 @@ def test_it_resumes_a_rotation_killed_before_promotion(credential, connection, v
     )
     try:
         wait_until(
-            lambda: vendor.log("/user") or process.poll() is not None,
+            lambda: vendor.log("/api/me") or process.poll() is not None,
             timeout=60,
             what="verification",
             log=tmp_path / "drain.log",

@@ -16,9 +16,9 @@ from integrations.connections.models import CredentialVersion, IntegrationCreden
 from tests.integrations.connections.helpers import come_due, events, run_worker, stages
 
 Stage = CredentialVersion.Stage
-# GET /user, the GitHub provider's verification request, refused whatever the token: until
-# clear_faults().
-REFUSED = {"status": 401, "path": "/user", "times": 100, "body": {"message": "Bad credentials"}}
+# GET /api/me, the generic connection's verification request, refused whatever the token:
+# until clear_faults().
+REFUSED = {"status": 401, "path": "/api/me", "times": 100, "body": {"message": "Bad credentials"}}
 
 
 def test_it_rotates_through_the_vendor_key_api(credential, connection, vendor):
@@ -153,7 +153,8 @@ def test_it_rolls_back_to_the_previous_version_in_one_step(credential, connectio
         credentials.rollback(credential=fresh)
 
 
-def test_it_rotates_by_oauth2_refresh(connection, vendor):
+def test_it_rotates_a_github_app_user_token_by_oauth2_refresh(github, vendor):
+    connection = github
     connection.config = {"token_url": f"{vendor.url}/oauth/token"}
     connection.save()
     vendor.add_client(client_id="app", client_secret="shh", refresh_token="rt-1")
@@ -175,6 +176,11 @@ def test_it_rotates_by_oauth2_refresh(connection, vendor):
     # The token the vendor minted (verified with it), and its rotated refresh token.
     assert secret["access_token"] != "at-0" and vendor.tokens[secret["access_token"]]
     assert vendor.refresh_tokens == {secret["refresh_token"]: "app"}
+    # GitHub's own requests only: its token endpoint and its verification (GET /user).
+    assert [(r.method, r.path) for r in vendor.requests] == [
+        ("POST", "/oauth/token"),
+        ("GET", "/user"),
+    ]
 
 
 def test_the_schedule_rotates_due_credentials_and_revokes_expired_keys(
@@ -265,7 +271,7 @@ def test_it_waits_for_a_rate_limit_or_an_open_circuit_without_spending_attempts(
 ):
     from integrations.limits import circuits, keys
 
-    vendor.fail(status=429, path="/user", times=100, headers={"Retry-After": "120"})
+    vendor.fail(status=429, path="/api/me", times=100, headers={"Retry-After": "120"})
     credentials.request_rotation(credential=credential, token="r1")
     run_worker()
     waiting = Message.objects.get(worker="CredentialRotationWorker", state="pending")

@@ -77,6 +77,14 @@ def test_it_poisons_at_the_cap_and_never_with_zero_meaning_unlimited():
     ).retry
 
 
+def test_it_says_when_the_next_attempt_comes_as_a_person_reads_a_wait():
+    policy = Policy(initial_interval=120, maximum_attempts=5)
+
+    decision = decisions.decide(policy, kind="sync", attempts=1, error_class="transient", now=NOW)
+
+    assert decision.reason == "attempt 2 in 2 min 0 s"
+
+
 def test_it_never_retries_a_webhook_failure_whatever_its_policy():
     generous = Policy(initial_interval=60, maximum_attempts=0)
 

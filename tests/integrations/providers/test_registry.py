@@ -89,21 +89,75 @@ def test_it_reads_a_generic_api_by_pages_from_an_inclusive_cursor(sim):
     assert sim.log("/api/items")[-1].query["updated_since"] == ["2024-05-01T10:05:00Z"]
 
 
-def test_it_creates_and_revokes_keys_with_the_generic_key_api(sim):
+KEYS = {"verify_path": "/api/me", "key_create_path": "/api/keys"}
+
+
+def test_it_creates_and_revokes_keys_with_the_key_api_a_generic_connection_configures(sim):
     sim.add_token(token="g-1")
     auth = GENERIC.auth_headers({"token": "g-1"})
-    create = GENERIC.key_create_request(base_url=sim.url)
+    create = GENERIC.key_create_request(base_url=sim.url, config=KEYS, name="deploy")
+    assert (create.method, create.url) == ("POST", f"{sim.url}/api/keys")
     reply = outbound.request(
         create.method, create.url, headers={**create.headers, **auth}, body=create.body
     )
-    key_id, secret = GENERIC.parse_key_created(reply.body)
-    verify = GENERIC.verification_request(base_url=sim.url, config={"verify_path": "/api/me"})
+    key_id, secret = GENERIC.parse_key_created(
+        config=KEYS, secret={"token": "g-1", "account": "acme"}, body=reply.body
+    )
+    # The new token in place of the old, the secret's other fields kept.
+    assert secret == {"token": sim.token_of(key_id), "account": "acme"}
+    verify = GENERIC.verification_request(base_url=sim.url, config=KEYS)
     new_auth = GENERIC.auth_headers(secret)
     assert outbound.request("GET", verify.url, headers=new_auth).status == 200
 
-    revoke = GENERIC.key_revoke_request(base_url=sim.url, key_id=key_id)
+    revoke = GENERIC.key_revoke_request(base_url=sim.url, config=KEYS, key_id=key_id)
+    assert (revoke.method, revoke.url) == ("DELETE", f"{sim.url}/api/keys/{key_id}")
     assert outbound.request(revoke.method, revoke.url, headers=auth).status == 204
     assert outbound.request("GET", verify.url, headers=new_auth).status == 401
+
+
+def test_it_reads_a_key_api_of_another_shape_from_the_connections_config():
+    config = {
+        "key_create_path": "/v2/tokens",
+        "key_revoke_path": "/v2/tokens/{id}/revoke",
+        "key_revoke_method": "POST",
+        "key_id_path": "data.uid",
+        "key_token_path": "data.secret",
+    }
+    revoke = GENERIC.key_revoke_request(base_url="https://x.example", config=config, key_id="a/b")
+    assert (revoke.method, revoke.url) == ("POST", "https://x.example/v2/tokens/a%2Fb/revoke")
+    body = b'{"data": {"uid": 7, "secret": "s-7"}}'
+    assert GENERIC.parse_key_created(config=config, secret={}, body=body) == ("7", {"token": "s-7"})
+    with pytest.raises(ValueError, match="no id"):
+        GENERIC.parse_key_created(config=config, secret={}, body=b'{"id": 1, "token": "t"}')
+    # A revocation path that cannot name its key is no key API at all.
+    assert GENERIC.key_api_for({**config, "key_revoke_path": "/v2/tokens"}) is None
+
+
+def test_it_says_how_each_provider_can_rotate():
+    jira, jira_dc = providers.get("jira"), providers.get("jira_datacenter")
+    assert GITHUB.rotation_methods({}) == ("operator", "oauth2_refresh")
+    assert jira.rotation_methods({}) == ("operator", "oauth2_refresh")
+    assert jira_dc.rotation_methods({}) == ("operator",)
+    # The generic API: what its connection's config declares.
+    assert GENERIC.rotation_methods({}) == ("operator",)
+    assert GENERIC.rotation_methods({"token_url": "https://x/token", **KEYS}) == (
+        "operator",
+        "oauth2_refresh",
+        "vendor_key",
+    )
+    refused = GITHUB.refuse_method("vendor_key", {})
+    assert refused and "GitHub has no API that creates personal access tokens" in refused
+    assert "Use one of: operator, oauth2_refresh" in refused
+    assert GITHUB.refuse_method("vendor_key", KEYS) == refused  # config cannot add one
+    assert "key_create_path" in (GENERIC.refuse_method("vendor_key", {}) or "")
+    assert GENERIC.refuse_method("vendor_key", KEYS) is None
+    assert jira_dc.refuse_method("oauth2_refresh", {})
+    assert GITHUB.refuse_kind("basic") and GITHUB.refuse_kind("token") is None
+    with pytest.raises(ValueError, match="cannot mint keys"):
+        GITHUB.key_create_request(base_url="", config=KEYS, name="x")
+    described = {p.name: p.describe()["rotationMethods"] for p in providers.all()}
+    assert described["github"] == ["operator", "oauth2_refresh"]
+    assert described["generic"] == ["operator", "oauth2_refresh", "vendor_key"]
 
 
 def test_it_refreshes_an_oauth_token_and_keeps_the_rotated_refresh_token(sim):
@@ -123,9 +177,13 @@ def test_it_refreshes_an_oauth_token_and_keeps_the_rotated_refresh_token(sim):
     again = outbound.request(ask.method, ask.url, headers=dict(ask.headers), body=ask.body)
     assert again.status == 400
 
+    # GitHub has no client_credentials grant: a client without a refresh token mints nothing
+    # there; the generic provider, which declares the grant, asks for it.
     client = {"client_id": "app", "client_secret": "shh"}
-    ask = GITHUB.token_request(secret=client, config={"token_url": f"{sim.url}/oauth/token"})
-    assert b"grant_type=client_credentials" in ask.body
+    token_url = {"token_url": f"{sim.url}/oauth/token"}
+    assert GITHUB.token_request(secret=client, config=token_url) is None
+    ask = GENERIC.token_request(secret=client, config=token_url)
+    assert ask is not None and b"grant_type=client_credentials" in ask.body
     reply = outbound.request(ask.method, ask.url, headers=dict(ask.headers), body=ask.body)
     assert reply.status == 200
 

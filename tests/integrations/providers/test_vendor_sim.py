@@ -100,3 +100,13 @@ def test_it_runs_as_a_process_driven_over_http(tmp_path, settings):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_it_has_no_key_api_where_github_has_none(sim):
+    """A key request at a GitHub base URL is a 404, as api.github.com answers it; only the
+    generic API's /api/keys mints."""
+    auth = {"Authorization": "Bearer ghp-good", "Content-Type": "application/json"}
+    reply = outbound.request("POST", f"{sim.url}/keys", headers=auth, body=b'{"name": "x"}')
+    assert reply.status == 404 and sim.created == 0
+    minted = outbound.request("POST", f"{sim.url}/api/keys", headers=auth, body=b"{}")
+    assert minted.status == 201 and sim.created == 1

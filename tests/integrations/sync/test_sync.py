@@ -5,11 +5,13 @@ refresh, rate limits that spend no attempt, mark-and-sweep under its ratio."""
 from __future__ import annotations
 
 from datetime import timedelta
+from time import monotonic
 
 import pytest
 from django.utils import timezone
 
 from core.models import Event, Message
+from core.runtime import dispatch, registry
 from integrations.connections import credentials, providers
 from integrations.connections.models import CredentialVersion, IntegrationConnection
 from integrations.limits import circuits
@@ -296,6 +298,54 @@ def test_it_loses_no_jira_issue_at_a_minute_boundary_between_runs(db, sim, tenan
     assert keys == ["ABC-1", "ABC-2", "ABC-3", "ABC-4"]
     assert [e.data["key"] for e in events("WorkItemUpdated")] == ["ABC-2"]
     assert SyncRecord.objects.filter(connection=connection).count() == 4
+
+
+def one_message() -> None:
+    """Handle the run's next page command alone, as one claim of the cluster would."""
+    worker = registry.get(WORKER)
+    dispatch.run_batch(worker, dispatch.claim(worker, limit=1), deadline=monotonic() + 60)
+
+
+def test_it_resumes_a_paused_jira_run_whose_page_token_expired_from_its_checkpoint(
+    db, sim, tenant, settings
+):
+    settings.SYNC_MAX_WAIT_SECONDS = 60
+    settings.SYNC_PAGES_PER_MESSAGE = 1
+    connection = credentials.create_connection(
+        tenant=tenant,
+        provider="jira",
+        name="jira",
+        base_url=sim.url,
+        config={"project": "ABC", "max_results": 2},
+    )
+    secret = {"email": "ann@example.com", "api_token": "jira-token"}
+    credentials.create_credential(connection=connection, secret=secret, kind="basic")
+    # Five issues in one minute: past the first page, Jira's own token pages that minute.
+    for n in range(1, 6):
+        sim.jira_issue(key=f"ABC-{n}", updated=f"2024-05-01T10:07:{n:02d}.000+0000")
+    sim.jira_issue(key="ABC-6", updated="2024-05-01T10:09:00.000+0000")
+    paused = handler.start_run(connection=connection, trigger="manual")
+    one_message()  # ABC-1, ABC-2
+    one_message()  # the minute again: both seen, so the next page goes by Jira's token
+    [stream] = SyncStream.objects.filter(connection=connection)
+    assert stream.checkpoint["page"]["token"]
+    sim.fail(status=429, headers={"Retry-After": "3600"}, path="/rest/api/3/search/jql")
+    one_message()
+    paused.refresh_from_db()
+    assert paused.status == "paused"
+
+    # An hour later the token has expired; the bucket has its tokens back.
+    sim.expire_jira_page_tokens()
+    time_passes()
+    resumed = sync(connection)
+
+    assert resumed.status == "succeeded", resumed.error
+    assert (resumed.added, resumed.updated) == (4, 0)
+    refused = [r for r in sim.log("/rest/api/3/search/jql") if r.status == 400]
+    assert len(refused) == 1
+    keys = sorted(e.data["key"] for e in events("WorkItemCreated"))
+    assert keys == [f"ABC-{n}" for n in range(1, 7)]
+    assert SyncRecord.objects.filter(connection=connection).count() == 6
 
 
 def test_it_publishes_a_merge_once_when_it_appears(db, sim, tenant):
