@@ -168,7 +168,7 @@ def check_credential(
     if provider is None:
         raise ValidationError({"connection": [f"Unknown provider {connection.provider!r}."]})
     config = connection.config or {}
-    if (why := provider.refuse_kind(kind)) is not None:
+    if (why := provider.refuse_kind(kind, base_url=connection.base_url)) is not None:
         raise ValidationError({"kind": [why]})
     if (why := provider.refuse_method(method, config)) is not None:
         raise ValidationError({"method": [why]})

@@ -139,6 +139,7 @@ class VendorSim:
         self.keys: dict[str, dict[str, Any]] = {}  # key id → {"token", "revoked"}
         self.created = 0  # keys minted by POST /api/keys
         self.key_replies: dict[str, bytes] = {}  # Idempotency-Key → the first answer
+        self.token_bodies: list[str] = []  # per /oauth/token request: "form" or "json"
         self.faults: deque[Fault] = deque()
         self.requests: list[Logged] = []
         self.rate_limit = 5000
@@ -466,7 +467,15 @@ class VendorSim:
         return 404, {}, b"{}"
 
     def _token(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        # A form (RFC 6749), or JSON as Atlassian's token endpoint takes it; `token_bodies`
+        # keeps which each request sent.
+        text = body.decode()
+        if text.lstrip().startswith("{"):
+            self.token_bodies.append("json")
+            form = {k: str(v) for k, v in json.loads(text).items()}
+        else:
+            self.token_bodies.append("form")
+            form = {k: v[0] for k, v in parse_qs(text).items()}
         with self.lock:
             client = form.get("client_id", "")
             if self.clients.get(client) != form.get("client_secret"):

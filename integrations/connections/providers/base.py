@@ -235,8 +235,9 @@ class Provider:
             why = "it is not a rotation method"
         return f"{self.title} cannot rotate by {method}: {why}. Use one of: {allowed}."
 
-    def refuse_kind(self, kind: str) -> str | None:
-        """Why a credential of this auth kind cannot authenticate to this provider, or None."""
+    def refuse_kind(self, kind: str, *, base_url: str = "") -> str | None:
+        """Why a credential of this auth kind cannot authenticate to this provider (at the
+        connection's base URL), or None."""
         if kind in self.auth_kinds:
             return None
         return f"{self.title} accepts these auth kinds: {', '.join(self.auth_kinds)}; not {kind}."
@@ -383,12 +384,14 @@ class Provider:
                 form["scope"] = secret["scope"]
         else:
             return None
+        content_type, body = self.token_body(form)
         return OutboundRequest(
-            "POST",
-            token_url,
-            {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-            urlencode(form).encode(),
+            "POST", token_url, {"Content-Type": content_type, "Accept": "application/json"}, body
         )
+
+    def token_body(self, form: dict[str, str]) -> tuple[str, bytes]:
+        """The token request's content type and body: a form, as RFC 6749 §4.1.3 has it."""
+        return "application/x-www-form-urlencoded", urlencode(form).encode()
 
     def parse_token(self, *, secret: dict[str, Any], body: bytes, now: datetime) -> dict[str, Any]:
         """The new secret from a token endpoint's reply (RFC 6749 §5.1): the access token, the

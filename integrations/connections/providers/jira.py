@@ -19,8 +19,11 @@ Wire format, from developer.atlassian.com:
   query from the checkpoint (`restart_checkpoint`).
 - Auth: Basic with the account's email and an API token (Cloud), Bearer with a personal access
   token (Data Center) or an OAuth 2.0 (3LO) access token (Cloud; refresh at
-  https://auth.atlassian.com/oauth/token, refresh tokens rotate). Atlassian has no public API
-  that creates API tokens: rotation is a token an operator supplies, or the OAuth refresh.
+  https://auth.atlassian.com/oauth/token with a JSON body, as Atlassian documents it; refresh
+  tokens rotate). A 3LO token works only through Atlassian's gateway, so such a connection's
+  base URL is https://api.atlassian.com/ex/jira/<cloudId> (the site's own URL is refused for
+  it). Atlassian has no public API that creates API tokens: rotation is a token an operator
+  supplies, or the OAuth refresh.
 - Rate limits, Cloud: 429 (or 503) with `Retry-After` (seconds) and `X-RateLimit-Reset` (ISO
   8601), `X-RateLimit-Limit/-Remaining`, `RateLimit-Reason`. Data Center (when an admin turns
   it on): `X-RateLimit-Limit/-Remaining/-Interval-Seconds/-FillRate`, `retry-after`.
@@ -34,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from integrations.connections.providers.base import (
@@ -239,6 +242,21 @@ class Jira(Provider):
         following = self._search(base_url, config, page["since"], page)
         return Page(kept, following, saved, complete=False, skipped=skipped)
 
+    def refuse_kind(self, kind: str, *, base_url: str = "") -> str | None:
+        """An OAuth 2.0 (3LO) access token works only through Atlassian's API gateway: the
+        site's own URL answers it 401 however valid it is."""
+        if kind == "oauth2" and self.cloud and _is_site(base_url):
+            return (
+                "Jira Cloud accepts OAuth 2.0 (3LO) tokens only through Atlassian's gateway: "
+                "set the connection's base URL to https://api.atlassian.com/ex/jira/<cloudId>, "
+                "not the site's own (it answers such a token 401)."
+            )
+        return super().refuse_kind(kind, base_url=base_url)
+
+    def token_body(self, form: dict[str, str]) -> tuple[str, bytes]:
+        """Atlassian's token endpoint as its documentation calls it: a JSON body."""
+        return "application/json", json.dumps(form).encode()
+
     def restart_checkpoint(self, status: int, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
         """Where to read from when Jira refused the paging position a request carried, or None
         when the refusal stands. Cloud's nextPageToken expires (a run paused for a long rate
@@ -333,3 +351,9 @@ JIRA_DATA_CENTER = Jira(
     api="2",
     cloud=False,
 )
+
+
+def _is_site(base_url: str) -> bool:
+    """Whether the URL is a Jira Cloud site's own (https://<site>.atlassian.net)."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == "atlassian.net" or host.endswith(".atlassian.net")

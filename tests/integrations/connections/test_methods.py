@@ -109,6 +109,22 @@ def test_it_refuses_an_auth_kind_or_an_oauth_secret_the_provider_cannot_use(gith
     assert "refresh_token" in refused.value.message_dict["secret"][0]
 
 
+def test_it_refuses_a_jira_3lo_credential_on_the_sites_own_url(tenant):
+    # Stored as it is (no name resolves here, and the egress guard asks for one).
+    site = IntegrationConnection.objects.create(
+        tenant=tenant, provider="jira", name="acme", base_url="https://acme.atlassian.net"
+    )
+    refresh = {"client_id": "app", "client_secret": "shh", "refresh_token": "rt"}
+
+    with pytest.raises(ValidationError) as refused:
+        credentials.create_credential(
+            connection=site, secret=refresh, kind=Kind.OAUTH2, method=Method.OAUTH2_REFRESH
+        )
+
+    assert "api.atlassian.com/ex/jira/<cloudId>" in refused.value.message_dict["kind"][0]
+    assert not IntegrationCredential.objects.exists()
+
+
 def test_the_api_answers_400_naming_the_method(api, github):
     reply = api(
         "post",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -186,6 +187,35 @@ def test_it_refreshes_an_oauth_token_and_keeps_the_rotated_refresh_token(sim):
     assert ask is not None and b"grant_type=client_credentials" in ask.body
     reply = outbound.request(ask.method, ask.url, headers=dict(ask.headers), body=ask.body)
     assert reply.status == 200
+
+
+def test_it_refreshes_a_jira_token_with_the_json_body_atlassian_documents(sim):
+    jira = providers.get("jira")
+    sim.add_client(client_id="app", client_secret="shh", refresh_token="rt-1")
+    secret = {"client_id": "app", "client_secret": "shh", "refresh_token": "rt-1"}
+
+    ask = jira.token_request(secret=secret, config={"token_url": f"{sim.url}/oauth/token"})
+    reply = outbound.request(ask.method, ask.url, headers=dict(ask.headers), body=ask.body)
+
+    assert dict(ask.headers)["Content-Type"] == "application/json"
+    assert json.loads(ask.body) == {
+        "client_id": "app",
+        "client_secret": "shh",
+        "grant_type": "refresh_token",
+        "refresh_token": "rt-1",
+    }
+    assert reply.status == 200 and sim.token_bodies == ["json"]
+    assert jira.oauth2.token_url == "https://auth.atlassian.com/oauth/token"
+
+
+def test_it_refuses_a_3lo_token_on_a_jira_sites_own_url_and_takes_it_through_the_gateway():
+    jira = providers.get("jira")
+
+    refused = jira.refuse_kind("oauth2", base_url="https://acme.atlassian.net")
+
+    assert refused and "https://api.atlassian.com/ex/jira/<cloudId>" in refused
+    assert jira.refuse_kind("oauth2", base_url="https://api.atlassian.com/ex/jira/1a2b") is None
+    assert jira.refuse_kind("basic", base_url="https://acme.atlassian.net") is None
 
 
 def test_it_finds_the_next_link():
