@@ -18,7 +18,7 @@ import json
 import re
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +97,20 @@ def moment_cell(moment: datetime | None) -> str:
         return "-"
     date, _, time = format_moment(moment).partition(" ")
     return format_html('<span class="nowrap">{}</span> <span class="nowrap">{}</span>', date, time)
+
+
+def moment_column(
+    field: str, description: str, *, missing: str = "-", sortable: bool = True
+) -> Callable[[Any, Any], str]:
+    """A list column of one time field in the one format (moment_cell), sorted by the field;
+    `missing` where it is empty."""
+
+    @admin.display(description=description, ordering=field if sortable else None)
+    def cell(self: Any, obj: Any) -> str:
+        moment = getattr(obj, field)
+        return missing if moment is None else moment_cell(moment)
+
+    return cell
 
 
 def under(first: str, second: str) -> str:
@@ -272,17 +286,9 @@ class ApiKeyAdmin(ObjectActionsAdmin):
     def display(self, key: ApiKey) -> str:
         return f"{ApiKey.PREFIX}{key.lookup}_…"
 
-    @admin.display(description="created", ordering="created")
-    def created_at(self, key: ApiKey) -> str:
-        return moment_cell(key.created)
-
-    @admin.display(description="last used", ordering="last_used")
-    def last_used_at(self, key: ApiKey) -> str:
-        return moment_cell(key.last_used) if key.last_used else "never"
-
-    @admin.display(description="revoked", ordering="revoked")
-    def revoked_at(self, key: ApiKey) -> str:
-        return moment_cell(key.revoked) if key.revoked else "-"
+    created_at = moment_column("created", "created")
+    last_used_at = moment_column("last_used", "last used", missing="never")
+    revoked_at = moment_column("revoked", "revoked")
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         return API_KEY_ADD_FIELDS if obj is None else API_KEY_FIELDS
@@ -395,9 +401,7 @@ class EventAdmin(ReadOnlyMixin, ModelAdmin):
         """Each kind of id on its own index, never a LIKE over the table."""
         return search_events(queryset, search_term), False
 
-    @admin.display(description="recorded at", ordering="recorded_at")
-    def recorded(self, event: Event) -> str:
-        return moment_cell(event.recorded_at)
+    recorded = moment_column("recorded_at", "recorded at")
 
     @admin.display(description="source, source id", ordering="source")
     def source_ref(self, event: Event) -> str:
@@ -482,13 +486,8 @@ class MessageAdmin(ReadOnlyMixin, ModelAdmin):
     def worker_and_type(self, message: Message) -> str:
         return under(message.worker, message.event.type)
 
-    @admin.display(description="due at", ordering="due_at")
-    def due(self, message: Message) -> str:
-        return moment_cell(message.due_at)
-
-    @admin.display(description="handled at", ordering="handled_at")
-    def handled(self, message: Message) -> str:
-        return moment_cell(message.handled_at) if message.handled_at else "-"
+    due = moment_column("due_at", "due at")
+    handled = moment_column("handled_at", "handled at")
 
     @admin.display(description="last error")
     def error(self, message: Message) -> str:
@@ -625,9 +624,7 @@ class DeadLetterAdmin(ReadOnlyMixin, ObjectActionsAdmin):
             ),
         )
 
-    @admin.display(description="dead since", ordering="created")
-    def died(self, letter: DeadLetter) -> str:
-        return moment_cell(letter.created)
+    died = moment_column("created", "dead since")
 
     @admin.display(description="subject")
     def subject_facts(self, letter: DeadLetter) -> str:
@@ -810,13 +807,8 @@ class TaskListAdmin(q_admin.TaskAdmin):  # type: ignore[misc]  # django-q2 has n
     def task_cell(self, task: Success) -> str:
         return named_task(task.name, task.func)
 
-    @admin.display(description="started", ordering="started")
-    def started_cell(self, task: Success) -> str:
-        return moment_cell(task.started)
-
-    @admin.display(description="stopped", ordering="stopped")
-    def stopped_cell(self, task: Success) -> str:
-        return moment_cell(task.stopped)
+    started_cell = moment_column("started", "started")
+    stopped_cell = moment_column("stopped", "stopped")
 
 
 class FailedTaskListAdmin(q_admin.FailAdmin):  # type: ignore[misc]  # django-q2 has no type hints
@@ -852,9 +844,7 @@ class ScheduleListAdmin(q_admin.ScheduleAdmin):  # type: ignore[misc]  # django-
             return f"cron {schedule.cron}"
         return str(schedule.get_schedule_type_display())
 
-    @admin.display(description="next run", ordering="next_run")
-    def next_run_cell(self, schedule: Schedule) -> str:
-        return moment_cell(schedule.next_run)
+    next_run_cell = moment_column("next_run", "next run")
 
 
 class QueueListAdmin(q_admin.QueueAdmin):  # type: ignore[misc]  # django-q2 has no type hints
@@ -865,9 +855,7 @@ class QueueListAdmin(q_admin.QueueAdmin):  # type: ignore[misc]  # django-q2 has
     def task_cell(self, queued: OrmQ) -> str:
         return named_task(queued.name(), queued.func())
 
-    @admin.display(description="locked until", ordering="lock")
-    def locked(self, queued: OrmQ) -> str:
-        return moment_cell(queued.lock)
+    locked = moment_column("lock", "locked until")
 
     @admin.display(description="task id")
     def task_id_cell(self, queued: OrmQ) -> str:

@@ -42,6 +42,7 @@ from core.admin import (
     clipped_cell,
     fieldset_fields,
     moment_cell,
+    moment_column,
     pretty_json,
     under,
 )
@@ -241,9 +242,7 @@ class WebhookSubscriptionAdmin(ObjectActionsAdmin):
         lines.append(format_html('<a href="{}">all deliveries</a>', link))
         return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines))
 
-    @admin.display(description="created", ordering="created")
-    def created_cell(self, subscription: WebhookSubscription) -> str:
-        return moment_cell(subscription.created)
+    created_cell = moment_column("created", "created")
 
     @admin.display(description="event types")
     def event_types_list(self, subscription: WebhookSubscription) -> str:
@@ -459,17 +458,9 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, ObjectActionsAdmin):
 
     # Times that may wrap between date and time of day, under short headers (a list's headers
     # do not wrap).
-    @admin.display(description="created", ordering="created")
-    def created_cell(self, delivery: WebhookDelivery) -> str:
-        return moment_cell(delivery.created)
-
-    @admin.display(description="next attempt", ordering="next_attempt_at")
-    def next_attempt_cell(self, delivery: WebhookDelivery) -> str:
-        return moment_cell(delivery.next_attempt_at) if delivery.next_attempt_at else "-"
-
-    @admin.display(description="delivered", ordering="delivered_at")
-    def delivered_cell(self, delivery: WebhookDelivery) -> str:
-        return moment_cell(delivery.delivered_at) if delivery.delivered_at else "-"
+    created_cell = moment_column("created", "created")
+    next_attempt_cell = moment_column("next_attempt_at", "next attempt")
+    delivered_cell = moment_column("delivered_at", "delivered")
 
     @admin.display(description="attempts", ordering="attempts")
     def attempts_cell(self, delivery: WebhookDelivery) -> str:

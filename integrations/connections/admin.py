@@ -29,7 +29,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import first_line, moment_cell, truncated, under
+from core.admin import first_line, moment_cell, moment_column, truncated, under
 from core.admin_actions import Done, ObjectActionsAdmin, object_action
 from core.formats import format_moment
 from integrations.connections import credentials as services
@@ -282,17 +282,9 @@ class VersionInline(admin.TabularInline):
     def error(self, version: CredentialVersion) -> str:
         return truncated(version.last_error, 60) if version.last_error else "-"
 
-    @admin.display(description="created")
-    def created_at(self, version: CredentialVersion) -> str:
-        return moment_cell(version.created)
-
-    @admin.display(description="promoted")
-    def promoted_at(self, version: CredentialVersion) -> str:
-        return moment_cell(version.promoted) if version.promoted else "-"
-
-    @admin.display(description="works until")
-    def expires_at(self, version: CredentialVersion) -> str:
-        return moment_cell(version.expires) if version.expires else "-"
+    created_at = moment_column("created", "created", sortable=False)
+    promoted_at = moment_column("promoted", "promoted", sortable=False)
+    expires_at = moment_column("expires", "works until", sortable=False)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CredentialVersion]:
         return super().get_queryset(request).defer("secret")
@@ -346,9 +338,7 @@ class IntegrationCredentialAdmin(ObjectActionsAdmin):
             return policy
         return under(policy, format_html("next {}", moment_cell(credential.next_rotation_at)))
 
-    @admin.display(description="rotated", ordering="rotated_at")
-    def rotated_cell(self, credential: IntegrationCredential) -> str:
-        return moment_cell(credential.rotated_at)
+    rotated_cell = moment_column("rotated_at", "rotated")
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
         kwargs["form"] = CredentialAddForm if obj is None else CredentialChangeForm

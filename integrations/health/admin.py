@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from core import charts
-from core.admin import ReadOnlyMixin, clipped_cell, first_line, moment_cell, under
+from core.admin import ReadOnlyMixin, clipped_cell, first_line, moment_cell, moment_column, under
 from core.admin_actions import Done, ObjectActionsAdmin, object_action
 from integrations.health.models import ConnectionHealth, ProbeResult
 from integrations.limits import circuits, keys
@@ -92,9 +92,7 @@ class ConnectionHealthAdmin(ReadOnlyMixin, ObjectActionsAdmin):
             return "-"
         return clipped_cell(first_line(health.last_error, 200), 60)
 
-    @admin.display(description="changed", ordering="changed")
-    def changed_cell(self, health: ConnectionHealth) -> str:
-        return moment_cell(health.changed)
+    changed_cell = moment_column("changed", "changed")
 
     @admin.display(description=f"latency, last {CHART_WINDOWS} probes")
     def latency_chart(self, health: ConnectionHealth) -> str:

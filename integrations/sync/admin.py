@@ -22,7 +22,7 @@ from core.admin import (
     fieldset_fields,
     first_line,
     link,
-    moment_cell,
+    moment_column,
     pretty_json,
     truncated,
 )
@@ -97,13 +97,8 @@ class IntegrationRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     ]  # fmt: skip
     readonly_fields = fieldset_fields(fieldsets)
 
-    @admin.display(description="started", ordering="started")
-    def started_cell(self, run: IntegrationRun) -> str:
-        return moment_cell(run.started)
-
-    @admin.display(description="finished", ordering="finished")
-    def finished_cell(self, run: IntegrationRun) -> str:
-        return moment_cell(run.finished) if run.finished else "-"
+    started_cell = moment_column("started", "started")
+    finished_cell = moment_column("finished", "finished")
 
     @admin.display(description="records")
     def counts(self, run: IntegrationRun) -> str:
@@ -154,9 +149,7 @@ class SyncStreamAdmin(ReadOnlyMixin, ObjectActionsAdmin):
     def checkpoint_json(self, stream: SyncStream) -> str:
         return pretty_json(stream.checkpoint)
 
-    @admin.display(description="last synced", ordering="last_synced")
-    def last_synced_cell(self, stream: SyncStream) -> str:
-        return moment_cell(stream.last_synced) if stream.last_synced else "-"
+    last_synced_cell = moment_column("last_synced", "last synced")
 
     @admin.display(description="last run")
     def last_run_link(self, stream: SyncStream) -> str:
@@ -198,13 +191,8 @@ class SyncRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
                                 "content_hash", "hash_algorithm", "seen_run",
                                 "data_json")  # fmt: skip
 
-    @admin.display(description="last modified", ordering="last_modified")
-    def last_modified_cell(self, record: SyncRecord) -> str:
-        return moment_cell(record.last_modified)
-
-    @admin.display(description="deleted", ordering="deleted_at")
-    def deleted(self, record: SyncRecord) -> str:
-        return moment_cell(record.deleted_at) if record.deleted_at else "-"
+    last_modified_cell = moment_column("last_modified", "last modified")
+    deleted = moment_column("deleted_at", "deleted")
 
     @admin.display(description="data")
     def data_json(self, record: SyncRecord) -> str:

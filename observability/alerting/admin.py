@@ -30,7 +30,7 @@ from core.admin import (
     ReadOnlyMixin,
     clipped_cell,
     fieldset_fields,
-    moment_cell,
+    moment_column,
     pretty_json,
 )
 from core.admin_actions import ModelAdmin
@@ -292,9 +292,7 @@ class AlertRuleAdmin(ModelAdmin):
     def firing(self, rule: Any) -> int:
         return int(rule.firing_count)
 
-    @admin.display(description="updated", ordering="updated")
-    def updated_cell(self, rule: AlertRule) -> str:
-        return moment_cell(rule.updated)
+    updated_cell = moment_column("updated", "updated")
 
     @admin.display(description="evaluated")
     def evaluated(self, rule: AlertRule) -> str:
@@ -531,9 +529,7 @@ class AlertInstanceAdmin(ReadOnlyMixin, ModelAdmin):
     def reason_cell(self, instance: AlertInstance) -> str:
         return clipped_cell(instance.reason, 70)
 
-    @admin.display(description="since", ordering="since")
-    def since_cell(self, instance: AlertInstance) -> str:
-        return moment_cell(instance.since)
+    since_cell = moment_column("since", "since")
 
     @admin.display(description="since")
     def since_at(self, instance: AlertInstance) -> str:
@@ -650,13 +646,8 @@ class SilenceAdmin(ModelAdmin):
     def state(self, silence: Silence) -> str:
         return silence.state_at(timezone.now())
 
-    @admin.display(description="starts", ordering="starts_at")
-    def starts(self, silence: Silence) -> str:
-        return moment_cell(silence.starts_at)
-
-    @admin.display(description="ends", ordering="ends_at")
-    def ends(self, silence: Silence) -> str:
-        return moment_cell(silence.ends_at)
+    starts = moment_column("starts_at", "starts")
+    ends = moment_column("ends_at", "ends")
 
     @admin.display(description="comment")
     def comment_cell(self, silence: Silence) -> str:
@@ -766,9 +757,7 @@ class SloAdmin(ModelAdmin):
     def firing(self, objective: Slo) -> str:
         return ", ".join(objective.firing_rows) or "-"
 
-    @admin.display(description="evaluated", ordering="evaluated_at")
-    def evaluated(self, objective: Slo) -> str:
-        return moment_cell(objective.evaluated_at)
+    evaluated = moment_column("evaluated_at", "evaluated")
 
     def save_model(self, request: HttpRequest, obj: Slo, form: Any, change: bool) -> None:
         data = form.cleaned_data
