@@ -9,9 +9,9 @@ Timed: one run of a GitHub connection's issues stream the way the worker runs it
 `handler.start_run`, then `dispatch.drain("IntegrationSyncWorker")` until the run ends. Each
 message takes up to SYNC_PAGES_PER_MESSAGE pages: claim, the requests to the simulator (a rate
 bucket token before each, on the limits' own connection, kept per process), parse and hash,
-the new records by COPY, a WorkItemCreated per record published in bulk (an Event each,
-through COPY into a staging table: two rows written per record where the anchor writes one;
-no message, as no worker takes a WorkItemCreated that names no trace and no webhook
+the new records by COPY, a WorkItemCreated per record published in bulk (an Event each, by
+COPY too, staged only if one is stored already: two rows written per record where the anchor
+writes one; no message, as no worker takes a WorkItemCreated that names no trace and no webhook
 subscribes to it), the checkpoint and the next command, committed with the message's done
 mark. Then a second run over the same records, all unchanged (one page re-read, nothing
 published), is reported too.

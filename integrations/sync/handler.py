@@ -816,7 +816,8 @@ def on_dead(envelope: Envelope, reason: str) -> None:
         return
     connection = IntegrationConnection.objects.get(pk=run.connection_id)
     lock = _lock(connection)
-    error_class = "rate_limited" if "429" in reason else "transient"
+    # The status the vendor answered, not any "429" (a port such as 44299 in the URL).
+    error_class = "rate_limited" if " answered 429" in reason else "transient"
     _finish(
         run, lock, status=Status.FAILED, error=reason, error_class=error_class, now=timezone.now()
     )

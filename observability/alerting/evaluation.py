@@ -56,8 +56,9 @@ twice of one alert.
 
 from __future__ import annotations
 
+import operator
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -74,6 +75,7 @@ from observability.alerting.rules import (
     Comparison,
     InstanceWindows,
     NoData,
+    Op,
     WindowSample,
 )
 
@@ -268,6 +270,9 @@ class Evaluation(msgspec.Struct, frozen=True, gc=False):
     transitions: tuple[Transition, ...]
     evaluated: int  # windows evaluated by this call
     remaining: int  # windows due but left for the next call (max_windows reached)
+    # Per window that had transitions, in order: they and the state after it (its checkpoint,
+    # which the handler keeps in the history). What one call per window would have returned.
+    steps: tuple[tuple[tuple[Transition, ...], InstanceState], ...] = ()
 
 
 # The windows to evaluate, and to load
@@ -289,8 +294,10 @@ def windows_due(
     size = rule.size
     last = previous.last_window if previous is not None else None
     first = last + size if last is not None else (newest if start is None else start)
-    due = max((newest - first) // size + 1, 0)
-    now = min(due, max_windows)
+    due = (newest - first) // size + 1
+    if due <= 0:
+        return first, 0, 0
+    now = due if due < max_windows else max_windows
     return first, now, due - now
 
 
@@ -315,6 +322,58 @@ def needed_windows(
 # The evaluator
 
 
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    """What the evaluator reads of a rule at every window, worked out once per rule and kept
+    on it (AlertRule.derived): a tick evaluates every instance of a rule with the same rule,
+    and describing it or making timedeltas of its times at each window was a tenth of the
+    evaluation."""
+
+    size: timedelta
+    described: str  # rule.describe()
+    holds: Callable[[float, float], bool]  # rule.op.holds
+    plain: bool  # a static comparison of each window's own sample (not Prometheus mode)
+    hold: timedelta  # `for`
+    keep: timedelta  # keep_firing_for
+    holding: str  # `for`, as a person reads it
+    keeping: str  # keep_firing_for, as a person reads it
+    remembered: int  # the outcomes a state keeps
+    flap_span: timedelta  # from the oldest window flap detection counts to the newest
+    resolve_at: float  # where an open alert resolves
+
+
+HOLDS: dict[Op, Callable[[float, float], bool]] = {
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+}
+
+
+def _derived(rule: AlertRule) -> _Derived:
+    derived = rule.derived
+    if derived is None:
+        size = rule.size
+        derived = _Derived(
+            size=size,
+            described=rule.describe(),
+            holds=HOLDS[rule.op],
+            plain=rule.comparison is Comparison.STATIC and rule.nodata is not NoData.PROMETHEUS,
+            hold=timedelta(seconds=rule.for_seconds),
+            keep=timedelta(seconds=rule.keep_firing_for_seconds),
+            holding=format_duration(rule.for_seconds),
+            keeping=format_duration(rule.keep_firing_for_seconds),
+            remembered=max(rule.flap_window, REMEMBERED),
+            flap_span=(rule.flap_window - 1) * size,
+            resolve_at=rule.lowest_threshold if rule.resolve is None else rule.resolve,
+        )
+        object.__setattr__(rule, "derived", derived)  # a cache, not part of the rule's value
+    assert isinstance(derived, _Derived)
+    return derived
+
+
 def evaluate(
     rule: AlertRule,
     instance: InstanceWindows,
@@ -332,14 +391,22 @@ def evaluate(
         rule, previous, newest=newest, start=start, max_windows=max_windows
     )
     state = previous or InstanceState()
+    if not count:
+        return Evaluation(state, (), 0, remaining)
+    derived = _derived(rule)
     samples = {sample.start: sample for sample in instance.samples}
+    key, size = instance.key, derived.size
     transitions: list[Transition] = []
-    for i in range(count):
-        window = first + i * rule.size
-        state = _step(
-            rule, instance.key, state, window, observe(rule, samples, window), transitions
-        )
-    return Evaluation(state, tuple(transitions), count, remaining)
+    steps: list[tuple[tuple[Transition, ...], InstanceState]] = []
+    window = first
+    for _ in range(count):
+        before = len(transitions)
+        seen = _observe(rule, derived, samples, window)
+        state = _step(rule, derived, key, state, window, seen, transitions)
+        if len(transitions) > before:
+            steps.append((tuple(transitions[before:]), state))
+        window += size
+    return Evaluation(state, tuple(transitions), count, remaining, tuple(steps))
 
 
 class Observation(msgspec.Struct, frozen=True, gc=False):
@@ -357,13 +424,23 @@ def observe(
 ) -> Observation:
     """What the window starting at `start` says, from the samples by window start; independent
     of the instance's state."""
-    value, sample, why = _value_at(rule, samples, start)
+    return _observe(rule, _derived(rule), samples, start)
+
+
+def _observe(
+    rule: AlertRule, derived: _Derived, samples: Mapping[datetime, WindowSample], start: datetime
+) -> Observation:
+    if derived.plain:  # most rules: the window's own value, compared as it is
+        sample = samples.get(start)
+        if sample is not None and sample.value is not None and not sample.error:
+            return _compare(rule, derived, sample.value, sample.trace_ids)
+    value, sample, why = _value_at(rule, derived, samples, start)
     if sample is not None and sample.error:
         return Observation(Level.ERROR, None, False, sample.error)
     trace_ids = sample.trace_ids if sample is not None else ()
     if rule.comparison is Comparison.PERCENT_CHANGE and value is not None:
         offset = rule.offset or ""
-        base, base_sample, _ = _value_at(rule, samples, start - OFFSETS[offset])
+        base, base_sample, _ = _value_at(rule, derived, samples, start - OFFSETS[offset])
         if base_sample is not None and base_sample.error:
             return Observation(Level.ERROR, None, False, f"{offset} ago: {base_sample.error}")
         if base is None or base == 0:
@@ -384,20 +461,26 @@ def observe(
         if rule.nodata in (NoData.PROMETHEUS, NoData.OK):
             return Observation(Level.OK, None, False, why)
         return Observation(Level.NODATA, None, False, why)
-    text = f"{rule.describe()} was {format_value(value)}"
-    level = Level.OK
-    if rule.op.holds(value, rule.critical):
+    return _compare(rule, derived, value, trace_ids)
+
+
+def _compare(
+    rule: AlertRule, derived: _Derived, value: float, trace_ids: tuple[str, ...]
+) -> Observation:
+    holds = derived.holds
+    if holds(value, rule.critical):
         level = Level.CRITICAL
-    elif rule.warning is not None and rule.op.holds(value, rule.warning):
+    elif rule.warning is not None and holds(value, rule.warning):
         level = Level.WARNING
-    sustained = level is not Level.OK or (
-        rule.resolve is not None and rule.op.holds(value, rule.resolve)
-    )
+    else:
+        level = Level.OK
+    sustained = level is not Level.OK or (rule.resolve is not None and holds(value, rule.resolve))
+    text = f"{derived.described} was {format_value(value)}"
     return Observation(level, value, sustained, text, trace_ids)
 
 
 def _value_at(
-    rule: AlertRule, samples: Mapping[datetime, WindowSample], start: datetime
+    rule: AlertRule, derived: _Derived, samples: Mapping[datetime, WindowSample], start: datetime
 ) -> tuple[float | None, WindowSample | None, str]:
     """The window's value, the sample it came from and, without a value, why not."""
     if rule.nodata is not NoData.PROMETHEUS:
@@ -405,7 +488,7 @@ def _value_at(
         if sample is None:
             return None, None, f"no series of {rule.query.metric} in the window"
         if sample.value is None:
-            return None, sample, f"no value of {rule.describe()} in the window"
+            return None, sample, f"no value of {derived.described} in the window"
         return sample.value, sample, ""
     # Prometheus: the newest sample at most LOOKBACK_DELTA before the evaluation, unless it
     # is a staleness marker. A sample without a value is NaN to Prometheus: no breach.
@@ -416,23 +499,25 @@ def _value_at(
             if sample.stale:
                 return None, sample, f"the series of {rule.query.metric} ended (no recorded value)"
             if sample.value is None:
-                return None, sample, f"no value of {rule.describe()} in the window"
+                return None, sample, f"no value of {derived.described} in the window"
             return sample.value, sample, ""
-        back += rule.size
+        back += derived.size
     lookback = format_duration(LOOKBACK_DELTA.total_seconds())
     return None, None, f"no value of {rule.query.metric} in the last {lookback}"
 
 
 def _step(
     rule: AlertRule,
+    derived: _Derived,
     key: str,
     state: InstanceState,
     start: datetime,
     seen: Observation,
     out: list[Transition],
 ) -> InstanceState:
-    """One window: the state after it; its transitions appended to `out`."""
-    at = start + rule.size  # the evaluation time
+    """One window: the state after it; its transitions appended to `out`. Each way out builds
+    the new state with one `replace`: this runs for every instance at every window."""
+    at = start + derived.size  # the evaluation time
 
     def record(kind: Kind, new: InstanceState, threshold: float | None) -> None:
         out.append(
@@ -452,15 +537,23 @@ def _step(
             )
         )
 
+    level = seen.level
     is_open = state.severity is not None
-    if seen.level in (Level.NODATA, Level.ERROR):
-        remembered = _remember(rule, state, start, seen, None)
-        if rule.nodata is NoData.KEEP_LAST and seen.level is Level.NODATA:
-            return remembered  # Grafana's Keep Last State: nothing changes
+    if level is Level.NODATA or level is Level.ERROR:
+        recent, flapping = _remember(rule, derived, state, start, seen, None)
+        if rule.nodata is NoData.KEEP_LAST and level is Level.NODATA:
+            # Grafana's Keep Last State: nothing changes
+            return replace(
+                state, last_window=start, last_value=seen.value, recent=recent, flapping=flapping
+            )
         # A pending breach did not hold; an open alert stays open, neither resolved nor paged.
-        target = State.NODATA if seen.level is Level.NODATA else State.ERROR
+        target = State.NODATA if level is Level.NODATA else State.ERROR
         new = replace(
-            remembered,
+            state,
+            last_window=start,
+            last_value=seen.value,
+            recent=recent,
+            flapping=flapping,
             state=target,
             reason=seen.text,
             active_at=None,
@@ -471,49 +564,79 @@ def _step(
             record(Kind.NODATA if target is State.NODATA else Kind.ERROR, new, None)
         return new
 
-    breached = seen.sustained if is_open else seen.level is not Level.OK
+    breached = seen.sustained if is_open else level is not Level.OK
+    recent, flapping = _remember(rule, derived, state, start, seen, breached)
+    if not breached and not is_open:  # most instances, most windows
+        new = replace(
+            state,
+            state=State.NORMAL,
+            reason=seen.text,
+            active_at=None,
+            critical_since=None,
+            last_window=start,
+            last_value=seen.value,
+            recent=recent,
+            flapping=flapping,
+            trace_ids=(),
+        )
+        if state.state is not State.NORMAL:
+            record(Kind.NORMAL, new, rule.lowest_threshold)
+        return new
+
     # The exemplars of the breach's windows; an open alert keeps its own until it resolves.
-    trace_ids = state.trace_ids if is_open else ()
     new = replace(
-        _remember(rule, state, start, seen, breached),
+        state,
+        last_window=start,
+        last_value=seen.value,
+        recent=recent,
+        flapping=flapping,
         active_at=(state.active_at or at) if breached else None,
-        critical_since=(state.critical_since or at) if seen.level is Level.CRITICAL else None,
-        trace_ids=_merge(seen.trace_ids, state.trace_ids) if breached else trace_ids,
+        critical_since=(state.critical_since or at) if level is Level.CRITICAL else None,
+        trace_ids=(
+            _merge(seen.trace_ids, state.trace_ids)
+            if breached
+            else (state.trace_ids if is_open else ())
+        ),
     )
-    hold = timedelta(seconds=rule.for_seconds)
+    hold = derived.hold
     critical_held = new.critical_since is not None and at - new.critical_since >= hold
 
     if is_open and breached:
-        new = replace(new, state=State.FIRING, keep_firing_since=None)
         if critical_held and state.severity is Severity.WARNING:
             new = replace(
                 new,
+                state=State.FIRING,
+                keep_firing_since=None,
                 severity=Severity.CRITICAL,
                 reason=f"{seen.text}: {rule.op} {rule.critical:g} (critical)",
             )
             record(Kind.SEVERITY_INCREASED, new, rule.critical)
         else:
-            new = replace(new, reason=_firing_reason(rule, seen, new))
+            new = replace(
+                new,
+                state=State.FIRING,
+                keep_firing_since=None,
+                reason=_firing_reason(rule, derived, seen, new),
+            )
             if state.state is not State.FIRING:
                 record(Kind.FIRING, new, _threshold(rule, new.severity))
     elif is_open:
         since = state.keep_firing_since or at
-        new = replace(new, keep_firing_since=since)
-        keep = timedelta(seconds=rule.keep_firing_for_seconds)
-        resolve_at = rule.lowest_threshold if rule.resolve is None else rule.resolve
+        resolve_at = derived.resolve_at
         if new.flapping:
-            changes = _changes(rule, new.recent, start)
+            changes = _changes(derived, new.recent, start)
             reason = (
                 f"flapping: {changes} changes in the last {rule.flap_window} windows; "
                 f"stays firing until it settles ({seen.text})"
             )
-            new = replace(new, state=State.FIRING, reason=reason)
+            new = replace(new, keep_firing_since=since, state=State.FIRING, reason=reason)
             if state.state is not State.FIRING:
                 record(Kind.FIRING, new, resolve_at)
-        elif at - since < keep:
-            keeping = format_duration(rule.keep_firing_for_seconds)
-            reason = f"{_no_longer(rule, seen, resolve_at)}; keeps firing for up to {keeping}"
-            new = replace(new, state=State.RECOVERING, reason=reason)
+        elif at - since < derived.keep:
+            reason = (
+                f"{_no_longer(rule, seen, resolve_at)}; keeps firing for up to {derived.keeping}"
+            )
+            new = replace(new, keep_firing_since=since, state=State.RECOVERING, reason=reason)
             if state.state is not State.RECOVERING:
                 record(Kind.RECOVERING, new, resolve_at)
         else:
@@ -544,7 +667,7 @@ def _step(
                     trace_ids=state.trace_ids,
                 )
             )
-    elif breached and new.active_at is not None and at - new.active_at >= hold:
+    elif new.active_at is not None and at - new.active_at >= hold:  # breached
         severity = Severity.CRITICAL if critical_held else Severity.WARNING
         new = replace(
             new,
@@ -554,12 +677,11 @@ def _step(
             resolved_at=None,
             keep_firing_since=None,
         )
-        new = replace(new, reason=_firing_reason(rule, seen, new))
+        new = replace(new, reason=_firing_reason(rule, derived, seen, new))
         record(Kind.TRIGGERED, new, _threshold(rule, severity))
-    elif breached:
-        level = Severity.CRITICAL if seen.level is Level.CRITICAL else Severity.WARNING
-        holding = format_duration(rule.for_seconds)
-        reason = f"{_breach(rule, seen, level)}; fires once it holds for {holding}"
+    else:  # breached, not for long enough yet
+        level_ = Severity.CRITICAL if level is Level.CRITICAL else Severity.WARNING
+        reason = f"{_breach(rule, seen, level_)}; fires once it holds for {derived.holding}"
         new = replace(new, state=State.PENDING, reason=reason)
         if state.state is not State.PENDING:
             out.append(
@@ -571,17 +693,13 @@ def _step(
                     window_end=at,
                     previous=state.state,
                     state=State.PENDING,
-                    severity=level,
+                    severity=level_,
                     value=seen.value,
-                    threshold=_threshold(rule, level),
+                    threshold=_threshold(rule, level_),
                     reason=reason,
                     trace_ids=new.trace_ids,
                 )
             )
-    else:
-        new = replace(new, state=State.NORMAL, reason=seen.text)
-        if state.state is not State.NORMAL:
-            record(Kind.NORMAL, new, rule.lowest_threshold)
 
     if new.flapping and not state.flapping and new.severity is not None:
         record(Kind.FLAPPING, new, None)
@@ -589,23 +707,24 @@ def _step(
 
 
 def _remember(
-    rule: AlertRule, state: InstanceState, start: datetime, seen: Observation, breached: bool | None
-) -> InstanceState:
-    """The state with this window's outcome remembered, and whether it is now flapping."""
-    keep = max(rule.flap_window, REMEMBERED)
+    rule: AlertRule,
+    derived: _Derived,
+    state: InstanceState,
+    start: datetime,
+    seen: Observation,
+    breached: bool | None,
+) -> tuple[tuple[Outcome, ...], bool]:
+    """The state's outcomes with this window's remembered, and whether it is now flapping."""
     outcome = Outcome(start, seen.level, seen.value, seen.sustained, breached)
-    recent = (*state.recent[-(keep - 1) :], outcome) if keep > 1 else (outcome,)
-    flapping = state.flapping
-    if breached is not None:
-        flapping = 0 < rule.flap_changes <= _changes(rule, recent, start)
-    return replace(
-        state, last_window=start, last_value=seen.value, recent=recent, flapping=flapping
-    )
+    recent = (*state.recent[1 - derived.remembered :], outcome)  # remembered >= REMEMBERED > 1
+    if breached is None:
+        return recent, state.flapping
+    return recent, 0 < rule.flap_changes <= _changes(derived, recent, start)
 
 
-def _changes(rule: AlertRule, recent: Sequence[Outcome], start: datetime) -> int:
+def _changes(derived: _Derived, recent: Sequence[Outcome], start: datetime) -> int:
     """How often the condition changed within the last flap_window windows (up to `start`)."""
-    since = start - (rule.flap_window - 1) * rule.size
+    since = start - derived.flap_span
     changes, last = 0, None
     for outcome in recent:  # a loop, not pairwise over a list: it runs for every window
         breached = outcome.breached
@@ -631,7 +750,9 @@ def _breach(rule: AlertRule, seen: Observation, severity: Severity) -> str:
     return f"{seen.text}: {rule.op} {_threshold(rule, severity):g} ({severity})"
 
 
-def _firing_reason(rule: AlertRule, seen: Observation, state: InstanceState) -> str:
+def _firing_reason(
+    rule: AlertRule, derived: _Derived, seen: Observation, state: InstanceState
+) -> str:
     severity = state.severity or Severity.CRITICAL
     if seen.value is None or seen.level is Level.OK:
         # No data taken as critical, or a value inside the hysteresis band.
@@ -639,7 +760,7 @@ def _firing_reason(rule: AlertRule, seen: Observation, state: InstanceState) -> 
     level = Severity.CRITICAL if seen.level is Level.CRITICAL else Severity.WARNING
     reason = _breach(rule, seen, level)
     if level is Severity.CRITICAL and severity is Severity.WARNING:
-        return f"{reason}; critical once it holds for {format_duration(rule.for_seconds)}"
+        return f"{reason}; critical once it holds for {derived.holding}"
     if level is Severity.WARNING and severity is Severity.CRITICAL:
         return f"{reason}; still firing (critical)"
     return reason

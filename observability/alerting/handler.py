@@ -36,7 +36,7 @@ import logging
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -397,30 +397,42 @@ class Plan:
         outcome = Outcome(last_window=self.row.last_window)
         expiry = self.newest - timedelta(hours=setting("ALERT_INSTANCE_EXPIRY_HOURS"))
         limit = setting("ALERT_CATCH_UP_WINDOWS")
-        for key in sorted({*self.stored, *groups}):
-            stored = self.stored.get(key)
+        first, last, every = self.first, self.last, self.stored
+        for key in sorted(every.keys() | groups.keys()):
+            stored = every.get(key)
             windows = groups.get(key)
-            seen = _last_seen(windows, self.first, self.last)
-            if stored is None and seen is None:
-                continue  # series only in the lookback or offset windows: not an instance now
-            known = [t for t in (seen, stored.last_seen if stored else None) if t is not None]
-            last_seen = max(known, default=None)
-            if (
-                stored is not None
-                and stored.state.severity is None
-                and stored.state.state.value in ("normal", "nodata", "error")
-                and (last_seen is None or last_seen < expiry)
-            ):
-                outcome.expired.append((self.row.pk, key))
+            seen = _last_seen(windows, first, last) if windows is not None else None
+            if stored is None:
+                if seen is None:
+                    continue  # series only in the lookback or offset windows: not an instance now
+                assert windows is not None
+                last_seen: datetime | None = seen
+                previous = None
+                start = _first_sample(windows, first)
+            else:
+                last_seen = stored.last_seen
+                if seen is not None and (last_seen is None or seen >= last_seen):
+                    last_seen = seen
+                previous = stored.state
+                if (
+                    (last_seen is None or last_seen < expiry)
+                    and previous.severity is None
+                    and previous.state.value in ("normal", "nodata", "error")
+                ):
+                    outcome.expired.append((self.row.pk, key))
+                    continue
+                if windows is None:
+                    windows = InstanceWindows(key, stored.labels, ())
+                start = None
+            evaluation = evaluate(
+                rule, windows, previous, newest=last, start=start, max_windows=limit
+            )
+            if not evaluation.evaluated:
                 continue
-            labels = windows.labels if windows else stored.labels if stored else {}
-            windows = windows or InstanceWindows(key, labels, ())
-            start = None if stored is not None else _first_sample(windows, self.first)
-            previous = stored.state if stored else None
-            state, steps = run(rule, windows, previous, newest=self.last, start=start, limit=limit)
-            if state is None or state is previous:
-                continue
-            self._decide(outcome, key, dict(labels), stored, state, steps, last_seen, spans, at)
+            state = evaluation.state
+            self._decide(
+                outcome, key, windows.labels, stored, state, evaluation.steps, last_seen, spans, at
+            )
             if state.last_window and (
                 outcome.last_window is None or state.last_window > outcome.last_window
             ):
@@ -431,19 +443,34 @@ class Plan:
         self,
         outcome: Outcome,
         key: str,
-        labels: dict[str, str],
+        labels: Mapping[str, str],
         stored: Stored | None,
         state: InstanceState,
-        steps: list[tuple[tuple[Transition, ...], InstanceState]],
+        steps: Sequence[tuple[tuple[Transition, ...], InstanceState]],
         last_seen: datetime | None,
         spans: Sequence[silences.Span],
         at: datetime,
     ) -> None:
         row, rule = self.row, self.rule
         silenced = bool(spans) and bool(
-            silences.silencing(spans, silences.instance_labels(labels, row.name), at)
+            silences.silencing(spans, silences.instance_labels(dict(labels), row.name), at)
         )
         heard = stored.notified if stored else None
+        since = stored.since if stored else at
+        if stored is not None and not steps and (silenced or state.severity is heard):
+            # Most instances, most ticks: no transition, nothing to publish (publications would
+            # send nothing), so the row is all that changes.
+            if stored.shown == _shown(state, heard, since, silenced):
+                outcome.steady.append(_steady_row(stored, state, last_seen, self.now))
+            else:
+                outcome.instances.append(
+                    _instance_row(
+                        row, key, dict(labels), state, heard, last_seen, since, silenced, self.now
+                    )
+                )
+                outcome.known.append(True)
+            return
+        labels = dict(labels)
         sent: list[tuple[Transition, str]] = []
         if not silenced:
             heard, sent = publications(rule, key, heard, steps, state)
@@ -451,7 +478,6 @@ class Plan:
         for t, event_type in sent:
             data = event_data(row, rule, labels, t)
             outcome.envelopes.append(_envelope(row.tenant_id, event_type, t, data))
-        since = stored.since if stored else at
         evaluated = set()
         for transitions, after in steps:
             for t in transitions:
@@ -541,27 +567,23 @@ def run(
     start: datetime | None,
     limit: int | None = None,
 ) -> tuple[InstanceState | None, list[tuple[tuple[Transition, ...], InstanceState]]]:
-    """evaluate(), one window at a time up to `limit` (ALERT_CATCH_UP_WINDOWS) of them, so
-    that each change's state (its checkpoint) is known: (the final state, None if no window
-    was due, [(transitions, state after)])."""
-    state, steps = previous, []
-    for _ in range(limit or setting("ALERT_CATCH_UP_WINDOWS")):
-        evaluation = evaluate(rule, windows, state, newest=newest, start=start, max_windows=1)
-        if not evaluation.evaluated:
-            break
-        state = evaluation.state
-        if evaluation.transitions:
-            steps.append((evaluation.transitions, state))
-        if not evaluation.remaining:
-            break
-    return state, steps
+    """evaluate() up to `limit` (ALERT_CATCH_UP_WINDOWS) windows, with each change's state
+    (its checkpoint): (the final state, None if no window was due and no previous state,
+    [(transitions, state after)])."""
+    max_windows = limit or setting("ALERT_CATCH_UP_WINDOWS")
+    evaluation = evaluate(
+        rule, windows, previous, newest=newest, start=start, max_windows=max_windows
+    )
+    if not evaluation.evaluated:
+        return previous, []
+    return evaluation.state, list(evaluation.steps)
 
 
-def _last_seen(windows: InstanceWindows | None, first: datetime, last: datetime) -> datetime | None:
-    if windows is None:
-        return None
-    seen = [s.start for s in windows.samples if first <= s.start <= last]
-    return max(seen, default=None)
+def _last_seen(windows: InstanceWindows, first: datetime, last: datetime) -> datetime | None:
+    for sample in reversed(windows.samples):  # oldest first: the first found is the newest
+        if first <= sample.start <= last:
+            return sample.start
+    return None
 
 
 def _first_sample(windows: InstanceWindows, first: datetime) -> datetime:

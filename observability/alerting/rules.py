@@ -180,6 +180,9 @@ class AlertRule:
     # `flap_window` windows keep an open alert open ("flapping"). 0 turns it off.
     flap_window: int = 10
     flap_changes: int = 4
+    # What observability.alerting.evaluation works out of the rule once (its window size,
+    # description, times as timedeltas...) and reads at every window: not part of its value.
+    derived: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "op", Op(self.op))
@@ -434,12 +437,16 @@ def instance_windows(
     instances, keyed by instance_key, each with one sample per window that had a series."""
     labels: dict[str, dict[str, str]] = {}
     top = _grouped(rule, rule.query, numerator, labels)
-    bottom = _grouped(rule, rule.denominator, denominator, labels) if rule.denominator else {}
     instances: dict[str, list[WindowSample]] = {}
-    for key, start in sorted({*top, *bottom}):
-        instances.setdefault(key, []).append(
-            _sample(rule, start, top.get((key, start)), bottom.get((key, start)))
-        )
+    if rule.denominator is None:
+        for (key, start), rows in sorted(top.items()):
+            instances.setdefault(key, []).append(_sample(rule, start, rows, None))
+    else:
+        bottom = _grouped(rule, rule.denominator, denominator, labels)
+        for key, start in sorted({*top, *bottom}):
+            instances.setdefault(key, []).append(
+                _sample(rule, start, top.get((key, start)), bottom.get((key, start)))
+            )
     return {
         key: InstanceWindows(key=key, labels=labels[key], samples=tuple(samples))
         for key, samples in instances.items()
@@ -448,21 +455,33 @@ def instance_windows(
 
 def _grouped(
     rule: AlertRule,
-    query: Query | None,
+    query: Query,
     rows: Iterable[SeriesWindow],
     labels: dict[str, dict[str, str]],
 ) -> dict[tuple[str, datetime], list[SeriesWindow]]:
     groups: dict[tuple[str, datetime], list[SeriesWindow]] = {}
-    if query is None:
-        return groups
+    by = rule.group_by
     for row in rows:
-        if not matches(query, row.labels):
+        found = row.labels
+        if query.filters and not matches(query, found):
             continue
-        group = group_labels(rule, row.labels)
-        key = instance_key(group)
-        labels.setdefault(key, group)
-        groups.setdefault((key, row.start), []).append(row)
+        values = tuple([found.get(key, "") for key in by])  # group_labels' values
+        key = _group_key(by, values)
+        if key not in labels:
+            labels[key] = dict(zip(by, values, strict=True))
+        group = groups.get((key, row.start))
+        if group is None:
+            groups[(key, row.start)] = [row]
+        else:
+            group.append(row)
     return groups
+
+
+@functools.lru_cache(maxsize=65536)
+def _group_key(by: tuple[str, ...], values: tuple[str, ...]) -> str:
+    # Cached: a tick groups every series of every rule, and the same groups (one per service,
+    # say) recur across rules and ticks.
+    return instance_key(dict(zip(by, values, strict=True)))
 
 
 def _sample(
@@ -471,9 +490,14 @@ def _sample(
     top: Sequence[SeriesWindow] | None,
     bottom: Sequence[SeriesWindow] | None,
 ) -> WindowSample:
-    rows = [*(top or ()), *(bottom or ())]
-    stale = all(row.stale for row in rows)
-    trace_ids = _trace_ids(row.trace_ids for row in top or ())
+    if rule.denominator is None and top is not None and len(top) == 1:
+        # One series of one query (most samples): its own staleness and exemplars.
+        row = top[0]
+        stale = row.stale
+        trace_ids = tuple(dict.fromkeys(row.trace_ids))[:MAX_TRACE_IDS] if row.trace_ids else ()
+    else:
+        stale = all(row.stale for row in (*(top or ()), *(bottom or ())))
+        trace_ids = _trace_ids(row.trace_ids for row in top or ())
     try:
         value = _combine(rule, rule.query, top)
         if rule.denominator is not None:
@@ -494,18 +518,34 @@ def _trace_ids(groups: Iterable[Iterable[str]]) -> tuple[str, ...]:
     return tuple(seen)[:MAX_TRACE_IDS]
 
 
+# The column an additive field (or `last`) sums over a group's series.
+SUMMED = {
+    Field.COUNT: "count",
+    Field.SUM: "sum",
+    Field.DELTA: "delta",
+    Field.LAST: "last",
+    Field.RATE: "delta",
+}
+
+
 def _combine(rule: AlertRule, query: Query, rows: Sequence[SeriesWindow] | None) -> float | None:
     """One group's value of the query's field in one window; ValueError when the series cannot
     be combined (the instance goes to its error state with the message)."""
     if not rows:
         return None
     name = query.field
-    if name in (Field.COUNT, Field.SUM, Field.DELTA, Field.LAST, Field.RATE):
-        column = "delta" if name is Field.RATE else str(name)
-        values = [v for row in rows if (v := getattr(row, column)) is not None]
-        if not values:
-            return None
-        total = math.fsum(values)
+    column = SUMMED.get(name)
+    if column is not None:
+        if len(rows) == 1:
+            value = getattr(rows[0], column)
+            if value is None:
+                return None
+            total = math.fsum((value,))
+        else:
+            values = [v for row in rows if (v := getattr(row, column)) is not None]
+            if not values:
+                return None
+            total = math.fsum(values)
         return total / rule.size.total_seconds() if name is Field.RATE else total
     if name in (Field.MIN, Field.MAX):
         values = [v for row in rows if (v := getattr(row, str(name))) is not None]

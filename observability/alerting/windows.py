@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-import psycopg
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Max, Q, QuerySet, TextField
@@ -103,9 +102,11 @@ def series_windows(
 def plain_rows(rows: QuerySet[Any, tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
     """A values_list queryset's rows, in chunks, as its iterator() gives them. On PostgreSQL
     without Django's converters, which parse every timestamp in Python (a tick reads tens of
-    thousands): the cursor loads them with psycopg's own C loader instead, as aware datetimes
-    in the connection's time zone (UTC, as Django sets it), equal to Django's. The rows must
-    need no other converter (no JSON column: cast those to text)."""
+    thousands): the cursor asks for binary results, which psycopg loads in C (timestamps as
+    aware datetimes in the connection's time zone, UTC as Django sets it, equal to Django's;
+    numbers without parsing their text: measured, a third less CPU for a tick's windows than
+    text). The rows must need no other converter (no JSON column: cast those to text). The
+    query goes to psycopg's cursor itself, so Django's query log does not list it."""
     if connection.vendor != "postgresql":
         yield from rows.iterator(chunk_size=5000)
         return
@@ -113,16 +114,12 @@ def plain_rows(rows: QuerySet[Any, tuple[Any, ...]]) -> Iterator[tuple[Any, ...]
         sql, params = rows.query.sql_with_params()
     except EmptyResultSet:  # filtered on an empty list: no query, as iterator() does
         return
-    with connection.chunked_cursor() as cursor:
-        cursor.cursor.adapters.register_loader("timestamptz", _TIMESTAMPTZ)
-        cursor.execute(sql, params)
+    with connection.chunked_cursor() as cursor, connection.wrap_database_errors:
+        # Django's cursor binds parameters client-side, which psycopg allows with binary
+        # results only when asked for them here, by execute's own argument.
+        cursor.cursor.execute(sql, params, binary=True)
         while chunk := cursor.fetchmany(5000):
             yield from chunk
-
-
-_TIMESTAMPTZ = psycopg.adapters.get_loader(
-    psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT
-)
 
 
 def staleness_markers(
