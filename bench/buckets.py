@@ -141,7 +141,7 @@ buckets: {n} processes on one bucket for {seconds:.0f} s each, PostgreSQL
   GCRA acquire (one conditional UPDATE)  {acquires:10,.0f} acquires/s  ({acquired["granted"]:,.0f} granted, every one)
   plain single-row UPDATE                {plain:10,.0f} updates/s   (anchor)
   ratio                                  {acquires / plain:10.2f}             (goal: >= {GOAL})
-  in a handler's transaction, 1 process  {inside:10,.0f} acquires/s  (an own connection per call)
+  in a handler's transaction, 1 process  {inside:10,.0f} acquires/s  (the limits' own connection, kept)
   limited bucket {LIMITED_RATE:.0f}/s, burst {LIMITED_BURST}: {granted:,} granted of {limited["tries"]:,} tries in {elapsed:.1f} s; at most {allowed:,.0f} allowed: {"OK" if fair else "TOO MANY"}
 """)  # noqa: E501
     if not fair:
