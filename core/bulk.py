@@ -88,21 +88,36 @@ def insert_new(
 # ms against 40-68 ms unnested; at 100 rows the two are even, below that the extra statements
 # lose).
 COPY_NEW_FROM = 250
+# And update_rows, past a few hundred rows, through COPY into a temporary table and one UPDATE
+# ... FROM it (an alert tick's 20,000 instances: their JSON states need no array literal).
+COPY_UPDATE_FROM = 500
 
 
 def _copy_new(table: str, columns: list[str], rows: Sequence[Row]) -> None:
+    _staged(
+        table,
+        columns,
+        rows,
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM staged "
+        "ON CONFLICT DO NOTHING",
+    )
+
+
+def _staged(table: str, columns: list[str], rows: Sequence[Row], statement: str) -> None:
+    """COPY the rows into a temporary table shaped like `table`'s columns, then run
+    `statement`, which reads them as `staged` (and, reading them, empties the table)."""
     names = ", ".join(columns)
-    staging = f"{table}_new_{zlib.crc32(names.encode()):08x}"
+    staging = f"{table}_staged_{zlib.crc32(names.encode()):08x}"
     # In a transaction of its own when the caller has none: in autocommit, ON COMMIT DELETE
-    # ROWS would empty the staging table between the COPY and the INSERT.
+    # ROWS would empty the staging table between the COPY and the statement.
     with (
         transaction.atomic(savepoint=False),
         connection.cursor() as cursor,
         connection.wrap_database_errors,
     ):
         # One table per session and column list (created once, not per transaction: each
-        # creation writes the catalog), emptied by the INSERT that reads it, so a second call
-        # in the same transaction starts from nothing; ON COMMIT DELETE ROWS reclaims the
+        # creation writes the catalog), emptied by the statement that reads it, so a second
+        # call in the same transaction starts from nothing; ON COMMIT DELETE ROWS reclaims the
         # deleted rows' space (autovacuum never visits temporary tables).
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
@@ -111,10 +126,7 @@ def _copy_new(table: str, columns: list[str], rows: Sequence[Row]) -> None:
         with cursor.cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(
-            f"WITH staged AS (DELETE FROM {staging} RETURNING {names}) "
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM staged ON CONFLICT DO NOTHING"
-        )
+        cursor.execute(f"WITH staged AS (DELETE FROM {staging} RETURNING {names}) {statement}")
 
 
 def upsert(
@@ -143,13 +155,22 @@ def update_rows(
     model: type[models.Model], columns: list[str], rows: Sequence[Row], *, key: str = "id"
 ) -> None:
     """Set `columns` of many rows, each to its own values: rows are tuples of (key, *columns).
-    On PostgreSQL one UPDATE ... FROM unnest(arrays): Django's bulk_update builds a CASE WHEN
-    per row and field, which cost more CPU than the rest of a webhook batch (measured: 262 ms
-    for 64 rows of 8 fields, 8 ms this way). Elsewhere one UPDATE per row."""
+    On PostgreSQL one UPDATE ... FROM unnest(arrays), or past COPY_UPDATE_FROM rows from a
+    COPY: Django's bulk_update builds a CASE WHEN per row and field, which cost more CPU than
+    the rest of a webhook batch (measured: 262 ms for 64 rows of 8 fields, 8 ms this way).
+    Elsewhere one UPDATE per row."""
     if not rows:
         return
     table = model._meta.db_table
     sets = ", ".join(f"{c} = s.{c}" for c in columns)
+    if connection.vendor == "postgresql" and len(rows) >= COPY_UPDATE_FROM:
+        _staged(
+            table,
+            [key, *columns],
+            rows,
+            f"UPDATE {table} AS t SET {sets} FROM staged AS s WHERE t.{key} = s.{key}",
+        )
+        return
     if connection.vendor == "postgresql":
         names = [key, *columns]
         arrays = ", ".join(f"%s::text::{_db_type(model, c)}[]" for c in names)

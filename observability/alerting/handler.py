@@ -864,10 +864,7 @@ def _write(tenant_id: TenantId, outcome: Outcome) -> None:
             unique=["rule_id", "instance_key"],
             update=INSTANCE_COLUMNS[3:],
         )
-    if connection.vendor == "postgresql" and len(outcome.steady) > COPY_FROM:
-        _copy_steady(outcome.steady)
-    else:
-        bulk.update_rows(AlertInstance, STEADY_COLUMNS, outcome.steady)
+    bulk.update_rows(AlertInstance, STEADY_COLUMNS, outcome.steady)
     bulk.insert_new(AlertStateChange, CHANGE_COLUMNS, outcome.changes)
 
 
@@ -904,27 +901,6 @@ def _copy_upsert(rows: list[bulk.Row], known: list[bool]) -> None:
             f'ON CONFLICT ("rule_id", "instance_key") DO UPDATE SET {updates}'
         )
         cursor.execute(f"TRUNCATE {STAGING}")
-
-
-STEADY_STAGING = "alerting_steady_staging"
-
-
-def _copy_steady(rows: list[bulk.Row]) -> None:
-    """The steady instances' new windows: COPY into a narrow temporary table, one UPDATE by id
-    (which the table's fillfactor keeps a HOT update: no index entry is written)."""
-    table = AlertInstance._meta.db_table
-    names = ", ".join(f'"{c}"' for c in ["id", *STEADY_COLUMNS])
-    sets = ", ".join(f'"{c}" = s."{c}"' for c in STEADY_COLUMNS)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STEADY_STAGING} ON COMMIT DROP AS "
-            f"SELECT {names} FROM {table} WITH NO DATA"
-        )
-        with cursor.cursor.copy(f"COPY {STEADY_STAGING} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cursor.execute(f"UPDATE {table} t SET {sets} FROM {STEADY_STAGING} s WHERE t.id = s.id")
-        cursor.execute(f"TRUNCATE {STEADY_STAGING}")
 
 
 def _note_rules(

@@ -140,7 +140,11 @@ def test_it_finds_rows_among_many_ids_and_uuids(tenant):
     assert Event.objects.filter(tenant_id__one_of=[tenant.pk]).count() == 5
 
 
-def test_it_updates_each_row_to_its_own_values_and_leaves_the_others(tenant):
+@pytest.mark.parametrize("copy_from", [0, 10**9], ids=["through COPY", "through arrays"])
+def test_it_updates_each_row_to_its_own_values_and_leaves_the_others(
+    tenant, monkeypatch, copy_from
+):
+    monkeypatch.setattr(bulk, "COPY_UPDATE_FROM", copy_from)  # PostgreSQL's two ways
     rows = [row(tenant, f"text {n}", {}) for n in range(4)]
     bulk.insert_new(Event, EVENT_COLUMNS, rows)
     later = timezone.now() + timezone.timedelta(hours=1)

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 
+from core import bulk
 from core.models import DeadLetter, Event, Message
 from core.runtime import dispatch, replay, scheduling
 from observability.alerting import handler
@@ -301,6 +302,7 @@ def test_it_writes_each_instances_newest_window_whether_it_changed_or_not(
     # Past COPY_FROM instances a tick writes through COPY on PostgreSQL (every instance here,
     # with 0): the steady ones' narrow update and the changed ones' full one must agree.
     monkeypatch.setattr(handler, "COPY_FROM", copy_from)
+    monkeypatch.setattr(bulk, "COPY_UPDATE_FROM", copy_from)
     telemetry = Telemetry(tenant)
     telemetry.gauge("queue.depth", [50, 60, 70, 95, 95], service="checkout")
     telemetry.gauge("queue.depth", [10, 20, 30, 40, 50], service="billing")
