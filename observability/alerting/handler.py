@@ -42,7 +42,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from django.db import connection
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -139,7 +138,7 @@ class Outcome:
     """What evaluating one rule decided, to be written in bulk."""
 
     instances: list[bulk.Row] = field(default_factory=list)
-    known: list[bool] = field(default_factory=list)  # per instance row: already stored
+    changed: list[bulk.Row] = field(default_factory=list)  # stored: (id, *INSTANCE_COLUMNS[4:])
     steady: list[bulk.Row] = field(default_factory=list)  # stored, only STEADY_COLUMNS moved
     changes: list[bulk.Row] = field(default_factory=list)
     envelopes: list[Envelope] = field(default_factory=list)
@@ -191,7 +190,7 @@ def _evaluate_rules(envelope: Envelope, at: datetime) -> None:
             errors[plan.row.pk] = f"its evaluation failed: {type(exc).__name__}: {exc}"
             continue
         outcome.instances += decided.instances
-        outcome.known += decided.known
+        outcome.changed += decided.changed
         outcome.steady += decided.steady
         outcome.changes += decided.changes
         outcome.envelopes += decided.envelopes
@@ -463,12 +462,10 @@ class Plan:
             if stored.shown == _shown(state, heard, since, silenced):
                 outcome.steady.append(_steady_row(stored, state, last_seen, self.now))
             else:
-                outcome.instances.append(
-                    _instance_row(
-                        row, key, dict(labels), state, heard, last_seen, since, silenced, self.now
-                    )
+                instance = _instance_row(
+                    row, key, dict(labels), state, heard, last_seen, since, silenced, self.now
                 )
-                outcome.known.append(True)
+                outcome.changed.append((stored.id, *instance[4:]))
             return
         labels = dict(labels)
         sent: list[tuple[Transition, str]] = []
@@ -493,10 +490,13 @@ class Plan:
         if stored is not None and stored.shown == _shown(state, heard, since, silenced):
             outcome.steady.append(_steady_row(stored, state, last_seen, self.now))
             return
-        outcome.instances.append(
-            _instance_row(row, key, labels, state, heard, last_seen, since, silenced, self.now)
+        instance = _instance_row(
+            row, key, labels, state, heard, last_seen, since, silenced, self.now
         )
-        outcome.known.append(stored is not None)
+        if stored is not None:  # its key and labels stay as they are
+            outcome.changed.append((stored.id, *instance[4:]))
+        else:
+            outcome.instances.append(instance)
 
 
 def _plan(
@@ -854,53 +854,19 @@ def _write(tenant_id: TenantId, outcome: Outcome) -> None:
         AlertInstance.objects.filter(
             tenant_id=tenant_id, rule_id=rule_id, instance_key__in=keys, severity=""
         ).delete()
-    if connection.vendor == "postgresql" and len(outcome.instances) > COPY_FROM:
-        _copy_upsert(outcome.instances, outcome.known)
-    else:
-        bulk.upsert(
-            AlertInstance,
-            INSTANCE_COLUMNS,
-            outcome.instances,
-            unique=["rule_id", "instance_key"],
-            update=INSTANCE_COLUMNS[3:],
-        )
+    # New instances (upserted: a concurrent tick may have stored one meanwhile), then the
+    # stored ones by id: those whose listed columns changed, and the steady ones. Past a few
+    # hundred rows core.bulk goes through COPY, sparing array literals of their JSON states.
+    bulk.upsert(
+        AlertInstance,
+        INSTANCE_COLUMNS,
+        outcome.instances,
+        unique=["rule_id", "instance_key"],
+        update=INSTANCE_COLUMNS[3:],
+    )
+    bulk.update_rows(AlertInstance, INSTANCE_COLUMNS[4:], outcome.changed)
     bulk.update_rows(AlertInstance, STEADY_COLUMNS, outcome.steady)
     bulk.insert_new(AlertStateChange, CHANGE_COLUMNS, outcome.changes)
-
-
-# Every instance of every due rule is written each tick (its state moved a window on): on
-# PostgreSQL, past a few hundred, through COPY into a temporary table, then one UPDATE ... FROM
-# it for the instances already stored (their key and labels stay as they are) and one
-# INSERT ... ON CONFLICT for the new ones. COPY spares building and parsing array literals of
-# their JSON states (measured at 20,000 instances: about half the time of core.bulk.upsert),
-# and the UPDATE a third of the time of an INSERT ... ON CONFLICT of every row.
-COPY_FROM = 500
-STAGING = "alerting_instance_staging"
-
-
-def _copy_upsert(rows: list[bulk.Row], known: list[bool]) -> None:
-    table = AlertInstance._meta.db_table
-    names = ", ".join(f'"{c}"' for c in INSTANCE_COLUMNS)
-    changed = ", ".join(f'"{c}" = s."{c}"' for c in INSTANCE_COLUMNS[4:])
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in INSTANCE_COLUMNS[3:])
-    with connection.cursor() as cursor:
-        # One table per transaction (a drain may handle several ticks in one), emptied after.
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} ON COMMIT DROP AS "
-            f"SELECT {names}, false AS stored FROM {table} WITH NO DATA"
-        )
-        with cursor.cursor.copy(f"COPY {STAGING} ({names}, stored) FROM STDIN") as copy:
-            for row, stored in zip(rows, known, strict=True):
-                copy.write_row((*row, stored))
-        cursor.execute(
-            f"UPDATE {table} t SET {changed} FROM {STAGING} s "
-            "WHERE s.stored AND t.rule_id = s.rule_id AND t.instance_key = s.instance_key"
-        )
-        cursor.execute(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM {STAGING} WHERE NOT stored "
-            f'ON CONFLICT ("rule_id", "instance_key") DO UPDATE SET {updates}'
-        )
-        cursor.execute(f"TRUNCATE {STAGING}")
 
 
 def _note_rules(

@@ -106,7 +106,9 @@ def test_it_inserts_many_rows_into_a_table_with_generated_ids(tenant):
     assert Message.objects.filter(worker="W").count() == len(events)
 
 
-def test_it_upserts_only_the_columns_it_is_told(tenant):
+@pytest.mark.parametrize("copy_from", [0, 10**9], ids=["through COPY", "through arrays"])
+def test_it_upserts_only_the_columns_it_is_told(tenant, monkeypatch, copy_from):
+    monkeypatch.setattr(bulk, "COPY_UPDATE_FROM", copy_from)  # PostgreSQL's two ways
     first = row(tenant, "first", {"v": 1})
     bulk.insert_new(Event, EVENT_COLUMNS, [first])
     changed = (*first[:5], "second", "source 2", *first[7:10], json.dumps({"v": 2}), "")

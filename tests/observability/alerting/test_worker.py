@@ -11,7 +11,6 @@ from django.conf import settings
 from core import bulk
 from core.models import DeadLetter, Event, Message
 from core.runtime import dispatch, replay, scheduling
-from observability.alerting import handler
 from observability.alerting import services as alerting
 from observability.alerting.evaluation import InstanceState, Kind, transition_id
 from observability.alerting.models import AlertInstance, AlertRule, AlertStateChange
@@ -299,9 +298,8 @@ def test_it_silences_by_rule_name(tenant):
 def test_it_writes_each_instances_newest_window_whether_it_changed_or_not(
     tenant, monkeypatch, copy_from
 ):
-    # Past COPY_FROM instances a tick writes through COPY on PostgreSQL (every instance here,
-    # with 0): the steady ones' narrow update and the changed ones' full one must agree.
-    monkeypatch.setattr(handler, "COPY_FROM", copy_from)
+    # Past COPY_UPDATE_FROM rows core.bulk writes through COPY on PostgreSQL (every instance
+    # here, with 0): new, changed and steady instances must come out alike either way.
     monkeypatch.setattr(bulk, "COPY_UPDATE_FROM", copy_from)
     telemetry = Telemetry(tenant)
     telemetry.gauge("queue.depth", [50, 60, 70, 95, 95], service="checkout")
