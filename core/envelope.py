@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,7 +63,10 @@ class Envelope:
         problems = []
         if not events.is_known(self.type):
             problems.append(f"type {self.type!r} is not in the event catalog")
-        problems.extend(_id_problems(self.trace_id, self.span_id))
+        if not is_trace_id(self.trace_id, lowercase=True):
+            problems.append("traceId must be 32 lowercase hex digits, not all zero")
+        if not is_span_id(self.span_id, lowercase=True):
+            problems.append("spanId must be 16 lowercase hex digits, not all zero")
         if not isinstance(self.data, dict):
             problems.append("data must be a JSON object")
         if problems:
@@ -91,28 +93,6 @@ class Envelope:
             "occurredAt": self.occurred_at.isoformat(),
             "data": self.data,
         }
-
-
-def _id_problems(trace_id: object, span_id: object) -> tuple[str, ...]:
-    if type(trace_id) is str and type(span_id) is str:
-        return _checked_ids(trace_id, span_id)
-    return _check_ids(trace_id, span_id)
-
-
-# A synced page publishes a thousand events under one span: its ids checked once, not per
-# event (two regular expressions each).
-@functools.lru_cache(maxsize=256)
-def _checked_ids(trace_id: str, span_id: str) -> tuple[str, ...]:
-    return _check_ids(trace_id, span_id)
-
-
-def _check_ids(trace_id: object, span_id: object) -> tuple[str, ...]:
-    problems = []
-    if not is_trace_id(trace_id, lowercase=True):
-        problems.append("traceId must be 32 lowercase hex digits, not all zero")
-    if not is_span_id(span_id, lowercase=True):
-        problems.append("spanId must be 16 lowercase hex digits, not all zero")
-    return tuple(problems)
 
 
 def event_as_dict(event: Event) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from core.auth import TenantPrincipal
 from core.models import Tenant
 from core.openapi import errors
 from integrations.connections import credentials as services
-from integrations.connections import selectors
+from integrations.connections import providers, selectors
 from integrations.connections.models import (
     CredentialVersion,
     IntegrationConnection,
@@ -543,6 +543,12 @@ class ProviderOutput(serializers.Serializer[Any]):
     defaultBaseUrl = serializers.CharField()
     authKinds = serializers.ListField(child=serializers.CharField())
     rotation = serializers.CharField(required=False)
+    rotationMethods = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="How its credentials can get a new secret: operator, oauth2_refresh, "
+        "vendor_key (the generic provider's key API and token endpoint are a connection's "
+        "config).",
+    )
     streams = serializers.ListField(child=serializers.DictField())
     description = serializers.DictField(
         help_text="Everything else the registry declares (rate limits, retries, key API, ...)."
@@ -557,10 +563,6 @@ class ProviderListView(APIView):
         responses={200: ProviderOutput(many=True), **errors(401)},
     )
     def get(self, request: Request) -> Response:
-        try:
-            from integrations.connections import providers
-        except ImportError:
-            return Response([])
         rows = []
         for provider in providers.all():
             described = _plain(provider.describe())
@@ -571,6 +573,7 @@ class ProviderListView(APIView):
                     "defaultBaseUrl": provider.default_base_url,
                     "authKinds": list(provider.auth_kinds),
                     "rotation": provider.rotation,
+                    "rotationMethods": described["rotationMethods"],
                     "streams": described.get("streams", []),
                     "description": described,
                 }

@@ -56,7 +56,6 @@ twice of one alert.
 
 from __future__ import annotations
 
-import operator
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,11 +70,11 @@ from core.formats import format_duration, format_value
 from observability.alerting.rules import (
     MAX_TRACE_IDS,
     OFFSETS,
+    OPERATORS,
     AlertRule,
     Comparison,
     InstanceWindows,
     NoData,
-    Op,
     WindowSample,
 )
 
@@ -342,16 +341,6 @@ class _Derived:
     resolve_at: float  # where an open alert resolves
 
 
-HOLDS: dict[Op, Callable[[float, float], bool]] = {
-    Op.GT: operator.gt,
-    Op.GE: operator.ge,
-    Op.LT: operator.lt,
-    Op.LE: operator.le,
-    Op.EQ: operator.eq,
-    Op.NE: operator.ne,
-}
-
-
 def _derived(rule: AlertRule) -> _Derived:
     derived = rule.derived
     if derived is None:
@@ -359,7 +348,7 @@ def _derived(rule: AlertRule) -> _Derived:
         derived = _Derived(
             size=size,
             described=rule.describe(),
-            holds=HOLDS[rule.op],
+            holds=OPERATORS[rule.op],
             plain=rule.comparison is Comparison.STATIC and rule.nodata is not NoData.PROMETHEUS,
             hold=timedelta(seconds=rule.for_seconds),
             keep=timedelta(seconds=rule.keep_firing_for_seconds),

@@ -450,24 +450,43 @@ class Plan:
         spans: Sequence[silences.Span],
         at: datetime,
     ) -> None:
-        row, rule = self.row, self.rule
+        row = self.row
         silenced = bool(spans) and bool(
             silences.silencing(spans, silences.instance_labels(dict(labels), row.name), at)
         )
         heard = stored.notified if stored else None
         since = stored.since if stored else at
-        if stored is not None and not steps and (silenced or state.severity is heard):
-            # Most instances, most ticks: no transition, nothing to publish (publications would
-            # send nothing), so the row is all that changes.
-            if stored.shown == _shown(state, heard, since, silenced):
-                outcome.steady.append(_steady_row(stored, state, last_seen, self.now))
-            else:
-                instance = _instance_row(
-                    row, key, dict(labels), state, heard, last_seen, since, silenced, self.now
-                )
-                outcome.changed.append((stored.id, *instance[4:]))
+        # Most instances, most ticks: no transition and nothing to publish (publications would
+        # send nothing), so the row is all that changes.
+        if stored is None or steps or not (silenced or state.severity is heard):
+            heard, since = self._publish(
+                outcome, key, dict(labels), state, steps, heard, since, silenced
+            )
+        if stored is not None and stored.shown == _shown(state, heard, since, silenced):
+            outcome.steady.append(_steady_row(stored, state, last_seen, self.now))
             return
-        labels = dict(labels)
+        instance = _instance_row(
+            row, key, dict(labels), state, heard, last_seen, since, silenced, self.now
+        )
+        if stored is not None:  # its key and labels stay as they are
+            outcome.changed.append((stored.id, *instance[4:]))
+        else:
+            outcome.instances.append(instance)
+
+    def _publish(
+        self,
+        outcome: Outcome,
+        key: str,
+        labels: dict[str, str],
+        state: InstanceState,
+        steps: Sequence[tuple[tuple[Transition, ...], InstanceState]],
+        heard: Severity | None,
+        since: datetime,
+        silenced: bool,
+    ) -> tuple[Severity | None, datetime]:
+        """The instance's events (none while silenced) and history rows: (what the outside
+        world has heard after them, when the instance entered its state)."""
+        row, rule = self.row, self.rule
         sent: list[tuple[Transition, str]] = []
         if not silenced:
             heard, sent = publications(rule, key, heard, steps, state)
@@ -487,16 +506,7 @@ class Plan:
         for t, event_type in sent:
             if t.id not in evaluated:  # the difference a silence held back: history too
                 outcome.changes.append(_change_row(row, labels, t, state, event_type, False))
-        if stored is not None and stored.shown == _shown(state, heard, since, silenced):
-            outcome.steady.append(_steady_row(stored, state, last_seen, self.now))
-            return
-        instance = _instance_row(
-            row, key, labels, state, heard, last_seen, since, silenced, self.now
-        )
-        if stored is not None:  # its key and labels stay as they are
-            outcome.changed.append((stored.id, *instance[4:]))
-        else:
-            outcome.instances.append(instance)
+        return heard, since
 
 
 def _plan(

@@ -24,7 +24,8 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
@@ -102,22 +103,23 @@ class Op(StrEnum):
     NE = "!="
 
     def holds(self, value: float, threshold: float) -> bool:
-        if self is Op.GT:
-            return value > threshold
-        if self is Op.GE:
-            return value >= threshold
-        if self is Op.LT:
-            return value < threshold
-        if self is Op.LE:
-            return value <= threshold
-        if self is Op.EQ:
-            return value == threshold
-        return value != threshold
+        return OPERATORS[self](value, threshold)
 
     @property
     def upward(self) -> bool | None:
         """True when larger values breach, False when smaller ones do, None for == and !=."""
         return {Op.GT: True, Op.GE: True, Op.LT: False, Op.LE: False}.get(self)
+
+
+# Each comparison as a function: the evaluator takes it once per rule (Op.holds per window).
+OPERATORS: dict[Op, Callable[[float, float], bool]] = {
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+}
 
 
 class Comparison(StrEnum):

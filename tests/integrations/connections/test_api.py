@@ -73,7 +73,9 @@ def test_it_never_returns_a_secret(api, vendor, caplog):
     }  # before the rollback
     assert replies[5].json()["current"]["rotationToken"] == "initial"
     assert replies[6].json()["rotateEveryDays"] == 7
-    assert "github" in [p["name"] for p in replies[7].json()]
+    methods = {p["name"]: p["rotationMethods"] for p in replies[7].json()}
+    assert methods["github"] == ["operator", "oauth2_refresh"]
+    assert methods["generic"] == ["operator", "oauth2_refresh", "vendor_key"]
     for record in caplog.records:
         assert SECRET not in record.getMessage() and new_secret not in record.getMessage()
 
