@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -246,10 +246,14 @@ class Transition:
     reason: str
     trace_ids: tuple[str, ...] = ()
     late: bool = False  # published by reconcile after late data changed an outcome
+    # transition_id of the above, worked out once: the handler reads it for the event, the
+    # history row and each comparison (a uuid5 of an ISO time, each time, was a twentieth of
+    # a tick).
+    id: uuid.UUID = field(init=False, compare=False, repr=False)
 
-    @property
-    def id(self) -> uuid.UUID:
-        return transition_id(self.rule_id, self.instance_key, self.window_start, self.kind)
+    def __post_init__(self) -> None:
+        id_ = transition_id(self.rule_id, self.instance_key, self.window_start, self.kind)
+        object.__setattr__(self, "id", id_)
 
     @property
     def event_type(self) -> str | None:

@@ -12,7 +12,7 @@ from core import bulk
 from core.models import DeadLetter, Event, Message
 from core.runtime import dispatch, replay, scheduling
 from observability.alerting import services as alerting
-from observability.alerting.evaluation import InstanceState, Kind, transition_id
+from observability.alerting.evaluation import InstanceState, Kind, decode_state, transition_id
 from observability.alerting.models import AlertInstance, AlertRule, AlertStateChange
 from observability.alerting.rules import instance_key
 from tests.helpers import drain_all
@@ -317,7 +317,7 @@ def test_it_writes_each_instances_newest_window_whether_it_changed_or_not(
     assert firing.last_window == steady.last_window == minute(4)
     assert steady.reason == "last of queue.depth was 50"
     assert steady.since == minute(1)  # its first evaluation: it never changed state since
-    state = InstanceState.from_json(steady.state)
+    state = decode_state(steady.state)
     assert (state.last_window, state.last_value) == (minute(4), 50)
     assert [o.value for o in state.recent] == [10, 20, 30, 40, 50]
 
