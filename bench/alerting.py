@@ -15,7 +15,9 @@ first tick creates the instances (untimed); the figure is the ticks after it, on
 each: instances evaluated per second, and the share of a minute one tick takes.
 
 Anchor, in the same run: the plain query that reads the same minute's windows (every column
-the handler reads, all rows fetched), rows per second. Goals (issue 11): a minute's evaluation
+the handler reads, all rows fetched), rows per second, run right after each tick; the ratio is
+the median of each tick's against its read (on a shared machine, a tick and the read beside it
+see the same load). Goals (issue 11): a minute's evaluation
 in under 10% of the minute, at least a third of the read's rate.
 """
 
@@ -159,7 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--services", type=int, default=20)
-    parser.add_argument("--ticks", type=int, default=3)
+    parser.add_argument("--ticks", type=int, default=5)
     args = parser.parse_args()
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -193,21 +195,28 @@ def main() -> None:
     heap.settle()
     tick(tenant.pk, first + MINUTE)  # creates the instances
     instances = AlertInstance.objects.filter(tenant=tenant).count()
-    spent = [tick(tenant.pk, first + (i + 1) * MINUTE) for i in range(1, args.ticks + 1)]
-    reads = [read(tenant.pk, first + i * MINUTE) for i in range(1, args.ticks + 1)]
+    # Each tick beside a read, so the two see the same moment of a shared machine: the ratio
+    # is the median of the pairs' ratios.
+    spent, reads = [], []
+    for i in range(1, args.ticks + 1):
+        spent.append(tick(tenant.pk, first + (i + 1) * MINUTE))
+        reads.append(read(tenant.pk, first + i * MINUTE))
     seconds = statistics.median(spent)
     read_seconds, rows = statistics.median(r[0] for r in reads), reads[0][1]
     rate, read_rate = instances / seconds, rows / read_seconds
+    ratio = statistics.median(
+        (instances / s) / (n / r) for s, (r, n) in zip(spent, reads, strict=True)
+    )
     published = Event.objects.filter(type__in=("AlertTriggered", "AlertResolved")).count()
     print(f"""
 alerting: {args.rules:,} rules over {instances:,} instances ({args.services} services each), \
 one tenant, PostgreSQL;
-the tick in-process, one minute's windows each, median of {args.ticks} ticks \
+the tick in-process, one minute's windows each, median of {args.ticks} ticks, each beside a read \
 ({published:,} events published in all)
   evaluation tick (handler)            {rate:10,.0f} instances/s   {seconds:6.2f} s a minute \
 ({seconds / 60:.1%} of it; goal < 10%)
   plain read of the windows (anchor)   {read_rate:10,.0f} rows/s        {read_seconds:6.2f} s
-  ratio to the read                    {rate / read_rate:10.2f}        (goal: >= 0.33)
+  ratio to the read                    {ratio:10.2f}        (goal: >= 0.33)
 """)
 
 

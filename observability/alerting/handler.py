@@ -124,7 +124,7 @@ class Stored:
     """An instance as loaded."""
 
     id: int
-    labels: dict[str, str]
+    labels_text: str  # as JSON: decoded when asked for, which a steady instance never is
     state: InstanceState
     notified: Severity | None
     last_seen: datetime | None
@@ -132,6 +132,11 @@ class Stored:
     # What its row's list columns hold (_shown), as loaded: reconcile_late moves `state` and
     # `notified` on without writing the row.
     shown: tuple[Any, ...] = ()
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels: dict[str, str] = msgspec.json.decode(self.labels_text)
+        return labels
 
 
 @dataclass
@@ -569,13 +574,12 @@ def _plan(
             "silenced",
         )
     )
-    decode_labels = msgspec.json.decode
     for pk, rule_id, key, labels, state, notified, last_seen, since, silenced in plain_rows(rows):
         decoded = decode_state(state)
         heard = Severity(notified) if notified else None
         stored[rule_id][key] = Stored(
             id=pk,
-            labels=decode_labels(labels),
+            labels_text=labels,
             state=decoded,
             notified=heard,
             last_seen=last_seen,

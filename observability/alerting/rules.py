@@ -463,11 +463,13 @@ def _grouped(
 ) -> dict[tuple[str, datetime], list[SeriesWindow]]:
     groups: dict[tuple[str, datetime], list[SeriesWindow]] = {}
     by = rule.group_by
+    (only,) = by if len(by) == 1 else ("",)  # one key, most rules: no list built per series
     for row in rows:
         found = row.labels
         if query.filters and not matches(query, found):
             continue
-        values = tuple([found.get(key, "") for key in by])  # group_labels' values
+        # group_labels' values
+        values = (found.get(only, ""),) if only else tuple([found.get(k, "") for k in by])
         key = _group_key(by, values)
         if key not in labels:
             labels[key] = dict(zip(by, values, strict=True))

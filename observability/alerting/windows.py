@@ -210,7 +210,7 @@ def series_window(row: Sequence[Any]) -> SeriesWindow:
     return SeriesWindow(
         start=start,
         labels=rules.labels_of(resource or {}, attributes or {}),
-        kind=MetricKind(kind),
+        kind=_KINDS.get(kind) or MetricKind(kind),
         last=last,
         delta=delta,
         count=count,
@@ -226,6 +226,11 @@ def series_window(row: Sequence[Any]) -> SeriesWindow:
         stale=ends and last is None and points > 0,
         trace_ids=trace_ids_of(exemplars),
     )
+
+
+# A stored kind's enum member by a dict lookup: calling the enum class, once per window read,
+# costs a Python call each.
+_KINDS = {kind.value: kind for kind in MetricKind}
 
 
 def trace_ids_of(exemplars: Any) -> tuple[str, ...]:
