@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,17 @@ if TYPE_CHECKING:
 # A Tenant's primary key: the domain key that every envelope, message and tenant's row carries,
 # and that every handler checks what it touches against (Envelope.ensure_tenant).
 TenantId: TypeAlias = uuid.UUID
+
+
+def name_uuid(namespace: uuid.UUID, name: str) -> uuid.UUID:
+    """uuid.uuid5(namespace, name), the same value, in half its time: a derived event id is
+    made for every record a sync publishes, and uuid5's UUID(bytes=..., version=...) checks
+    its arguments in Python (measured: 2.8 against 5.4 us)."""
+    digest = hashlib.sha1(namespace.bytes + name.encode()).digest()
+    value = int.from_bytes(digest[:16])
+    value = (value & ~(0xF000 << 64)) | (5 << 76)  # version 5
+    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122's variant
+    return uuid.UUID(int=value)
 
 
 @dataclass(frozen=True, slots=True)

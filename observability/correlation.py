@@ -123,6 +123,8 @@ def trace_ids_of(data) -> list[str]:
     if not isinstance(data, dict):
         return []
     named = data.get("traceIds")
+    if not named and not data.get("traceId"):  # most events (every synced record's): none
+        return []
     candidates = list(named) if isinstance(named, list) else []
     candidates.append(data.get("traceId"))
     found = {c.lower() for c in candidates if is_trace_id(c)}

@@ -44,7 +44,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import bulk, outbound, services, telemetry
-from core.envelope import Envelope
+from core.envelope import Envelope, name_uuid
 from core.models import Tenant
 from core.runtime.errors import NotYet, PermanentError, TransientError, describe
 from integrations.connections import credentials, providers, vendor
@@ -630,7 +630,7 @@ def _event(
         source=f"integration:{connection_id}",
         source_id=f"{stream}:{record.external_id}",
         correlation_id=_text(run.pk),
-        event_id=uuid.uuid5(EVENTS, ident),
+        event_id=name_uuid(EVENTS, ident),
         occurred_at=now,
         trace_id=span[0],
         span_id=span[1],

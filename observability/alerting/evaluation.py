@@ -66,6 +66,7 @@ from typing import Any
 import msgspec
 from msgspec.structs import replace
 
+from core.envelope import name_uuid
 from core.formats import format_duration, format_value
 from observability.alerting.rules import (
     MAX_TRACE_IDS,
@@ -265,7 +266,7 @@ def transition_id(rule_id: str, instance_key: str, window_start: datetime, kind:
     """The same (rule, instance, window, kind) gives the same id: the event id, the history
     row's key."""
     moment = window_start.astimezone(UTC).isoformat()
-    return uuid.uuid5(NAMESPACE, f"{rule_id}|{instance_key}|{moment}|{kind.value}")
+    return name_uuid(NAMESPACE, f"{rule_id}|{instance_key}|{moment}|{kind.value}")
 
 
 class Evaluation(msgspec.Struct, frozen=True, gc=False):
