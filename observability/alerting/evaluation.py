@@ -388,6 +388,16 @@ def evaluate(
     if not count:
         return Evaluation(state, (), 0, remaining)
     derived = _derived(rule)
+    if count == 1 and derived.plain and state.state is State.NORMAL and instance.samples:
+        # Most instances at most ticks: one window, its own value, still under the thresholds.
+        # What the loop below does for it, without the loop (test_evaluation_properties checks
+        # the two agree, tick by tick against one call).
+        sample = instance.samples[-1]
+        if sample.start == first and sample.value is not None and not sample.error:
+            seen = _compare(rule, derived, sample.value, sample.trace_ids)
+            if seen.level is Level.OK and state.severity is None:
+                recent, flapping = _remember(rule, derived, state, first, seen, False)
+                return Evaluation(_normal(state, first, seen, recent, flapping), (), 1, remaining)
     samples = {sample.start: sample for sample in instance.samples}
     key, size = instance.key, derived.size
     transitions: list[Transition] = []
@@ -561,18 +571,7 @@ def _step(
     breached = seen.sustained if is_open else level is not Level.OK
     recent, flapping = _remember(rule, derived, state, start, seen, breached)
     if not breached and not is_open:  # most instances, most windows
-        new = replace(
-            state,
-            state=State.NORMAL,
-            reason=seen.text,
-            active_at=None,
-            critical_since=None,
-            last_window=start,
-            last_value=seen.value,
-            recent=recent,
-            flapping=flapping,
-            trace_ids=(),
-        )
+        new = _normal(state, start, seen, recent, flapping)
         if state.state is not State.NORMAL:
             record(Kind.NORMAL, new, rule.lowest_threshold)
         return new
@@ -698,6 +697,28 @@ def _step(
     if new.flapping and not state.flapping and new.severity is not None:
         record(Kind.FLAPPING, new, None)
     return new
+
+
+def _normal(
+    state: InstanceState,
+    start: datetime,
+    seen: Observation,
+    recent: tuple[Outcome, ...],
+    flapping: bool,
+) -> InstanceState:
+    """The state after a window without a breach, for an instance with no open alert."""
+    return replace(
+        state,
+        state=State.NORMAL,
+        reason=seen.text,
+        active_at=None,
+        critical_since=None,
+        last_window=start,
+        last_value=seen.value,
+        recent=recent,
+        flapping=flapping,
+        trace_ids=(),
+    )
 
 
 def _remember(

@@ -96,6 +96,16 @@ def test_it_gives_the_same_result_in_one_call_as_tick_by_tick(rule, tokens, base
     assert state == at_once.state
     assert ticked == list(at_once.transitions)
 
+    # As the handler calls it: each tick with the windows loaded up to its own, oldest first
+    # (the newest sample is the window due, where most ticks take the one-window path).
+    state, loaded = None, []
+    for i in range(len(tokens)):
+        upto = instance(to_samples(baseline, T0 - HOUR), to_samples(tokens[: i + 1], T0))
+        step = evaluate(rule, upto, state, newest=window(i), start=T0)
+        state, loaded = step.state, loaded + list(step.transitions)
+    assert state == at_once.state
+    assert loaded == list(at_once.transitions)
+
     state, chunked = None, []
     while True:
         step = evaluate(rule, windows, state, newest=newest, start=T0, max_windows=chunk)
