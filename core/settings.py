@@ -349,9 +349,14 @@ INCIDENT_BATCH_SIZE = env.int("INCIDENT_BATCH_SIZE", default=500)
 
 # --- Integrations (integrations/sync, integrations/failures) ------------------------------
 # Vendor pages one IntegrationSyncWorker message fetches: their records, events and the last
-# one's checkpoint commit with the message, so a crash re-reads at most these pages. More:
-# fewer messages and bigger upserts per run; fewer: shorter transactions and less re-read.
-SYNC_PAGES_PER_MESSAGE = env.int("SYNC_PAGES_PER_MESSAGE", default=10)
+# one's checkpoint commit with the message, so a crash re-reads at most these pages. They are
+# fetched before the message takes any lock, so more pages make fewer, bigger writes without
+# holding a lock through the vendor's replies; fewer re-read less after a crash.
+SYNC_PAGES_PER_MESSAGE = env.int("SYNC_PAGES_PER_MESSAGE", default=25)
+# A message starts no further page once its fetching has taken this long (a slow vendor): its
+# pages so far are written and the next message goes on. With the request timeout, this keeps
+# a message well inside its lease (DISPATCH_LEASE_SECONDS).
+SYNC_FETCH_SECONDS = env.float("SYNC_FETCH_SECONDS", default=10)
 # The longest wait for a vendor's reply to one page request.
 SYNC_REQUEST_TIMEOUT_SECONDS = env.float("SYNC_REQUEST_TIMEOUT_SECONDS", default=30)
 # A run told to wait longer than this (a rate limit's reset, a Retry-After, an open circuit)

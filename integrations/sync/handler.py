@@ -2,14 +2,17 @@
 worker): pull a connection's streams page by page into SyncRecords.
 
 A run is a chain of IntegrationSyncRequested commands, each for up to SYNC_PAGES_PER_MESSAGE
-(10) pages. A message locks the connection's SyncLock, builds each next request from the
-stream's checkpoint (the provider makes the checkpoint say everything the next request needs),
-sends it, and in the message's transaction, with its done mark, writes the pages: the records
-(new ones by COPY, stored ones upserted), their factory events (published in bulk, with ids
-derived from the change's number, so the same change is the same event), the stream's
-checkpoint, the run's counts, and the command for the next pages. A crash anywhere before that
-commit re-reads from the last committed checkpoint; nothing is lost or published twice. A page
-that must wait or be retried ends the message after the pages before it are written.
+(25) pages, fewer once fetching has taken SYNC_FETCH_SECONDS. A message builds each next
+request from the stream's checkpoint (the provider makes the checkpoint say everything the
+next request needs) and fetches its pages holding no lock; then it locks the connection's
+SyncLock and, if the run is still where the fetch began (else another delivery wrote these
+pages, and they are dropped), writes the pages in the message's transaction, with its done
+mark: the records (new ones by COPY, stored ones upserted), their factory events (published in
+bulk, with ids derived from the change's number, so the same change is the same event), the
+stream's checkpoint, the run's counts, and the command for the next pages. A crash anywhere
+before that commit re-reads from the last committed checkpoint; nothing is lost or published
+twice. A page that must wait or be retried ends the message after the pages before it are
+written.
 
 - One run at a time per connection: the SyncLock names it; a schedule tick or a second
   "sync now" finds it running and is coalesced (the API answers 409 with the running run).
@@ -33,8 +36,9 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from time import monotonic
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -292,44 +296,53 @@ def tick(*, tenant_id: Any, now: datetime) -> int:
 
 
 def step(*, run_id: Any, tenant_id: Any, now: datetime | None = None) -> None:
-    """Up to SYNC_PAGES_PER_MESSAGE pages of the run's current stream, committed with the
-    message: their records in one upsert, their events in one publish, the checkpoint of the
-    last. A crash re-reads only what was not committed; a page that fails or must wait ends
-    the message after the pages before it are written."""
+    """Up to SYNC_PAGES_PER_MESSAGE pages of the run's current stream (fewer once fetching has
+    taken SYNC_FETCH_SECONDS), committed with the message: their records in one upsert, their
+    events in one publish, the checkpoint of the last. The pages are fetched first, holding no
+    lock: the connection's lock and the stream's row are taken only to write them, so a slow
+    vendor never keeps a lock (nor a write) open. A crash re-reads only what was not committed;
+    a page that fails or must wait ends the message after the pages before it are written."""
     now = now or timezone.now()
     run = IntegrationRun.objects.filter(pk=run_id, tenant_id=tenant_id).first()
     if run is None or run.status != Status.RUNNING:
         return  # finished, failed or paused meanwhile: a stale command
     connection = IntegrationConnection.objects.get(pk=run.connection_id, tenant_id=tenant_id)
-    lock = _lock(connection)
-    if lock.run_id != run.pk:
+    if not SyncLock.objects.filter(connection=connection, run=run).exists():
         return
-    run.refresh_from_db()
     if connection.status != IntegrationConnection.Status.ACTIVE:
-        _finish(run, lock, status=Status.PAUSED, error=f"connection {connection.status}", now=now)
+        if (lock := _locked(run, connection)) is not None:
+            _finish(
+                run, lock, status=Status.PAUSED, error=f"connection {connection.status}", now=now
+            )
         return
     provider = _provider(connection)
     try:
         secret = credentials.current_secret(connection=connection)
     except credentials.NoCredential as exc:
-        _auth_error(run, lock, connection, str(exc), now=now)
+        if (lock := _locked(run, connection)) is not None:
+            _auth_error(run, lock, connection, str(exc), now=now)
         return
     keys = _limit_keys(connection, provider)
     _circuit_permit(keys, now=now)
-    stream = SyncStream.objects.select_for_update().get(connection=connection, name=run.stream)
-    pages: list[Page] = []
-    checkpoint = stream.checkpoint
-    stop: Exception | None = None
-    for _ in range(max(1, int(setting("SYNC_PAGES_PER_MESSAGE", 10)))):
-        try:
-            page = _page(run, connection, provider, keys, secret, stream.name, checkpoint)
-        except (NotYet, VendorError, RunEnds) as exc:
-            stop = exc
-            break
-        pages.append(page)
-        checkpoint = page.checkpoint
-        if page.complete:
-            break
+    name = run.stream
+    start = (
+        SyncStream.objects.filter(connection=connection, name=name)
+        .values_list("checkpoint", flat=True)
+        .first()
+    )
+    fetched = _fetch(run, connection, provider, keys, secret, name, start or {})
+    # The writes: only if no other delivery of this command wrote these pages meanwhile (the
+    # run and its stream are where the fetch began), else what was fetched is dropped.
+    read = (run.stream, run.pages, run.requests)
+    lock = _locked(run, connection)
+    if lock is None:
+        return
+    stream = SyncStream.objects.select_for_update().get(connection=connection, name=name)
+    if (run.stream, run.pages, run.requests) != read or stream.checkpoint != (start or {}):
+        log.info("run %s moved on while its pages were fetched: they are dropped", run.pk)
+        return
+    run.requests += fetched.requests
+    pages, stop = fetched.pages, fetched.stop
     successes = len(pages)
     if successes:
         circuits.record(key=keys.circuit, ok=True, count=successes, tenant_id=keys.tenant_id)
@@ -367,6 +380,54 @@ def step(*, run_id: Any, tenant_id: Any, now: datetime | None = None) -> None:
         _send_next(run, tenant_id=tenant_id)
         return
     _stream_done(run, lock, stream, provider, now=timezone.now())
+
+
+def _locked(run: IntegrationRun, connection: IntegrationConnection) -> SyncLock | None:
+    """The connection's lock, held, if it still names `run` and the run (read again) is still
+    running; else None (the command is stale)."""
+    lock = _lock(connection)
+    if lock.run_id != run.pk:
+        return None
+    run.refresh_from_db()
+    return lock if run.status == Status.RUNNING else None
+
+
+@dataclass
+class Fetched:
+    """A message's pages, in order; what stopped it before SYNC_PAGES_PER_MESSAGE (a wait, a
+    vendor's failure, a refusal), if anything; and how many requests it sent."""
+
+    pages: list[Page] = field(default_factory=list)
+    stop: Exception | None = None
+    requests: int = 0
+
+
+def _fetch(
+    run: IntegrationRun,
+    connection: IntegrationConnection,
+    provider: Provider,
+    keys: Limits,
+    secret: dict[str, Any],
+    stream: str,
+    checkpoint: dict[str, Any],
+) -> Fetched:
+    """The pages from `checkpoint` on, each requested from the last one's checkpoint, until
+    the stream's end, SYNC_PAGES_PER_MESSAGE pages, SYNC_FETCH_SECONDS spent (checked between
+    pages: with the request timeout, this bounds a message well inside its lease), or a page
+    that stops it."""
+    fetched = Fetched()
+    budget = monotonic() + float(setting("SYNC_FETCH_SECONDS", 10.0))
+    for _ in range(max(1, int(setting("SYNC_PAGES_PER_MESSAGE", 25)))):
+        try:
+            page = _page(run, connection, provider, keys, secret, stream, checkpoint, fetched)
+        except (NotYet, VendorError, RunEnds) as exc:
+            fetched.stop = exc
+            break
+        fetched.pages.append(page)
+        checkpoint = page.checkpoint
+        if page.complete or monotonic() > budget:
+            break
+    return fetched
 
 
 def _merged(pages: list[Page]) -> Page:
@@ -419,6 +480,7 @@ def _page(
     secret: dict[str, Any],
     stream: str,
     checkpoint: dict[str, Any],
+    fetched: Fetched,
 ) -> Page:
     """Fetch and read one page from `checkpoint`. Raises RunEnds (a refusal, an auth error),
     NotYet (wait) or VendorError (retry later)."""
@@ -428,7 +490,7 @@ def _page(
     request = provider.first_request(
         stream, base_url=connection.base_url, checkpoint=checkpoint, config=config
     )
-    reply = _call(request, provider, secret, run, keys, config)
+    reply = _call(request, provider, secret, fetched, keys, config)
     outcome = provider.classify(reply.status, reply.headers, reply.body)
     if outcome == "auth":
         fresh = _refreshed(connection, secret)
@@ -436,7 +498,7 @@ def _page(
             raise RunEnds(f"the vendor answered {reply.status}", status=reply.status, auth=True)
         secret.clear()
         secret.update(fresh)
-        reply = _call(request, provider, secret, run, keys, config)
+        reply = _call(request, provider, secret, fetched, keys, config)
         outcome = provider.classify(reply.status, reply.headers, reply.body)
         if outcome == "auth":
             raise RunEnds("refreshed, and refused again", status=reply.status, auth=True)
@@ -462,7 +524,7 @@ def _page(
                 connection.provider,
                 run.pk,
             )
-            return _page(run, connection, provider, keys, secret, stream, fresh)
+            return _page(run, connection, provider, keys, secret, stream, fresh, fetched)
         raise RunEnds(
             f"{request.method} {_safe_url(request.url)} answered {reply.status}: "
             f"{reply.body[:300].decode(errors='replace')}",
@@ -483,14 +545,14 @@ def _call(
     request: OutboundRequest,
     provider: Provider,
     secret: dict[str, Any],
-    run: IntegrationRun,
+    fetched: Fetched,
     keys: Limits,
     config: dict[str, Any],
 ) -> outbound.Reply:
     try:
-        return _send(request, provider, secret, run, config)
+        return _send(request, provider, secret, fetched, config)
     except VendorError:
-        _no_reply(run, keys)
+        _no_reply(keys)
         raise
 
 
@@ -830,14 +892,14 @@ def _send(
     request: OutboundRequest,
     provider: Provider,
     secret: dict[str, Any],
-    run: IntegrationRun,
+    fetched: Fetched,
     config: dict[str, Any],
 ) -> outbound.Reply:
     try:
         headers = {**request.headers, **provider.auth_headers(secret, config)}
     except ValueError as exc:
         raise PermanentError(str(exc)) from None
-    run.requests += 1
+    fetched.requests += 1
     try:
         return outbound.request(
             request.method,
@@ -916,9 +978,8 @@ def _acquire(keys: Limits, provider: Provider, *, now: datetime) -> None:
         raise NotYet(until, f"rate bucket {keys.bucket}")
 
 
-def _no_reply(run: IntegrationRun, keys: Limits) -> None:
+def _no_reply(keys: Limits) -> None:
     """No reply at all (refused, reset, timed out): a failed call for the circuit."""
-    run.save()
     circuits.record(key=keys.circuit, ok=False, tenant_id=keys.tenant_id)
 
 

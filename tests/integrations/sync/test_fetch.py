@@ -1,0 +1,120 @@
+"""A sync message fetches its pages before it takes a lock, and writes them only if its run is
+still where the fetch began: a slow vendor holds no lock, a second delivery of the same
+command writes nothing twice, and a message stops fetching after SYNC_FETCH_SECONDS."""
+
+from __future__ import annotations
+
+import threading
+import time
+from time import monotonic
+
+import pytest
+from django.db import connection as db
+from django.db import transaction
+
+from core.models import Event, Message
+from core.runtime import dispatch, registry
+from integrations.sync import handler
+from integrations.sync.models import IntegrationRun, SyncLock, SyncRecord, SyncStream
+from tests.integrations.sync.conftest import WORKER, drain
+
+
+def at(minute: int) -> str:
+    return f"2024-05-01T10:{minute:02d}:00Z"
+
+
+def one_message() -> None:
+    worker = registry.get(WORKER)
+    dispatch.run_batch(worker, dispatch.claim(worker, limit=1), deadline=monotonic() + 60)
+
+
+def pending_pages() -> int:
+    return Message.objects.filter(
+        worker=WORKER, state=Message.State.PENDING, event__type=handler.COMMAND
+    ).count()
+
+
+def test_it_writes_a_messages_pages_together(db, sim, github):
+    for number in range(1, 6):
+        sim.github_issue(number=number, updated_at=at(number))
+    run = handler.start_run(connection=github, trigger="manual")
+
+    one_message()
+
+    run.refresh_from_db()
+    assert (run.status, run.pages, run.added) == ("succeeded", 4, 5)
+
+
+def test_it_starts_no_further_page_once_its_fetch_budget_is_spent(db, sim, github, settings):
+    settings.SYNC_FETCH_SECONDS = 0
+    for number in range(1, 6):
+        sim.github_issue(number=number, updated_at=at(number))
+    run = handler.start_run(connection=github, trigger="manual")
+
+    one_message()
+
+    run.refresh_from_db()
+    assert (run.status, run.pages, run.added, run.requests) == ("running", 1, 2, 1)
+    assert pending_pages() == 1  # the next message goes on from the checkpoint
+    drain()
+    run.refresh_from_db()
+    assert (run.status, run.pages, run.added) == ("succeeded", 4, 5)
+
+
+def test_it_drops_the_pages_of_a_delivery_whose_run_moved_on_while_it_fetched(
+    db, sim, github, settings, monkeypatch
+):
+    settings.SYNC_PAGES_PER_MESSAGE = 1
+    for number in range(1, 6):
+        sim.github_issue(number=number, updated_at=at(number))
+    run = handler.start_run(connection=github, trigger="manual")
+    fetch, raced = handler._fetch, []
+
+    def fetch_while_another_delivery_writes(*args, **kwargs):
+        fetched = fetch(*args, **kwargs)
+        if not raced:  # the same command, delivered again, runs to its commit meanwhile
+            raced.append(True)
+            handler.step(run_id=run.pk, tenant_id=run.tenant_id)
+        return fetched
+
+    monkeypatch.setattr(handler, "_fetch", fetch_while_another_delivery_writes)
+    one_message()
+    assert pending_pages() == 1  # one next page, not two chains
+    drain()
+
+    run.refresh_from_db()
+    assert (run.status, run.pages, run.added, run.unchanged) == ("succeeded", 4, 5, 3)
+    records = SyncRecord.objects.filter(connection=github).order_by("change")
+    assert [r.change for r in records] == [1, 2, 3, 4, 5]
+    assert Event.objects.filter(type="WorkItemCreated").count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_holds_no_lock_while_a_slow_vendor_answers(postgres, tenant, sim, github):
+    for number in range(1, 4):
+        sim.github_issue(number=number, updated_at=at(number))
+    run = handler.start_run(connection=github, trigger="manual")
+    sim.fail(status=0, delay=1.5, path="/repos/acme/app/issues")
+    worker = threading.Thread(target=_one_message_and_close)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not sim.log("/repos/acme/app/issues") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sim.log("/repos/acme/app/issues"), "the message never asked the vendor"
+        # Mid-reply: the run's lock, its stream and the run itself can be taken at once.
+        with transaction.atomic():
+            SyncLock.objects.select_for_update(nowait=True).get(connection=github)
+            SyncStream.objects.select_for_update(nowait=True).get(connection=github)
+            IntegrationRun.objects.select_for_update(nowait=True).get(pk=run.pk)
+    finally:
+        worker.join(timeout=30)
+    run.refresh_from_db()
+    assert (run.status, run.added) == ("succeeded", 3)
+
+
+def _one_message_and_close() -> None:
+    try:
+        one_message()
+    finally:
+        db.close()
