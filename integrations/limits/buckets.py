@@ -4,7 +4,8 @@
 UPDATE ... WHERE <the GCRA condition> RETURNING, the same statement on PostgreSQL and SQLite;
 concurrent takers serialize on the row for that one statement and never grant more than the
 bucket holds. A refusal reads the row once more to say when to come back; a key's first use
-inserts its row. `observe` tightens a bucket from a vendor's reply: its reset time or
+inserts its row. `give_back` returns requests taken ahead and not made, if no one has used the
+bucket since. `observe` tightens a bucket from a vendor's reply: its reset time or
 Retry-After blocks the bucket until then (the longest wait wins, never shortened by a later
 reply), and a low `remaining` empties the burst down to it.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -60,8 +62,18 @@ SET tat = {_START} + {_TAKEN} * %(period)s,
     burst = %(burst)s,
     updated = %(updated)s
 WHERE key = %(key)s AND blocked_until <= %(now)s AND {_START} + %(period)s <= %(limit)s
-RETURNING last_taken
+RETURNING last_taken, tat
 """
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a take granted (`count`, 0 to want), when the next request would be granted
+    (None when all were), and the bucket's time after it (for give_back)."""
+
+    count: int
+    retry: datetime | None
+    tat: int | None = None
 
 
 def take(
@@ -75,6 +87,20 @@ def take(
 ) -> tuple[int, datetime | None]:
     """Take up to `want` requests at once (a batch's POSTs to one host): how many were
     granted, and when the next would be (None when all were granted)."""
+    taken = reserve(key=key, rate=rate, burst=burst, want=want, now=now, tenant_id=tenant_id)
+    return taken.count, taken.retry
+
+
+def reserve(
+    *,
+    key: str,
+    rate: float,
+    burst: int,
+    want: int,
+    now: datetime | None = None,
+    tenant_id: TenantId | None = None,
+) -> Taken:
+    """`take`, saying also the bucket's time after it, which `give_back` needs."""
     if rate <= 0 or burst < 1 or want < 1:
         raise ValueError(f"a bucket needs rate > 0, burst >= 1 and want >= 1; got {rate}, {burst}")
     moment = now or timezone.now()
@@ -96,11 +122,32 @@ def take(
                 row = cursor.fetchone()
                 if row is not None:
                     taken = int(row[0])
-                    return taken, None if taken == want else _next(cursor, key, period, burst)
+                    retry = None if taken == want else _next(cursor, key, period, burst)
+                    return Taken(taken, retry, int(row[1]))
                 if _exists(cursor, key):
-                    return 0, _next(cursor, key, period, burst)
+                    return Taken(0, _next(cursor, key, period, burst))
                 _create(cursor, key=key, rate=rate, burst=burst, tenant_id=tenant_id, db=db)
     raise AssertionError("unreachable: a bucket just created grants")  # pragma: no cover
+
+
+GIVE_BACK = f"""
+UPDATE {TABLE} SET tat = tat - %(count)s * %(period)s, grants = grants - %(count)s
+WHERE key = %(key)s AND tat = %(tat)s
+"""
+
+
+def give_back(*, key: str, rate: float, count: int, tat: int) -> bool:
+    """Return `count` requests taken ahead (by `reserve`, whose `tat` this is) and not made:
+    the bucket's time moves back by as many intervals, as if they were never taken. Only if
+    the bucket is as that take left it: had anyone taken from it since, or a vendor's reply
+    tightened it, moving its time back would undo their part, so the requests stay spent
+    (the bucket only ever errs on the side of fewer requests). True when given back."""
+    if count < 1:
+        return False
+    params = {"key": key, "count": count, "period": decisions.interval(rate), "tat": tat}
+    with committing() as db, _cursor(db) as cursor:
+        cursor.execute(GIVE_BACK, params)
+        return bool(cursor.rowcount)
 
 
 def _cursor(db: BaseDatabaseWrapper) -> Any:

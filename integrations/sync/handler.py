@@ -393,13 +393,61 @@ def _locked(run: IntegrationRun, connection: IntegrationConnection) -> SyncLock 
 
 
 @dataclass
+class Tokens:
+    """Requests taken from the connection's rate bucket ahead of the pages that make them: one
+    for the first page, then 2, 4, 8 ... at a time, never more than the message may still
+    fetch, so that a message of 25 pages takes from the bucket 5 times, not 25 (each take a
+    committed UPDATE, 0.7-1.5 ms measured between pages), and a one-page incremental read
+    once. What a message does not use is given back when it ends (if the bucket is as it left
+    it); a vendor's reply that tightens the bucket forfeits the rest, so the next page asks
+    the bucket, which then says to wait."""
+
+    keys: Limits
+    provider: Provider
+    left: int = 0
+    ask: int = 1
+    tat: int | None = None
+
+    def take(self, *, most: int, now: datetime) -> None:
+        """One request, or NotYet; `most`: the pages the message may still fetch."""
+        if self.left:
+            self.left -= 1
+            return
+        policy = self.provider.rate_limit
+        taken = buckets.reserve(
+            key=self.keys.bucket,
+            rate=policy.rate,
+            burst=policy.burst,
+            want=max(1, min(self.ask, most)),
+            now=now,
+            tenant_id=self.keys.tenant_id,
+        )
+        if not taken.count:
+            assert taken.retry is not None
+            raise NotYet(taken.retry, f"rate bucket {self.keys.bucket}")
+        self.left, self.tat, self.ask = taken.count - 1, taken.tat, self.ask * 2
+
+    def forfeit(self) -> None:
+        self.left, self.ask = 0, 1
+
+    def give_back(self) -> None:
+        if self.left and self.tat is not None:
+            rate = self.provider.rate_limit.rate
+            buckets.give_back(key=self.keys.bucket, rate=rate, count=self.left, tat=self.tat)
+        self.left = 0
+
+
+@dataclass
 class Fetched:
     """A message's pages, in order; what stopped it before SYNC_PAGES_PER_MESSAGE (a wait, a
-    vendor's failure, a refusal), if anything; and how many requests it sent."""
+    vendor's failure, a refusal), if anything; how many requests it sent; and the requests it
+    has taken from the rate bucket and not made yet."""
 
+    tokens: Tokens
     pages: list[Page] = field(default_factory=list)
     stop: Exception | None = None
     requests: int = 0
+    most: int = 1
 
 
 def _fetch(
@@ -415,18 +463,22 @@ def _fetch(
     the stream's end, SYNC_PAGES_PER_MESSAGE pages, SYNC_FETCH_SECONDS spent (checked between
     pages: with the request timeout, this bounds a message well inside its lease), or a page
     that stops it."""
-    fetched = Fetched()
+    most = max(1, int(setting("SYNC_PAGES_PER_MESSAGE", 25)))
+    fetched = Fetched(Tokens(keys, provider), most=most)
     budget = monotonic() + float(setting("SYNC_FETCH_SECONDS", 10.0))
-    for _ in range(max(1, int(setting("SYNC_PAGES_PER_MESSAGE", 25)))):
-        try:
-            page = _page(run, connection, provider, keys, secret, stream, checkpoint, fetched)
-        except (NotYet, VendorError, RunEnds) as exc:
-            fetched.stop = exc
-            break
-        fetched.pages.append(page)
-        checkpoint = page.checkpoint
-        if page.complete or monotonic() > budget:
-            break
+    try:
+        while len(fetched.pages) < most:
+            try:
+                page = _page(run, connection, provider, keys, secret, stream, checkpoint, fetched)
+            except (NotYet, VendorError, RunEnds) as exc:
+                fetched.stop = exc
+                break
+            fetched.pages.append(page)
+            checkpoint = page.checkpoint
+            if page.complete or monotonic() > budget:
+                break
+    finally:
+        fetched.tokens.give_back()
     return fetched
 
 
@@ -485,7 +537,7 @@ def _page(
     """Fetch and read one page from `checkpoint`. Raises RunEnds (a refusal, an auth error),
     NotYet (wait) or VendorError (retry later)."""
     now = timezone.now()
-    _acquire(keys, provider, now=now)
+    fetched.tokens.take(most=fetched.most - len(fetched.pages), now=now)
     config = connection.config or {}
     request = provider.first_request(
         stream, base_url=connection.base_url, checkpoint=checkpoint, config=config
@@ -502,7 +554,7 @@ def _page(
         outcome = provider.classify(reply.status, reply.headers, reply.body)
         if outcome == "auth":
             raise RunEnds("refreshed, and refused again", status=reply.status, auth=True)
-    _observe(keys, provider, reply, now=now)
+    _observe(keys, provider, reply, fetched.tokens, now=now)
     if outcome == "rate_limited":
         until = provider.wait_until(reply.status, reply.headers, now=now, body=reply.body)
         raise NotYet(until or now + timedelta(seconds=60), "rate limited")
@@ -968,28 +1020,22 @@ def _circuit_permit(keys: Limits, *, now: datetime) -> None:
         raise NotYet(open_until, f"circuit {keys.circuit} is open")
 
 
-def _acquire(keys: Limits, provider: Provider, *, now: datetime) -> None:
-    """A token from the provider's rate bucket before every request, or NotYet."""
-    policy = provider.rate_limit
-    until = buckets.acquire(
-        key=keys.bucket, rate=policy.rate, burst=policy.burst, now=now, tenant_id=keys.tenant_id
-    )
-    if until is not None:
-        raise NotYet(until, f"rate bucket {keys.bucket}")
-
-
 def _no_reply(keys: Limits) -> None:
     """No reply at all (refused, reset, timed out): a failed call for the circuit."""
     circuits.record(key=keys.circuit, ok=False, tenant_id=keys.tenant_id)
 
 
-def _observe(keys: Limits, provider: Provider, reply: outbound.Reply, *, now: datetime) -> None:
+def _observe(
+    keys: Limits, provider: Provider, reply: outbound.Reply, tokens: Tokens, *, now: datetime
+) -> None:
     policy = provider.rate_limit
     said = limit_decisions.tightening(reply.headers, status=reply.status, policy=policy, now=now)
     if said.until is None and (said.remaining is None or said.remaining >= policy.burst):
-        # Nothing to tighten (no wait, more left at the vendor than the bucket's burst): the
-        # bucket's UPDATE would change nothing but its `updated`, a committed write per page.
+        # Nothing to tighten (no wait, more left at the vendor than the bucket's burst, which
+        # is more than the message holds): the bucket's UPDATE would change nothing but its
+        # `updated`, a committed write per page.
         return
+    tokens.forfeit()  # the vendor has fewer left than the message holds, maybe: ask the bucket
     buckets.observe(
         key=keys.bucket,
         headers=reply.headers,

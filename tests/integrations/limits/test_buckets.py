@@ -67,6 +67,40 @@ def test_it_takes_as_many_as_it_allows_of_a_batch(key):
 
 
 @pytest.mark.django_db
+def test_it_takes_back_requests_taken_ahead_and_not_made(key):
+    ahead = buckets.reserve(key=key, rate=10, burst=4, want=4, now=T0)
+    assert (ahead.count, ahead.retry) == (4, None)
+
+    assert buckets.give_back(key=key, rate=10, count=3, tat=ahead.tat)
+
+    assert RateBucket.objects.get(key=key).grants == 1
+    assert buckets.take(key=key, rate=10, burst=4, want=4, now=T0) == (3, at(0.1))
+
+
+@pytest.mark.django_db
+def test_it_keeps_requests_taken_ahead_spent_once_another_has_taken_since(key):
+    ahead = buckets.reserve(key=key, rate=10, burst=4, want=2, now=T0)
+    assert buckets.take(key=key, rate=10, burst=4, want=1, now=T0) == (1, None)
+
+    # Moving the bucket's time back now would hand out requests the other take made.
+    assert not buckets.give_back(key=key, rate=10, count=2, tat=ahead.tat)
+
+    assert RateBucket.objects.get(key=key).grants == 3
+    assert buckets.take(key=key, rate=10, burst=4, want=4, now=T0) == (1, at(0.1))
+
+
+@pytest.mark.django_db
+def test_it_keeps_requests_taken_ahead_spent_once_a_vendor_tightened_the_bucket(key):
+    ahead = buckets.reserve(key=key, rate=10, burst=10, want=5, now=T0)
+    headers = {"x-ratelimit-remaining": "2", "x-ratelimit-reset": str(int(at(3600).timestamp()))}
+    buckets.observe(key=key, headers=headers, status=200, policy=decisions.GITHUB, now=T0)
+
+    assert not buckets.give_back(key=key, rate=10, count=4, tat=ahead.tat)
+
+    assert buckets.take(key=key, rate=10, burst=10, want=10, now=T0)[0] == 2
+
+
+@pytest.mark.django_db
 def test_it_applies_a_changed_policy_at_once(key):
     for _ in range(2):
         buckets.acquire(key=key, rate=1, burst=2, now=T0)

@@ -14,6 +14,8 @@ from django.db import transaction
 
 from core.models import Event, Message
 from core.runtime import dispatch, registry
+from integrations.limits import keys as limit_keys
+from integrations.limits.models import RateBucket
 from integrations.sync import handler
 from integrations.sync.models import IntegrationRun, SyncLock, SyncRecord, SyncStream
 from tests.integrations.sync.conftest import WORKER, drain
@@ -43,6 +45,22 @@ def test_it_writes_a_messages_pages_together(db, sim, github):
 
     run.refresh_from_db()
     assert (run.status, run.pages, run.added) == ("succeeded", 4, 5)
+
+
+def test_it_takes_requests_from_the_bucket_ahead_and_gives_back_what_it_did_not_make(
+    db, sim, github
+):
+    for number in range(1, 6):
+        sim.github_issue(number=number, updated_at=at(number))
+
+    run = handler.start_run(connection=github, trigger="manual")
+    one_message()  # four pages: taken 1, then 2, then 4 of which it used 1
+
+    run.refresh_from_db()
+    assert (run.status, run.requests) == ("succeeded", 4)
+    bucket = RateBucket.objects.get(key=limit_keys.credential(github.credentials.get().pk))
+    assert bucket.grants == 4
+    assert bucket.last_taken == 4  # its last take was for four requests
 
 
 def test_it_starts_no_further_page_once_its_fetch_budget_is_spent(db, sim, github, settings):
