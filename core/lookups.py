@@ -31,11 +31,18 @@ class OneOf(Lookup):
     ) -> tuple[str, tuple[Any, ...]]:
         lhs, params = self.process_lhs(compiler, connection)
         field = self.lhs.output_field
+        value = one_of_value(field, self.rhs, connection)
         if connection.vendor == "postgresql":
-            array = f"%s::{field.db_type(connection)}[]"
-            return f"{lhs} = ANY({array})", (*params, bulk.array_literal(self.rhs))
-        values = [field.get_db_prep_value(v, connection) for v in self.rhs]
-        return f"{lhs} IN (SELECT value FROM json_each(%s))", (*params, json.dumps(values))
+            return f"{lhs} = ANY(%s::{field.db_type(connection)}[])", (*params, value)
+        return f"{lhs} IN (SELECT value FROM json_each(%s))", (*params, value)
+
+
+def one_of_value(field: Field[Any, Any], values: Any, connection: BaseDatabaseWrapper) -> str:
+    """The one parameter `one_of` binds for `values`: a query compiled once can be run again
+    with another list in its place."""
+    if connection.vendor == "postgresql":
+        return bulk.array_literal(values)
+    return json.dumps([field.get_db_prep_value(v, connection) for v in values])
 
 
 Field.register_lookup(OneOf)

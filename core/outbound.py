@@ -18,6 +18,7 @@ vendor key APIs): any method, the reply's status, headers and a bounded body.
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import logging
 import math
@@ -467,6 +468,31 @@ def request(
         seconds=monotonic() - started,
         finished=timezone.now(),
         truncated=truncated,
+    )
+
+
+def request_soon(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float | None = None,
+    max_body: int | None = None,
+) -> Future[Reply]:
+    """`request`, sent from this module's threads while the caller goes on (a sync reads one
+    page while the vendor serves the next). The Future's result is the Reply, or raises what
+    `request` would; the caller's context (its span) goes with it."""
+    context = contextvars.copy_context()
+    return _executor().submit(
+        context.run,
+        request,
+        method,
+        url,
+        headers=headers,
+        body=body,
+        timeout=timeout,
+        max_body=max_body,
     )
 
 

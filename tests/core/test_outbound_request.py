@@ -97,6 +97,24 @@ def test_it_sends_a_method_its_headers_and_body_and_returns_the_reply(vendor):
     assert reply.elapsed > 0 and reply.elapsed == reply.seconds
 
 
+def test_it_sends_a_request_from_its_threads_while_the_caller_goes_on(vendor):
+    _, base = vendor
+    sent = outbound.request_soon("GET", f"{base}/trickle", timeout=5)
+
+    assert not sent.done()  # a second's trickle: the caller had its hands free meanwhile
+    reply = sent.result(timeout=10)
+    assert (reply.status, reply.body) == (200, b"x" * 100)
+
+
+def test_it_raises_from_a_request_sent_soon_what_the_request_would(vendor, settings):
+    _, base = vendor
+    settings.OUTBOUND_ALLOWED_HOSTS = []
+    sent = outbound.request_soon("GET", f"{base}/echo")
+
+    with pytest.raises(BlockedDestination, match="OUTBOUND_ALLOWED_HOSTS"):
+        sent.result(timeout=10)
+
+
 def test_it_returns_an_error_status_with_headers_found_in_any_case(vendor):
     _, base = vendor
     reply = outbound.request("GET", f"{base}/status/429")
