@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -130,14 +132,20 @@ def publish_envelopes(
     *,
     to_worker: str = "",
     due: dict[uuid.UUID, tuple[datetime, int]] | None = None,
+    plain_data: bool = False,
 ) -> None:
     """Store envelopes and one message per subscribed worker, in bulk. Re-publishing an
     eventId already stored is a no-op, which makes deterministic ids (schedule slots) safe.
-    `due` ({eventId: (due_at, failed attempts)}) starts a message later in its ladder."""
+    `due` ({eventId: (due_at, failed attempts)}) starts a message later in its ladder.
+    `plain_data`: the caller vouches that every envelope's data holds JSON's own types only
+    (str, int, float, bool, None, lists and dicts of them: decoded from JSON, as a sync's
+    records are), so it is encoded by msgspec, which json.dumps would refuse nothing of."""
     if not envelopes:
         return
     now = timezone.now()
-    bulk.insert_new(Event, EVENT_COLUMNS, [_event_row(e, to_worker, now) for e in envelopes])
+    encode = _plain_json if plain_data else json.dumps
+    rows = [_event_row(e, to_worker, now, encode) for e in envelopes]
+    bulk.insert_new(Event, EVENT_COLUMNS, rows)
     messages, kicked = [], set()
     addressed = _addressees(envelopes, to_worker)
     for envelope in envelopes:
@@ -220,12 +228,26 @@ MESSAGE_COLUMNS = [
 ]  # fmt: skip
 
 
-def _event_row(envelope: Envelope, to_worker: str, now: datetime) -> bulk.Row:
+def _event_row(
+    envelope: Envelope, to_worker: str, now: datetime, encode: Callable[[Any], str] = json.dumps
+) -> bulk.Row:
     e = envelope
     return (
         e.event_id, e.type, e.tenant_id, e.trace_id, e.span_id, e.correlation_id, e.source,
-        e.source_id, e.occurred_at, now, json.dumps(e.data), to_worker,
+        e.source_id, e.occurred_at, now, encode(e.data), to_worker,
     )  # fmt: skip
+
+
+# msgspec encodes a synced issue's event data in 0.5 us against json.dumps's 3.5 (measured);
+# it also encodes what json.dumps refuses (a UUID, a datetime), hence only for plain data.
+_msgspec_json = msgspec.json.Encoder()
+
+
+def _plain_json(data: Any) -> str:
+    try:
+        return _msgspec_json.encode(data).decode()
+    except (TypeError, msgspec.EncodeError):  # not plain after all: as json.dumps says
+        return json.dumps(data)
 
 
 def _message_row(

@@ -716,7 +716,7 @@ class Draft:
             bulk.upsert(SyncRecord, RECORD_COLUMNS, stored, unique=UNIQUE, update=UPDATED)
         if self.seen:
             SyncRecord.objects.filter(id__in=self.seen).update(seen_run=run.pk)
-        services.publish_envelopes(self.envelopes)
+        services.publish_envelopes(self.envelopes, plain_data=True)  # decoded from JSON
         if self.change != lock.change:
             lock.change = self.change
             lock.save(update_fields=["change"])
@@ -822,7 +822,7 @@ def sweep(
                 _event(run, stream.name, change, event, lock.change, run.tenant_id, now=now)
             )
     bulk.update_rows(SyncRecord, ["last_action", "deleted_at", "last_modified", "change"], rows)
-    services.publish_envelopes(envelopes)
+    services.publish_envelopes(envelopes, plain_data=True)  # stored records: JSON
     if rows:
         lock.save(update_fields=["change"])
     run.deleted += len(rows)

@@ -75,6 +75,23 @@ def test_it_stores_event_data_as_json_dumps_would_have(tenant):
     assert Event.objects.get(id=second.event_id).data == plain
 
 
+def test_it_stores_plain_data_by_msgspec_as_json_dumps_would_have(tenant):
+    data = {"big": 2**70, "float": 1e16, "text": 'é 漢字 🙂 "q" \\ \n', "list": [None, True, 0.5]}
+    envelope = services.build_envelope(tenant_id=tenant.pk, type="BuildCompleted", data=data)
+
+    services.publish_envelopes([envelope], plain_data=True)
+
+    assert Event.objects.get(id=envelope.event_id).data == json.loads(json.dumps(data))
+
+
+def test_it_refuses_data_that_is_not_json_even_when_told_it_is_plain(tenant):
+    envelope = services.build_envelope(
+        tenant_id=tenant.pk, type="BuildCompleted", data={"at": object()}
+    )
+    with pytest.raises(TypeError), transaction.atomic():
+        services.publish_envelopes([envelope], plain_data=True)
+
+
 def test_it_refuses_event_data_that_is_not_json_as_before(tenant):
     with pytest.raises(TypeError), transaction.atomic():
         services.publish(tenant=tenant, type="BuildCompleted", data={"id": uuid.uuid4()})
