@@ -54,7 +54,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import bulk, lookups, outbound, services, telemetry
-from core.envelope import Envelope, name_uuid
+from core.envelope import Envelope, sequence_uuid
 from core.models import Tenant
 from core.runtime.errors import NotYet, PermanentError, TransientError, describe
 from integrations.connections import credentials, providers, vendor
@@ -654,11 +654,17 @@ class Draft:
         self.slot = self.params.index(lookups.one_of_value(self.one_of, ids, db))
         # The page's events share the handler's span: its ids looked up once, not per event.
         self.span = telemetry.current_ids()
+        # A stream with nothing stored yet (its first read) has nothing to look up: the
+        # message's own pages are all it can find (another writer of the stream would move
+        # the checkpoint, and the lock's check drop these pages).
+        self.any_stored = SyncRecord.objects.filter(
+            connection_id=self.run.connection_id, stream=self.stream
+        ).exists()
 
     def add(self, page: Page) -> None:
         run, name, now = self.run, self.stream, self.now
         new = {r.external_id for r in page.records if r.external_id not in self.known}
-        if new:
+        if new and self.any_stored:
             with db.cursor() as cursor:
                 self.params[self.slot] = lookups.one_of_value(self.one_of, new, db)
                 cursor.execute(self.sql, self.params)
@@ -773,8 +779,8 @@ def _event(
     # The change's number (the connection's counter, rolled back with a failed attempt) makes
     # the id: a re-run of a page publishes the same ids, and a record that changes back to an
     # earlier content, or comes back after a deletion, is a new event, not a duplicate dropped.
+    # A connection's event ids count up with it: its new events go to one place in the index.
     connection_id = _text(run.connection_id)
-    ident = f"{connection_id}|{stream}|{record.external_id}|{number}|{change.action}"
     return services.build_envelope(
         tenant_id=tenant_id,
         type=kind,
@@ -782,7 +788,7 @@ def _event(
         source=f"integration:{connection_id}",
         source_id=f"{stream}:{record.external_id}",
         correlation_id=_text(run.pk),
-        event_id=name_uuid(EVENTS, ident),
+        event_id=sequence_uuid(EVENTS, connection_id, number),
         occurred_at=now,
         trace_id=span[0],
         span_id=span[1],
