@@ -7,11 +7,13 @@ HTTP on 127.0.0.1 through core.outbound (OUTBOUND_ALLOWED_HOSTS=127.0.0.1).
 
 Timed: one run of a GitHub connection's issues stream the way the worker runs it:
 `handler.start_run`, then `dispatch.drain("IntegrationSyncWorker")` until the run ends. Each
-message takes up to SYNC_PAGES_PER_MESSAGE pages: claim, the requests to the simulator (a rate
-bucket token before each, on the limits' own connection, kept per process), parse and hash,
-the new records by COPY, a WorkItemCreated per record published in bulk (an Event each, by
-COPY too, staged only if one is stored already: two rows written per record where the anchor
-writes one; no message, as no worker takes a WorkItemCreated that names no trace and no webhook
+message takes up to SYNC_PAGES_PER_MESSAGE (25) pages: claim; then, holding no lock, the
+requests to the simulator (rate bucket tokens taken ahead, on the limits' own connection, kept
+per process), each sent from core.outbound's threads while the page before is parsed, hashed
+and made ready to write (its WorkItemCreated events built); then the connection's lock, the
+new records by COPY, a WorkItemCreated per record published in bulk (an Event each, by COPY
+too, ids counting up per connection: two rows written per record where the anchor writes one;
+no message, as no worker takes a WorkItemCreated that names no trace and no webhook
 subscribes to it), the checkpoint and the next command, committed with the message's done
 mark. Then a second run over the same records, all unchanged (one page re-read, nothing
 published), is reported too.
@@ -128,7 +130,7 @@ def plain_upsert(tenant, connection, rows_per_page: int, pages: int) -> tuple[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
