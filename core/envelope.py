@@ -96,9 +96,10 @@ class Envelope:
         problems = []
         if not events.is_known(self.type):
             problems.append(f"type {self.type!r} is not in the event catalog")
-        if not is_trace_id(self.trace_id, lowercase=True):
+        trace_ok, span_ok = _checked_ids(self.trace_id, self.span_id)
+        if not trace_ok:
             problems.append("traceId must be 32 lowercase hex digits, not all zero")
-        if not is_span_id(self.span_id, lowercase=True):
+        if not span_ok:
             problems.append("spanId must be 16 lowercase hex digits, not all zero")
         if not isinstance(self.data, dict):
             problems.append("data must be a JSON object")
@@ -126,6 +127,19 @@ class Envelope:
             "occurredAt": self.occurred_at.isoformat(),
             "data": self.data,
         }
+
+
+def _checked_ids(trace_id: object, span_id: object) -> tuple[bool, bool]:
+    """Whether each is a lowercase trace (span) id. The envelopes a handler builds share their
+    ids (its span's): checked once, not for each of a sync's thousands of events."""
+    if type(trace_id) is str and type(span_id) is str:
+        return _checked_text_ids(trace_id, span_id)
+    return is_trace_id(trace_id, lowercase=True), is_span_id(span_id, lowercase=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_text_ids(trace_id: str, span_id: str) -> tuple[bool, bool]:
+    return is_trace_id(trace_id, lowercase=True), is_span_id(span_id, lowercase=True)
 
 
 def event_as_dict(event: Event) -> dict[str, Any]:

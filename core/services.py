@@ -57,10 +57,6 @@ def build_envelope(
     span_id: str = "",
 ) -> Envelope:
     """A checked envelope; an unknown type or a bad field is a ValidationError naming it."""
-    if not events.is_known(type):
-        raise UnknownEventType(
-            f"Unknown event type {type!r}. Known types: {', '.join(events.public_types())}."
-        )
     if not (trace_id and span_id):
         trace_id, span_id = telemetry.current_ids()
     envelope = Envelope(
@@ -76,8 +72,12 @@ def build_envelope(
         source_id=source_id,
     )
     try:
-        envelope.validate()
+        envelope.validate()  # the type too: once, not again here before it (a sync's thousands)
     except MalformedEnvelope as exc:
+        if not events.is_known(type):
+            raise UnknownEventType(
+                f"Unknown event type {type!r}. Known types: {', '.join(events.public_types())}."
+            ) from None
         raise ValidationError(str(exc)) from exc
     return envelope
 
