@@ -136,3 +136,29 @@ def _one_message_and_close() -> None:
         one_message()
     finally:
         db.close()
+
+
+def test_it_stops_spending_tokens_taken_ahead_once_the_vendor_says_none_remain(
+    db, sim, github, monkeypatch
+):
+    for number in range(1, 11):
+        sim.github_issue(number=number, updated_at=at(number))
+    run = handler.start_run(connection=github, trigger="manual")
+    send, sent = handler._send_soon, []
+
+    def another_client_spends_the_quota(*args, **kwargs):
+        sent.append(True)
+        if len(sent) == 2:  # the second page's token came with a third's, taken ahead
+            sim.set(rate_remaining=1, rate_reset=int(time.time()) + 60)
+        return send(*args, **kwargs)
+
+    monkeypatch.setattr(handler, "_send_soon", another_client_spends_the_quota)
+    one_message()
+
+    # The second reply says 0 remain: the token held for a third page is not spent on a
+    # request the vendor would refuse; the run waits for the reset instead (no attempt spent).
+    assert len(sim.log("/repos/acme/app/issues")) == 2
+    run.refresh_from_db()
+    assert (run.status, run.pages, run.requests) == ("running", 2, 2)
+    waiting = Message.objects.get(worker=WORKER, state=Message.State.PENDING)
+    assert waiting.attempts == 0
