@@ -348,11 +348,17 @@ INCIDENT_CLOSE_AFTER_SECONDS = env.int("INCIDENT_CLOSE_AFTER_SECONDS", default=2
 INCIDENT_BATCH_SIZE = env.int("INCIDENT_BATCH_SIZE", default=500)
 
 # --- Integrations (integrations/sync, integrations/failures) ------------------------------
-# Vendor pages one IntegrationSyncWorker message fetches: their records, events and the last
-# one's checkpoint commit with the message, so a crash re-reads at most these pages. They are
-# fetched before the message takes any lock, so more pages make fewer, bigger writes without
-# holding a lock through the vendor's replies; fewer re-read less after a crash.
-SYNC_PAGES_PER_MESSAGE = env.int("SYNC_PAGES_PER_MESSAGE", default=25)
+# Vendor pages one IntegrationSyncWorker message fetches at most: their records, events and
+# the last one's checkpoint commit with the message, so a crash re-reads at most these pages.
+# They are fetched before the message takes any lock, so more pages make fewer, bigger writes
+# without holding a lock through the vendor's replies; fewer re-read less after a crash.
+SYNC_PAGES_PER_MESSAGE = env.int("SYNC_PAGES_PER_MESSAGE", default=100)
+# And the vendor's reply bodies one message reads at most before it writes (the pages it holds
+# meanwhile, parsed, and their rows and events: a few times this in memory). A message's fixed
+# cost (its claim, locks, checkpoint and commit) is then spread over as much data as this
+# allows: a hundred pages of small records, a handful of large ones. A message starts no
+# further page past it; a single larger page is still read.
+SYNC_MESSAGE_BYTES = env.int("SYNC_MESSAGE_BYTES", default=8 << 20)
 # A message starts no further page once its fetching has taken this long (a slow vendor): its
 # pages so far are written and the next message goes on. With the request timeout, this keeps
 # a message well inside its lease (DISPATCH_LEASE_SECONDS).

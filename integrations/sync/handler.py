@@ -2,7 +2,8 @@
 worker): pull a connection's streams page by page into SyncRecords.
 
 A run is a chain of IntegrationSyncRequested commands, each for up to SYNC_PAGES_PER_MESSAGE
-(25) pages, fewer once fetching has taken SYNC_FETCH_SECONDS. A message builds each next
+(100) pages, fewer once their replies add up to SYNC_MESSAGE_BYTES (8 MiB) or fetching has
+taken SYNC_FETCH_SECONDS. A message builds each next
 request from the stream's checkpoint (the provider makes the checkpoint say everything the
 next request needs) and fetches its pages holding no lock; then it locks the connection's
 SyncLock and, if the run is still where the fetch began (else another delivery wrote these
@@ -302,13 +303,14 @@ def tick(*, tenant_id: Any, now: datetime) -> int:
 
 
 def step(*, run_id: Any, tenant_id: Any, now: datetime | None = None) -> None:
-    """Up to SYNC_PAGES_PER_MESSAGE pages of the run's current stream (fewer once fetching has
-    taken SYNC_FETCH_SECONDS), committed with the message: their records in one upsert, their
-    events in one publish, the checkpoint of the last. The pages are fetched first, holding no
-    lock, each made ready to write (a Draft) while the vendor serves the next; the connection's
-    lock and the stream's row are taken only to write them, so a slow vendor never keeps a lock
-    (nor a write) open. A crash re-reads only what was not committed; a page that fails or must
-    wait ends the message after the pages before it are written."""
+    """Up to SYNC_PAGES_PER_MESSAGE pages of the run's current stream (fewer past
+    SYNC_MESSAGE_BYTES of replies or SYNC_FETCH_SECONDS of fetching), committed with the
+    message: their records in one upsert, their events in one publish, the checkpoint of the
+    last. The pages are fetched first, holding no lock, each made ready to write (a Draft)
+    while the vendor serves the next; the connection's lock and the stream's row are taken
+    only to write them, so a slow vendor never keeps a lock (nor a write) open. A crash
+    re-reads only what was not committed; a page that fails or must wait ends the message
+    after the pages before it are written."""
     now = now or timezone.now()
     run = IntegrationRun.objects.filter(pk=run_id, tenant_id=tenant_id).first()
     if run is None or run.status != Status.RUNNING:
@@ -342,7 +344,7 @@ def step(*, run_id: Any, tenant_id: Any, now: datetime | None = None) -> None:
         .values_list("checkpoint", flat=True)
         .first()
     ) or {}
-    most = max(1, int(setting("SYNC_PAGES_PER_MESSAGE", 25)))
+    most = max(1, int(setting("SYNC_PAGES_PER_MESSAGE", 100)))
     reader = Reader(run, connection, provider, keys, secret, name, most, Tokens(keys, provider))
     draft = Draft(run=run, provider=provider, stream=name, change=change, now=timezone.now())
     _fetch(reader, start, draft.add)
@@ -401,15 +403,19 @@ def _locked(run: IntegrationRun, connection: IntegrationConnection) -> SyncLock 
     return lock if run.status == Status.RUNNING else None
 
 
+AHEAD = 16  # the most requests a message takes from its bucket at once
+
+
 @dataclass
 class Tokens:
     """Requests taken from the connection's rate bucket ahead of the pages that make them: one
-    for the first page, then 2, 4, 8 ... at a time, never more than the message may still
-    fetch, so that a message of 25 pages takes from the bucket 5 times, not 25 (each take a
-    committed UPDATE, 0.7-1.5 ms measured between pages), and a one-page incremental read
-    once. What a message does not use is given back when it ends (if the bucket is as it left
-    it); a vendor's reply that tightens the bucket forfeits the rest, so the next page asks
-    the bucket, which then says to wait."""
+    for the first page, then 2, 4, 8 and 16 at a time (AHEAD), never more than the message may
+    still fetch, so that a message of 100 pages takes from the bucket 10 times, not 100 (each
+    take a committed UPDATE, 0.7-1.5 ms measured between pages), and a one-page incremental
+    read once; it holds at most 16 that another process sharing the bucket might have used.
+    What a message does not use is given back when it ends (if the bucket is as it left it);
+    a vendor's reply that tightens the bucket forfeits the rest, so the next page asks the
+    bucket, which then says to wait."""
 
     keys: Limits
     provider: Provider
@@ -434,7 +440,7 @@ class Tokens:
         if not taken.count:
             assert taken.retry is not None
             raise NotYet(taken.retry, f"rate bucket {self.keys.bucket}")
-        self.left, self.tat, self.ask = taken.count - 1, taken.tat, self.ask * 2
+        self.left, self.tat, self.ask = taken.count - 1, taken.tat, min(self.ask * 2, AHEAD)
 
     def forfeit(self) -> None:
         self.left, self.ask = 0, 1
@@ -463,6 +469,7 @@ class Reader:
     pages: list[Page] = field(default_factory=list)
     stop: Exception | None = None
     requests: int = 0
+    read_bytes: int = 0  # the bodies of the replies its pages were read from
 
     @property
     def config(self) -> dict[str, Any]:
@@ -471,12 +478,15 @@ class Reader:
 
 def _fetch(reader: Reader, checkpoint: dict[str, Any], on_page: Callable[[Page], None]) -> None:
     """The pages from `checkpoint` on, each requested from the last one's checkpoint, until
-    the stream's end, `reader.most` pages, SYNC_FETCH_SECONDS spent (checked between pages:
-    with the request timeout, this bounds a message well inside its lease), or a page that
-    stops it. Each page's request goes out before `on_page` takes the page before it, so the
-    vendor serves one while this process reads the other; never more than one request ahead,
-    and only one the sequential reading would make too."""
+    the stream's end, `reader.most` pages, SYNC_MESSAGE_BYTES of replies read (what the
+    message holds until it writes: its memory), SYNC_FETCH_SECONDS spent (with the request
+    timeout, this bounds a message well inside its lease), or a page that stops it; the
+    bounds are checked between pages, so a message reads at least one. Each page's request
+    goes out before `on_page` takes the page before it, so the vendor serves one while this
+    process reads the other; never more than one request ahead, and only one the sequential
+    reading would make too."""
     budget = monotonic() + float(setting("SYNC_FETCH_SECONDS", 10.0))
+    most_bytes = int(setting("SYNC_MESSAGE_BYTES", 8 << 20))
     ahead: Future[outbound.Reply] | None = None
     try:
         try:
@@ -495,7 +505,12 @@ def _fetch(reader: Reader, checkpoint: dict[str, Any], on_page: Callable[[Page],
                 return
             reader.pages.append(page)
             checkpoint = page.checkpoint
-            if not page.complete and len(reader.pages) < reader.most and monotonic() < budget:
+            if (
+                not page.complete
+                and len(reader.pages) < reader.most
+                and reader.read_bytes < most_bytes
+                and monotonic() < budget
+            ):
                 try:
                     request = _next_request(reader, checkpoint)
                     ahead = _send_soon(reader, request)
@@ -1013,12 +1028,14 @@ def _received(
     network errors, worth another try) is a VendorError, and a failed call for the circuit; a
     destination the guard refuses is a PermanentError."""
     try:
-        return sent.result()
+        reply = sent.result()
     except outbound.BlockedDestination as exc:
         raise PermanentError(str(exc)) from None
     except Exception as exc:
         _no_reply(reader.keys)
         raise VendorError(f"{request.method} {_safe_url(request.url)}: {describe(exc)}") from None
+    reader.read_bytes += len(reply.body)
+    return reply
 
 
 def _safe_url(url: str) -> str:

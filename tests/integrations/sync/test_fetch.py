@@ -11,7 +11,9 @@ from time import monotonic
 import pytest
 from django.db import connection as db
 from django.db import transaction
+from django.utils import timezone
 
+from core import outbound
 from core.models import Event, Message
 from core.runtime import dispatch, registry
 from integrations.limits import keys as limit_keys
@@ -28,6 +30,17 @@ def at(minute: int) -> str:
 def one_message() -> None:
     worker = registry.get(WORKER)
     dispatch.run_batch(worker, dispatch.claim(worker, limit=1), deadline=monotonic() + 60)
+
+
+def first_page_bytes(connection) -> int:
+    """The size of the body the vendor answers a stream's first page with."""
+    request = handler._provider(connection).first_request(
+        "issues", base_url=connection.base_url, checkpoint={}, config=connection.config
+    )
+    headers = {**request.headers, "Authorization": "Bearer ghp-good"}
+    reply = outbound.request(request.method, request.url, headers=headers)
+    assert reply.status == 200
+    return len(reply.body)
 
 
 def pending_pages() -> int:
@@ -63,8 +76,31 @@ def test_it_takes_requests_from_the_bucket_ahead_and_gives_back_what_it_did_not_
     assert bucket.last_taken == 4  # its last take was for four requests
 
 
-def test_it_starts_no_further_page_once_its_fetch_budget_is_spent(db, sim, github, settings):
-    settings.SYNC_FETCH_SECONDS = 0
+def test_it_takes_at_most_sixteen_requests_from_the_bucket_at_once(db, github):
+    provider = handler._provider(github)
+    tokens = handler.Tokens(handler._limit_keys(github, provider), provider)
+    key = limit_keys.credential(github.credentials.get().pk)
+    takes = []
+    for _ in range(1 + 2 + 4 + 8 + 16 + 16):
+        before = RateBucket.objects.filter(key=key).values_list("grants", flat=True).first()
+        tokens.take(most=100, now=timezone.now())
+        bucket = RateBucket.objects.get(key=key)
+        if bucket.grants != before:
+            takes.append(bucket.last_taken)
+
+    assert takes == [1, 2, 4, 8, 16, 16]
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        {"SYNC_FETCH_SECONDS": 0},  # its time spent after the first page
+        {"SYNC_MESSAGE_BYTES": 1},  # the first reply is past it
+    ],
+)
+def test_it_starts_no_further_page_once_a_bound_is_reached(db, sim, github, settings, bound):
+    for name, value in bound.items():
+        setattr(settings, name, value)
     for number in range(1, 6):
         sim.github_issue(number=number, updated_at=at(number))
     run = handler.start_run(connection=github, trigger="manual")
@@ -74,9 +110,24 @@ def test_it_starts_no_further_page_once_its_fetch_budget_is_spent(db, sim, githu
     run.refresh_from_db()
     assert (run.status, run.pages, run.added, run.requests) == ("running", 1, 2, 1)
     assert pending_pages() == 1  # the next message goes on from the checkpoint
+    bucket = RateBucket.objects.get(key=limit_keys.credential(github.credentials.get().pk))
+    assert bucket.grants == 1  # nor a token taken for a page it did not read
     drain()
     run.refresh_from_db()
-    assert (run.status, run.pages, run.added) == ("succeeded", 4, 5)
+    assert (run.status, run.pages, run.added, run.requests) == ("succeeded", 4, 5, 4)
+
+
+def test_it_reads_pages_until_their_bytes_reach_the_bound(db, sim, github, settings):
+    for number in range(1, 6):
+        sim.github_issue(number=number, updated_at=at(number))
+    first = first_page_bytes(github)
+    settings.SYNC_MESSAGE_BYTES = first + 1  # past one page's reply, not two
+    run = handler.start_run(connection=github, trigger="manual")
+
+    one_message()
+
+    run.refresh_from_db()
+    assert (run.status, run.pages, run.requests) == ("running", 2, 2)
 
 
 def test_it_drops_the_pages_of_a_delivery_whose_run_moved_on_while_it_fetched(

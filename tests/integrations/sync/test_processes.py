@@ -26,6 +26,7 @@ ENV = {
     "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
     "DISPATCH_LEASE_SECONDS": "5",
     "DISPATCH_SWEEP_SECONDS": "1",
+    "SYNC_PAGES_PER_MESSAGE": "5",  # the run's 30 pages in six commits, so a kill falls between
 }
 
 
@@ -74,14 +75,16 @@ def test_a_killed_cluster_resumes_the_run_from_its_last_committed_page(tenant, v
     credentials.create_credential(connection=connection, secret={"token": "t"})
     run = handler.start_run(connection=connection, trigger="manual")
     cluster = qcluster(tmp_path, **ENV)
-    wait_until(
-        lambda: 0 < SyncRecord.objects.count() < ISSUES,
-        timeout=60,
-        what="the first pages to commit",
-        log=tmp_path / "cluster.log",
-    )
-    os.killpg(cluster.pid, signal.SIGKILL)  # the whole cluster, in the middle of the run
-    cluster.wait(timeout=10)
+    try:
+        wait_until(
+            lambda: 0 < SyncRecord.objects.count() < ISSUES,
+            timeout=60,
+            what="the first pages to commit",
+            log=tmp_path / "cluster.log",
+        )
+    finally:  # the whole cluster, in the middle of the run (or left running by a failure)
+        os.killpg(cluster.pid, signal.SIGKILL)
+        cluster.wait(timeout=10)
     stored_at_kill = SyncRecord.objects.count()
     assert IntegrationRun.objects.get(pk=run.pk).status == "running"
 
