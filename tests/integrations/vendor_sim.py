@@ -149,6 +149,11 @@ class VendorSim:
         self.jira_lastviewed = True  # answer fields.lastViewed with "now" when asked for it
         self._next_id = 1000
         self._numbers: dict[tuple[str, str, Any], Any] = {}  # (repo, kind, number) → id
+        # A list query's items in order, by its filter and order, for as long as no GitHub
+        # item changes: a page then costs the simulator its page, not the repository (as an
+        # indexed store answers), and its CPU is not taken from the platform it stands beside.
+        self._github_version = 0
+        self._github_lists: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._jira_tokens: dict[str, int] = {}
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
         self.server.daemon_threads = True
@@ -215,6 +220,7 @@ class VendorSim:
             }
             issues[str(ident)] = item
             self._numbers[(repo, "issues", number)] = ident
+            self._github_version += 1
             return item
 
     def github_pull(
@@ -255,6 +261,7 @@ class VendorSim:
             }
             pulls[str(ident)] = item
             self._numbers[(repo, "pulls", number)] = ident
+            self._github_version += 1
             return item
 
     def jira_issue(
@@ -311,6 +318,7 @@ class VendorSim:
                 self.items.pop(id, None)
             else:
                 self.github.get(repo, {}).get(kind, {}).pop(id, None)
+                self._github_version += 1
 
     # --- switches -----------------------------------------------------------------------------
 
@@ -556,24 +564,17 @@ class VendorSim:
         def arg(name: str, default: str) -> str:
             return query.get(name, [default])[0]
 
-        store = self.github[repo]
-        if kind == "issues":
-            items = list(store["issues"].values()) + [
-                self._pull_as_issue(repo, p) for p in store["pulls"].values()
-            ]
-            if arg("since", ""):
-                since = parse_time(arg("since", ""))
-                items = [i for i in items if parse_time(i["updated_at"]) >= since]
-        else:
-            items = list(store["pulls"].values())
-        state = arg("state", "open")
-        if state != "all":
-            items = [i for i in items if i["state"] == state]
-        sort = arg("sort", "created")
-        key = "updated_at" if sort == "updated" else "created_at"
-        items.sort(
-            key=lambda i: (parse_time(i[key]), i["id"]), reverse=arg("direction", "desc") == "desc"
-        )
+        since, state, sort = arg("since", ""), arg("state", "open"), arg("sort", "created")
+        direction = arg("direction", "desc")
+        query_key = (repo, kind, since, state, sort, direction, self._github_version)
+        items = self._github_lists.get(query_key)
+        if items is None:
+            items = self._github_query(repo, kind, since, state, sort, direction)
+            if len(self._github_lists) > 64 or any(
+                k[-1] != self._github_version for k in self._github_lists
+            ):
+                self._github_lists.clear()
+            self._github_lists[query_key] = items
         per_page = min(int(arg("per_page", "30")), 100)
         page = int(arg("page", "1"))
         chunk = items[(page - 1) * per_page : page * per_page]
@@ -593,6 +594,25 @@ class VendorSim:
         if links:
             reply_headers["Link"] = ", ".join(links)
         return 200, reply_headers, body
+
+    def _github_query(
+        self, repo: str, kind: str, since: str, state: str, sort: str, direction: str
+    ) -> list[dict[str, Any]]:
+        store = self.github[repo]
+        if kind == "issues":
+            items = list(store["issues"].values()) + [
+                self._pull_as_issue(repo, p) for p in store["pulls"].values()
+            ]
+            if since:
+                after = parse_time(since)
+                items = [i for i in items if parse_time(i["updated_at"]) >= after]
+        else:
+            items = list(store["pulls"].values())
+        if state != "all":
+            items = [i for i in items if i["state"] == state]
+        key = "updated_at" if sort == "updated" else "created_at"
+        items.sort(key=lambda i: (parse_time(i[key]), i["id"]), reverse=direction == "desc")
+        return items
 
     def _pull_as_issue(self, repo: str, pull: dict[str, Any]) -> dict[str, Any]:
         return {
