@@ -363,9 +363,9 @@ def step(*, run_id: Any, tenant_id: Any, now: datetime | None = None) -> None:
         log.info("run %s moved on while its pages were fetched: they are dropped", run.pk)
         return
     run.requests += reader.requests
-    pages, stop = reader.pages, reader.stop
-    if pages:
-        circuits.record(key=keys.circuit, ok=True, count=len(pages), tenant_id=keys.tenant_id)
+    last, stop = reader.last, reader.stop
+    if last is not None:
+        circuits.record(key=keys.circuit, ok=True, count=reader.read, tenant_id=keys.tenant_id)
         draft.write(run=run, lock=lock, stream=stream, now=timezone.now())
     if isinstance(stop, RunEnds):
         if stop.auth:
@@ -386,7 +386,8 @@ def step(*, run_id: Any, tenant_id: Any, now: datetime | None = None) -> None:
     if stop is not None:
         run.save()
         raise stop
-    if not pages[-1].complete:
+    assert last is not None  # a fetch ends with a page read, or what stopped it
+    if not last.complete:
         run.save()
         _send_next(run, tenant_id=tenant_id)
         return
@@ -454,9 +455,10 @@ class Tokens:
 
 @dataclass
 class Reader:
-    """One message's reading of a stream: what its requests need, the pages read (in order),
-    what stopped it before `most` pages (a wait, a vendor's failure, a refusal), and how many
-    requests it sent."""
+    """One message's reading of a stream: what its requests need, how many pages it read and
+    the last of them (the others are given to the Draft as they come, not kept: what a message
+    holds is the rows it will write), what stopped it before `most` pages (a wait, a vendor's
+    failure, a refusal), and how many requests it sent."""
 
     run: IntegrationRun
     connection: IntegrationConnection
@@ -466,7 +468,8 @@ class Reader:
     stream: str
     most: int
     tokens: Tokens
-    pages: list[Page] = field(default_factory=list)
+    read: int = 0
+    last: Page | None = None
     stop: Exception | None = None
     requests: int = 0
     read_bytes: int = 0  # the bodies of the replies its pages were read from
@@ -503,11 +506,11 @@ def _fetch(reader: Reader, checkpoint: dict[str, Any], on_page: Callable[[Page],
             except (NotYet, VendorError, RunEnds) as exc:
                 reader.stop = exc
                 return
-            reader.pages.append(page)
+            reader.read, reader.last = reader.read + 1, page
             checkpoint = page.checkpoint
             if (
                 not page.complete
-                and len(reader.pages) < reader.most
+                and reader.read < reader.most
                 and reader.read_bytes < most_bytes
                 and monotonic() < budget
             ):
@@ -526,7 +529,7 @@ def _fetch(reader: Reader, checkpoint: dict[str, Any], on_page: Callable[[Page],
 
 def _next_request(reader: Reader, checkpoint: dict[str, Any]) -> OutboundRequest:
     """The request for the page after `checkpoint`, with its token taken, or NotYet."""
-    reader.tokens.take(most=reader.most - len(reader.pages), now=timezone.now())
+    reader.tokens.take(most=reader.most - reader.read, now=timezone.now())
     return reader.provider.first_request(
         reader.stream,
         base_url=reader.connection.base_url,
