@@ -60,11 +60,17 @@ class ConnectionForm(forms.ModelForm):
         data = super().clean() or {}
         # The registry and the outbound guard judge the provider, streams and base URL, as
         # they do for the API.
+        # A stored one's credentials too (the change must not strand them): its id and
+        # tenant, with the form's base URL and config.
         judged = IntegrationConnection(
             provider=str(data.get("provider") or self.instance.provider or ""),
             streams=data.get("streams") or [],
             base_url=data.get("base_url") or "",
+            config=data.get("config") or {},
         )
+        judged.pk = None if self.instance._state.adding else self.instance.pk
+        if not self.instance._state.adding:
+            judged.tenant_id = self.instance.tenant_id
         try:
             services.check_connection(judged)
         except ValidationError as exc:

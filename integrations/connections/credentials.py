@@ -68,8 +68,12 @@ def check_provider(name: str) -> None:
 
 def check_connection(connection: IntegrationConnection) -> None:
     """What the registry and the outbound guard say of a connection, before it is saved:
-    streams the provider has, and a base URL the platform may call (the same guard as a
-    webhook URL, so its owner hears at once rather than at the first sync)."""
+    streams the provider has, a base URL the platform may call (the same guard as a webhook
+    URL, so its owner hears at once rather than at the first sync), and, for a stored one
+    being changed, a base URL and config under which its credentials still work: their auth
+    kind (a Jira OAuth 2.0 token works only through Atlassian's gateway) and their rotation
+    method (a generic connection's key API is in its config; without it a vendor_key
+    rotation would fail at its next turn)."""
     from integrations.connections import vendor
 
     check_provider(connection.provider)
@@ -84,6 +88,35 @@ def check_connection(connection: IntegrationConnection) -> None:
             outbound.check_url(connection.base_url)
         except outbound.BlockedDestination as exc:
             raise ValidationError({"base_url": [str(exc)]}) from None
+    if provider is not None and connection.pk is not None:
+        _check_credentials_under(connection, provider)
+
+
+def _check_credentials_under(connection: IntegrationConnection, provider: Any) -> None:
+    """Refuse a change under which a credential that works as stored would not. One that
+    did not work before (a row from before the registry refused it) is left to the rotation,
+    which reports it, rather than blocking every other change of its connection."""
+    stored = (
+        IntegrationConnection.objects.filter(tenant_id=connection.tenant_id, pk=connection.pk)
+        .values_list("base_url", "config")
+        .first()
+    )
+    if stored is None:
+        return  # a new connection: no credential yet
+    base_url, config = stored
+    credentials = IntegrationCredential.objects.filter(
+        tenant_id=connection.tenant_id, connection_id=connection.pk
+    ).values_list("name", "kind", "method")
+    for name, kind, method in credentials:
+        called = f"Credential {name!r}" if name else "A credential of this connection"
+        why = provider.refuse_kind(kind, base_url=connection.base_url)
+        if why is not None and provider.refuse_kind(kind, base_url=base_url) is None:
+            raise ValidationError({"base_url": [f"{called} would no longer work: {why}"]})
+        why = provider.refuse_method(method, connection.config or {})
+        if why is not None and provider.refuse_method(method, config or {}) is None:
+            raise ValidationError(
+                {"config": [f"{called} rotates by {method}, which would no longer work: {why}"]}
+            )
 
 
 def create_connection(

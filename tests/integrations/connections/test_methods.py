@@ -6,6 +6,7 @@ up at once, reported once, current untouched, nothing sent to the vendor."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -234,3 +235,57 @@ def test_every_vendor_call_goes_through_the_registry(tenant, connection, vendor)
         with pytest.raises(PermanentError, match="not in the registry"):
             call()
     assert vendor.requests == []
+
+
+def test_a_change_of_config_that_would_strand_a_key_rotation_is_refused(
+    api, connection, credential
+):
+    path = f"/api/integrations/connections/{connection.pk}"
+    without_key_api = {k: v for k, v in connection.config.items() if not k.startswith("key_")}
+
+    reply = api("patch", path, {"config": without_key_api})
+
+    assert reply.status_code == 400, reply.json()
+    refused = reply.json()["details"]["config"][0]
+    assert refused.startswith(f"Credential {credential.name!r} rotates by vendor_key")
+    assert "key_create_path" in refused
+    connection.refresh_from_db()
+    assert connection.config.get("key_create_path")  # unchanged
+    # Any other change still goes through, and so does a config that keeps the key API.
+    assert api("patch", path, {"name": "renamed"}).status_code == 200
+    kept = {**connection.config, "page_size": 50}
+    assert api("patch", path, {"config": kept}).status_code == 200
+
+
+def test_a_credential_that_never_worked_does_not_block_its_connections_changes(api, github):
+    legacy_key_credential(github)  # GitHub has no key API: refused at rotation, as before
+    path = f"/api/integrations/connections/{github.pk}"
+
+    reply = api("patch", path, {"name": "renamed", "config": {"owner": "acme", "repo": "web"}})
+
+    assert reply.status_code == 200, reply.json()
+
+
+def test_the_admin_form_refuses_it_on_the_connection(admin_client, connection, credential):
+    change = reverse("admin:connections_integrationconnection_change", args=[connection.pk])
+    without_key_api = {k: v for k, v in connection.config.items() if not k.startswith("key_")}
+    page = admin_client.post(
+        change,
+        {
+            "tenant": connection.tenant_id,
+            "provider": connection.provider,
+            "name": connection.name,
+            "base_url": connection.base_url,
+            "config": json.dumps(without_key_api),
+            "streams": json.dumps(connection.streams),
+            "cadence_seconds": connection.cadence_seconds,
+            "status": connection.status,
+            "status_reason": "",
+        },
+    )
+
+    assert page.status_code == 200
+    errors = page.context["adminform"].form.non_field_errors()
+    assert any("rotates by vendor_key" in e for e in errors), errors
+    connection.refresh_from_db()
+    assert connection.config.get("key_create_path")
