@@ -7,7 +7,9 @@ HTTP on 127.0.0.1 through core.outbound (OUTBOUND_ALLOWED_HOSTS=127.0.0.1).
 
 Timed: one run of a GitHub connection's issues stream the way the worker runs it:
 `handler.start_run`, then `dispatch.drain("IntegrationSyncWorker")` until the run ends. Each
-message takes up to SYNC_PAGES_PER_MESSAGE (25) pages: claim; then, holding no lock, the
+message takes up to SYNC_PAGES_PER_MESSAGE (100) pages, fewer past SYNC_MESSAGE_BYTES (8 MiB)
+of replies (this bench's 51 pages of 100 small issues are 2.8 MB: one message; GitHub's own
+issues, about 4 KB each, would make about 20 pages a message): claim; then, holding no lock, the
 requests to the simulator (rate bucket tokens taken ahead, on the limits' own connection, kept
 per process), each sent from core.outbound's threads while the page before is parsed, hashed
 and made ready to write (its WorkItemCreated events built); then the connection's lock, the
