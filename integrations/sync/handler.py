@@ -3,17 +3,16 @@ worker): pull a connection's streams page by page into SyncRecords.
 
 A run is a chain of IntegrationSyncRequested commands, each for up to SYNC_PAGES_PER_MESSAGE
 (100) pages, fewer once their replies add up to SYNC_MESSAGE_BYTES (8 MiB) or fetching has
-taken SYNC_FETCH_SECONDS. A message builds each next
-request from the stream's checkpoint (the provider makes the checkpoint say everything the
-next request needs) and fetches its pages holding no lock; then it locks the connection's
-SyncLock and, if the run is still where the fetch began (else another delivery wrote these
-pages, and they are dropped), writes the pages in the message's transaction, with its done
-mark: the records (new ones by COPY, stored ones upserted), their factory events (published in
-bulk, with ids derived from the change's number, so the same change is the same event), the
-stream's checkpoint, the run's counts, and the command for the next pages. A crash anywhere
-before that commit re-reads from the last committed checkpoint; nothing is lost or published
-twice. A page that must wait or be retried ends the message after the pages before it are
-written.
+taken SYNC_FETCH_SECONDS. A message builds each next request from the stream's checkpoint
+(the provider makes the checkpoint say everything the next request needs) and fetches its
+pages holding no lock; then it locks the connection's SyncLock and, if the run is still where
+the fetch began (else another delivery wrote these pages, and they are dropped), writes the
+pages in the message's transaction, with its done mark: the records (new ones by COPY,
+stored ones upserted), their factory events (published in bulk, with ids derived from the
+change's number, so the same change is the same event), the stream's checkpoint, the run's
+counts, and the command for the next pages. A crash anywhere before that commit re-reads
+from the last committed checkpoint; nothing is lost or published twice. A page that must wait
+or be retried ends the message after the pages before it are written.
 
 - One run at a time per connection: the SyncLock names it; a schedule tick or a second
   "sync now" finds it running and is coalesced (the API answers 409 with the running run).
