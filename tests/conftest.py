@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+
 import pytest
 from django.db import connection
 from opentelemetry import trace
@@ -83,6 +87,26 @@ def spans():
     _exporter.clear()
     yield _exporter
     _exporter.clear()
+
+
+# --- Processes a test started and left running ---------------------------------------------
+# tests.core.test_processes.spawn records each process (a qcluster, gunicorn, a vendor) here. A
+# test that fails before it stops its own (a wait that timed out) would leave it running,
+# holding the test database: every later test would fail on it, and the database could not be
+# dropped. After each test, what it started (not what a wider fixture started before it: those
+# are set up first) and left running is killed, with its process group.
+SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes():
+    mark = len(SPAWNED)
+    yield
+    for process in SPAWNED[mark:]:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    del SPAWNED[mark:]
 
 
 @pytest.fixture(autouse=True)

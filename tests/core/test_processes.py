@@ -18,6 +18,7 @@ from core import services
 from core.models import Message
 from core.runtime import dispatch, registry
 from tests import workers_for_tests
+from tests.conftest import SPAWNED
 from tests.effects.models import Effect
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +50,7 @@ def spawn(argv: list[str], log: Path, **env: str) -> subprocess.Popen:
         **env,
     }
     with log.open("ab") as out:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             argv,
             cwd=ROOT,
             env=environment,
@@ -57,6 +58,8 @@ def spawn(argv: list[str], log: Path, **env: str) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    SPAWNED.append(process)  # killed after the test if it is left running
+    return process
 
 
 def qcluster(tmp_path: Path, **env: str) -> subprocess.Popen:
