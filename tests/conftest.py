@@ -90,7 +90,7 @@ def spans():
 
 
 # --- Processes a test started and left running ---------------------------------------------
-# tests.core.test_processes.spawn records each process (a qcluster, gunicorn, a vendor) here. A
+# tests.core.test_processes.spawn records each process (a qcluster, gunicorn, a shell) here. A
 # test that fails before it stops its own (a wait that timed out) would leave it running,
 # holding the test database: every later test would fail on it, and the database could not be
 # dropped. After each test, what it started (not what a wider fixture started before it: those

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -30,6 +30,9 @@ from integrations.connections.models import (
     IntegrationConnection,
     IntegrationCredential,
 )
+
+if TYPE_CHECKING:
+    from integrations.connections.providers import Provider
 
 Stage, Step = CredentialVersion.Stage, CredentialVersion.Step
 Method = IntegrationCredential.Method
@@ -92,7 +95,7 @@ def check_connection(connection: IntegrationConnection) -> None:
         _check_credentials_under(connection, provider)
 
 
-def _check_credentials_under(connection: IntegrationConnection, provider: Any) -> None:
+def _check_credentials_under(connection: IntegrationConnection, provider: Provider) -> None:
     """Refuse a change under which a credential that works as stored would not. One that
     did not work before (a row from before the registry refused it) is left to the rotation,
     which reports it, rather than blocking every other change of its connection."""

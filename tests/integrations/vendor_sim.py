@@ -149,10 +149,9 @@ class VendorSim:
         self.jira_lastviewed = True  # answer fields.lastViewed with "now" when asked for it
         self._next_id = 1000
         self._numbers: dict[tuple[str, str, Any], Any] = {}  # (repo, kind, number) → id
-        # A list query's items in order, by its filter and order, for as long as no GitHub
-        # item changes: a page then costs the simulator its page, not the repository (as an
-        # indexed store answers), and its CPU is not taken from the platform it stands beside.
-        self._github_version = 0
+        # A list query's items in order, by its filter and order, until a GitHub item changes
+        # (which empties it): a page then costs the simulator its page, not the repository (as
+        # an indexed store answers), and its CPU is not taken from the platform beside it.
         self._github_lists: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._jira_tokens: dict[str, int] = {}
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -220,7 +219,7 @@ class VendorSim:
             }
             issues[str(ident)] = item
             self._numbers[(repo, "issues", number)] = ident
-            self._github_version += 1
+            self._github_lists.clear()
             return item
 
     def github_pull(
@@ -261,7 +260,7 @@ class VendorSim:
             }
             pulls[str(ident)] = item
             self._numbers[(repo, "pulls", number)] = ident
-            self._github_version += 1
+            self._github_lists.clear()
             return item
 
     def jira_issue(
@@ -318,7 +317,7 @@ class VendorSim:
                 self.items.pop(id, None)
             else:
                 self.github.get(repo, {}).get(kind, {}).pop(id, None)
-                self._github_version += 1
+                self._github_lists.clear()
 
     # --- switches -----------------------------------------------------------------------------
 
@@ -566,13 +565,11 @@ class VendorSim:
 
         since, state, sort = arg("since", ""), arg("state", "open"), arg("sort", "created")
         direction = arg("direction", "desc")
-        query_key = (repo, kind, since, state, sort, direction, self._github_version)
+        query_key = (repo, kind, since, state, sort, direction)
         items = self._github_lists.get(query_key)
         if items is None:
             items = self._github_query(repo, kind, since, state, sort, direction)
-            if len(self._github_lists) > 64 or any(
-                k[-1] != self._github_version for k in self._github_lists
-            ):
+            if len(self._github_lists) >= 64:  # each run's checkpoint is a query of its own
                 self._github_lists.clear()
             self._github_lists[query_key] = items
         per_page = min(int(arg("per_page", "30")), 100)
